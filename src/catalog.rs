@@ -1,0 +1,211 @@
+//! The scenes of a tile-year: found by scanning a local SAFE archive (later: STAC), deduplicated,
+//! sorted, and persisted in the store so a scene keeps its time index forever.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::scene::Scene;
+use crate::store::Store;
+
+/// The persisted time axis of one tile-year.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Catalog {
+    pub tile: String,
+    pub year: i32,
+    pub epsg: u32,
+    /// When the catalog was first resolved (ISO 8601 UTC).
+    pub created: String,
+    /// When scenes were last appended.
+    pub updated: String,
+    /// In time-axis order.
+    pub scenes: Vec<Scene>,
+}
+
+impl Catalog {
+    pub fn key(tile: &str, year: i32) -> String {
+        format!("{tile}/{year}/.datacube/catalog.json")
+    }
+
+    pub fn load(store: &dyn Store, tile: &str, year: i32) -> Result<Option<Catalog>> {
+        let key = Self::key(tile, year);
+        match store.get(&key)? {
+            None => Ok(None),
+            Some(b) => Ok(Some(serde_json::from_slice(&b).with_context(|| {
+                format!("{}: invalid catalog {key}", store.describe())
+            })?)),
+        }
+    }
+
+    pub fn save(&self, store: &dyn Store) -> Result<()> {
+        store.put(
+            &Self::key(&self.tile, self.year),
+            &serde_json::to_vec_pretty(self)?,
+        )
+    }
+}
+
+/// What a source scan found.
+#[derive(Debug, Default)]
+pub struct ScanResult {
+    /// Deduplicated, sorted by sensing time.
+    pub scenes: Vec<Scene>,
+    /// Products dropped because a newer baseline of the same datatake exists.
+    pub superseded: Vec<String>,
+    /// Products that could not be read (each message names the file).
+    pub errors: Vec<String>,
+}
+
+/// Scans `<root>/Sentinel-2/MSI/L1C/<year>/MM/DD/*.SAFE` for products of `tile`.
+pub fn scan_safe_archive(root: &Path, tile: &str, year: i32) -> Result<ScanResult> {
+    let year_dir = root.join(format!("Sentinel-2/MSI/L1C/{year}"));
+    if !year_dir.is_dir() {
+        anyhow::bail!(
+            "{}: no such directory (expected a SAFE archive with the CDSE layout)",
+            year_dir.display()
+        );
+    }
+    let needle = format!("_T{tile}_");
+    let mut found = Vec::new();
+    let mut errors = Vec::new();
+    for month in sorted_dirs(&year_dir)? {
+        for day in sorted_dirs(&month)? {
+            for product in sorted_dirs(&day)? {
+                let name = product
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
+                if !name.ends_with(".SAFE") || !name.contains(&needle) {
+                    continue;
+                }
+                let key = product
+                    .strip_prefix(root)
+                    .unwrap_or(&product)
+                    .to_string_lossy()
+                    .into_owned();
+                match crate::safe::read_product(&product, &key) {
+                    Ok(scene) if scene.tile == tile => found.push(scene),
+                    Ok(_) => {}
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+        }
+    }
+    let (scenes, superseded) = deduplicate(found);
+    Ok(ScanResult {
+        scenes,
+        superseded,
+        errors,
+    })
+}
+
+fn sorted_dirs(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// Keeps one product per datatake (same tile and sensing start): the newest baseline, then the
+/// newest generation. Returns the kept scenes sorted by sensing time and the dropped product ids.
+pub fn deduplicate(scenes: Vec<Scene>) -> (Vec<Scene>, Vec<String>) {
+    let mut by_take: BTreeMap<(i64, String), Vec<Scene>> = BTreeMap::new();
+    for s in scenes {
+        by_take
+            .entry((s.sensing_time_ms, s.tile.clone()))
+            .or_default()
+            .push(s);
+    }
+    let mut kept = Vec::new();
+    let mut dropped = Vec::new();
+    for (_, mut group) in by_take {
+        group.sort_by(|a, b| {
+            (a.baseline_number(), a.discriminator().to_string())
+                .cmp(&(b.baseline_number(), b.discriminator().to_string()))
+        });
+        let newest = group.pop().expect("non-empty group");
+        dropped.extend(group.into_iter().map(|s| s.product_id));
+        kept.push(newest);
+    }
+    (kept, dropped)
+}
+
+/// How a fresh scan was merged into the persisted axis.
+#[derive(Debug, Default)]
+pub struct MergeReport {
+    /// Length of the axis before the merge.
+    pub previous_len: usize,
+    /// Scenes appended at the end.
+    pub appended: usize,
+    /// Scenes older than the end of the axis: reported, not inserted (indices never move).
+    pub late: Vec<String>,
+    /// Known datatakes for which a newer baseline now exists: the axis keeps the original.
+    pub newer_baseline: Vec<String>,
+}
+
+/// Merges `fresh` (sorted, deduplicated) into `existing`: the axis only grows at the end.
+pub fn merge(
+    existing: Option<Catalog>,
+    fresh: Vec<Scene>,
+    tile: &str,
+    year: i32,
+) -> Result<(Catalog, MergeReport)> {
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let mut report = MergeReport::default();
+    let mut cat = match existing {
+        Some(c) => c,
+        None => {
+            let epsg = fresh.first().map(|s| s.epsg).unwrap_or(0);
+            Catalog {
+                tile: tile.into(),
+                year,
+                epsg,
+                created: now.clone(),
+                updated: now.clone(),
+                scenes: Vec::new(),
+            }
+        }
+    };
+    report.previous_len = cat.scenes.len();
+    let known: BTreeMap<i64, usize> = cat
+        .scenes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.sensing_time_ms, i))
+        .collect();
+    let last = cat
+        .scenes
+        .last()
+        .map(|s| s.sensing_time_ms)
+        .unwrap_or(i64::MIN);
+    for s in fresh {
+        if s.epsg != cat.epsg {
+            anyhow::bail!(
+                "{}: EPSG:{} differs from the tile's EPSG:{}",
+                s.product_id,
+                s.epsg,
+                cat.epsg
+            );
+        }
+        if let Some(&i) = known.get(&s.sensing_time_ms) {
+            if s.baseline_number() > cat.scenes[i].baseline_number() {
+                report.newer_baseline.push(s.product_id);
+            }
+        } else if s.sensing_time_ms > last {
+            cat.scenes.push(s);
+            report.appended += 1;
+        } else {
+            report.late.push(s.product_id);
+        }
+    }
+    if report.appended > 0 && report.previous_len > 0 {
+        cat.updated = now;
+    }
+    Ok((cat, report))
+}

@@ -1,0 +1,168 @@
+//! Chunk materialization: (tile, year, resolution, chunk index) → encoded chunk bytes, or "all fill".
+//!
+//! A chunk is `time × all bands × y × x` of one resolution. It is assembled from exactly the JP2
+//! windows it covers (through the shared `RasterReader`, so a JP2 tile is decoded once for all the
+//! chunks inside it) and encoded with the `data` array's own codec chain by zarrs.
+
+use std::num::NonZeroU64;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use zarrs::array::ArrayToBytesCodecTraits;
+use zarrs::array::{Array, ArrayBytes, CodecOptions};
+use zarrs::storage::store::MemoryStore;
+
+use crate::bands::Resolution;
+use crate::catalog::Catalog;
+use crate::layout::{array_from_json, DataGeometry, YearLayout};
+use crate::raster::RasterReader;
+use crate::source::BandSource;
+
+/// Index of a chunk of a `data` array: (time, y, x); the band axis has a single chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChunkIndex {
+    pub t: u64,
+    pub y: u64,
+    pub x: u64,
+}
+
+impl std::fmt::Display for ChunkIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "c/{}/0/{}/{}", self.t, self.y, self.x)
+    }
+}
+
+/// The result of materializing a chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChunkOutcome {
+    /// Encoded bytes, ready to store or serve.
+    Data(Vec<u8>),
+    /// Every value is the fill value (0): by Zarr's rule, no object is stored.
+    Empty,
+}
+
+/// Everything needed to build the chunks of one tile-year.
+pub struct YearContext {
+    pub catalog: Arc<Catalog>,
+    pub layout: YearLayout,
+    geometries: Vec<DataGeometry>,
+    encoders: Vec<Array<MemoryStore>>,
+}
+
+impl YearContext {
+    pub fn new(catalog: Arc<Catalog>) -> Result<Self> {
+        let layout = YearLayout::build(&catalog)?;
+        let mut geometries = Vec::new();
+        let mut encoders = Vec::new();
+        for res in Resolution::ALL {
+            geometries.push(DataGeometry::new(&catalog, res)?);
+            let meta = &layout.data_metadata[res.index()];
+            encoders.push(array_from_json(
+                Arc::new(MemoryStore::new()),
+                "/data",
+                meta,
+            )?);
+        }
+        Ok(YearContext {
+            catalog,
+            layout,
+            geometries,
+            encoders,
+        })
+    }
+
+    pub fn geometry(&self, res: Resolution) -> &DataGeometry {
+        &self.geometries[res.index()]
+    }
+
+    /// Checks that a chunk index lies inside the array's chunk grid.
+    pub fn check_index(&self, res: Resolution, idx: ChunkIndex) -> Result<()> {
+        let [nt, ny, nx] = self.geometry(res).chunk_counts();
+        if idx.t >= nt || idx.y >= ny || idx.x >= nx {
+            anyhow::bail!("chunk {idx} of {res} is outside the chunk grid [{nt}, 1, {ny}, {nx}]");
+        }
+        Ok(())
+    }
+
+    /// Decodes and assembles the chunk into a C-order `[ct, nb, cs, cs]` buffer (edges zero).
+    pub fn assemble(
+        &self,
+        source: &dyn BandSource,
+        raster: &RasterReader,
+        res: Resolution,
+        idx: ChunkIndex,
+    ) -> Result<Vec<u16>> {
+        self.check_index(res, idx)?;
+        let geom = self.geometry(res);
+        let [ct, nb, cs, _] = res.chunk_shape();
+        let (ct, nb, cs) = (ct as usize, nb as usize, cs as usize);
+        let mut buf = vec![0u16; ct * nb * cs * cs];
+        let t0 = idx.t as usize * ct;
+        let t1 = (t0 + ct).min(geom.scenes as usize);
+        let y0 = idx.y as usize * cs;
+        let x0 = idx.x as usize * cs;
+        let h = cs.min(geom.grid.nrows as usize - y0);
+        let w = cs.min(geom.grid.ncols as usize - x0);
+        let bands = res.bands();
+        for (ti, scene) in self.catalog.scenes[t0..t1].iter().enumerate() {
+            for (bi, band) in bands.iter().enumerate() {
+                let key = scene.band_key(band.id);
+                let what = || format!("scene {} band {} ({key})", scene.product_id, band.name);
+                let path = source.local_path(key).with_context(what)?;
+                let info = raster.info(&path).with_context(what)?;
+                if info.width as u64 != geom.grid.ncols || info.height as u64 != geom.grid.nrows {
+                    anyhow::bail!(
+                        "{}: {}x{} pixels, but MTD_TL.xml says {}x{}",
+                        path.display(),
+                        info.width,
+                        info.height,
+                        geom.grid.ncols,
+                        geom.grid.nrows
+                    );
+                }
+                let off = (ti * nb + bi) * cs * cs;
+                raster
+                    .read_window(&path, x0, y0, w, h, &mut buf[off..off + cs * cs], cs)
+                    .with_context(what)?;
+            }
+        }
+        Ok(buf)
+    }
+
+    /// Encodes an assembled chunk with the array's codecs (`Empty` if all fill).
+    pub fn encode(&self, res: Resolution, buf: Vec<u16>) -> Result<ChunkOutcome> {
+        if buf.iter().all(|v| *v == 0) {
+            return Ok(ChunkOutcome::Empty);
+        }
+        let array = &self.encoders[res.index()];
+        let shape: Vec<NonZeroU64> = res
+            .chunk_shape()
+            .iter()
+            .map(|s| NonZeroU64::new(*s).expect("non-zero chunk shape"))
+            .collect();
+        let bytes = zarrs::array::transmute_to_bytes_vec(buf);
+        let encoded = array
+            .codecs()
+            .encode(
+                ArrayBytes::new_flen(bytes),
+                &shape,
+                array.data_type(),
+                array.fill_value(),
+                &CodecOptions::default(),
+            )
+            .context("encoding chunk")?;
+        Ok(ChunkOutcome::Data(encoded.into_owned()))
+    }
+
+    /// Materializes one chunk: assemble, then encode.
+    pub fn materialize(
+        &self,
+        source: &dyn BandSource,
+        raster: &RasterReader,
+        res: Resolution,
+        idx: ChunkIndex,
+    ) -> Result<ChunkOutcome> {
+        let buf = self.assemble(source, raster, res, idx)?;
+        self.encode(res, buf)
+    }
+}

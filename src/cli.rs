@@ -1,0 +1,261 @@
+//! The command line: a thin layer over the library.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use crate::bands::Resolution;
+use crate::fixture::{FixtureSize, FixtureSpec};
+
+#[derive(Parser)]
+#[command(
+    name = "datacube",
+    version,
+    about = "A virtual Sentinel-2 L1C datacube (Zarr v3) over SAFE archives"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a synthetic SAFE archive (real layout, real JP2 encoding, formula values) and STAC items.
+    #[command(
+        after_help = "Example:\n  datacube fixture --out /tmp/archive --year 2024 --scenes 8 --size mini"
+    )]
+    Fixture {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "35VLH")]
+        tile: String,
+        #[arg(long, default_value_t = 32635)]
+        epsg: u32,
+        #[arg(long, default_value_t = 300000.0)]
+        ulx: f64,
+        #[arg(long, default_value_t = 6800040.0)]
+        uly: f64,
+        #[arg(long, default_value_t = 2024)]
+        year: i32,
+        /// Distinct acquisitions on the time axis (a reprocessed duplicate comes on top).
+        #[arg(long, default_value_t = 8)]
+        scenes: usize,
+        #[arg(long, value_enum, default_value = "mini")]
+        size: FixtureSize,
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Convert a tile-year (or a date range of it) into a Zarr v3 directory store, resumably.
+    #[command(
+        after_help = "Example:\n  datacube intake --source safe:/data/archive --store /data/cube.zarr --tile 35VLH --year 2024"
+    )]
+    Intake {
+        /// safe:DIR (a local SAFE archive with the CDSE layout)
+        #[arg(long)]
+        source: String,
+        /// Store directory
+        #[arg(long)]
+        store: String,
+        #[arg(long)]
+        tile: String,
+        #[arg(long)]
+        year: i32,
+        /// First day (YYYY-MM-DD) whose time chunks are converted
+        #[arg(long)]
+        start: Option<chrono::NaiveDate>,
+        /// Last day (YYYY-MM-DD) whose time chunks are converted
+        #[arg(long)]
+        end: Option<chrono::NaiveDate>,
+        /// Resolution groups to convert
+        #[arg(long, value_delimiter = ',', default_value = "10m,20m,60m")]
+        resolutions: Vec<Resolution>,
+        /// Cap of the decoded JP2 tile cache (e.g. 2GiB, 512MiB)
+        #[arg(long, default_value = "2GiB", value_parser = parse_bytes)]
+        memory: u64,
+        /// Worker threads (default: all cores)
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Show scenes and chunk counts (materialized, empty, missing) per tile, year and resolution.
+    Info {
+        store: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Benchmark intake against the decode floor (GDAL decoding every band JP2 fully, same threads).
+    BenchIntake {
+        #[arg(long)]
+        source: String,
+        #[arg(long)]
+        tile: String,
+        #[arg(long)]
+        year: i32,
+        /// Scratch store directory (emptied first)
+        #[arg(long)]
+        store: PathBuf,
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long, default_value = "2GiB", value_parser = parse_bytes)]
+        memory: u64,
+    },
+}
+
+/// Parses `2GiB`, `512MiB`, `1.5G`, `1000000`.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}"))?;
+    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" | "kb" => 1 << 10,
+        "m" | "mib" | "mb" => 1 << 20,
+        "g" | "gib" | "gb" => 1 << 30,
+        "t" | "tib" | "tb" => 1 << 40,
+        _ => return Err(format!("invalid size unit in {s:?}")),
+    };
+    Ok((n * mult as f64) as u64)
+}
+
+fn set_threads(threads: Option<usize>) -> Result<()> {
+    if let Some(n) = threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .context("configuring threads")?;
+    }
+    Ok(())
+}
+
+pub fn main() -> Result<std::process::ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    crate::raster::configure_gdal();
+    let cli = Cli::parse();
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    match cli.command {
+        Command::Fixture {
+            out,
+            tile,
+            epsg,
+            ulx,
+            uly,
+            year,
+            scenes,
+            size,
+            threads,
+        } => {
+            set_threads(threads)?;
+            let spec = FixtureSpec {
+                tile,
+                epsg,
+                ulx,
+                uly,
+                year,
+                scenes,
+                size,
+            };
+            let s = crate::fixture::write_archive(&spec, &out, interactive)?;
+            println!(
+                "fixture {}: {} products written, {} already present ({} scenes + duplicates, {} px at 10 m)",
+                out.display(),
+                s.products_written,
+                s.products_skipped,
+                spec.scenes,
+                spec.size.pixels_10m()
+            );
+        }
+        Command::Intake {
+            source,
+            store,
+            tile,
+            year,
+            start,
+            end,
+            resolutions,
+            memory,
+            threads,
+            no_progress,
+        } => {
+            set_threads(threads)?;
+            let src = crate::source::open(&source)?;
+            let st = crate::store::open(&store)?;
+            let opts = crate::intake::IntakeOptions {
+                tile,
+                year,
+                start,
+                end,
+                resolutions,
+                memory_bytes: memory as usize,
+                progress: interactive && !no_progress,
+            };
+            let r = crate::intake::intake(st.as_ref(), src.as_ref(), &opts)?;
+            print_intake(&r);
+            if !r.errors.is_empty() {
+                return Ok(std::process::ExitCode::from(1));
+            }
+        }
+        Command::Info { store, json } => {
+            let st = crate::store::open(&store)?;
+            let rows = crate::info::info(st.as_ref())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", crate::info::table(&rows));
+            }
+        }
+        Command::BenchIntake {
+            source,
+            tile,
+            year,
+            store,
+            threads,
+            memory,
+        } => {
+            set_threads(threads)?;
+            let src = crate::source::open(&source)?;
+            let r = crate::intake::bench::run(src.as_ref(), &tile, year, &store, memory as usize)?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn print_intake(r: &crate::intake::IntakeReport) {
+    println!(
+        "intake: {} scenes ({} appended, {} late, {} superseded duplicates dropped); chunks: {} written, {} empty, {} already done, of {}; {:.1} MiB in {:.1} s; {} JP2 tiles decoded",
+        r.scenes,
+        r.merge.appended,
+        r.merge.late.len(),
+        r.superseded.len(),
+        r.chunks_written,
+        r.chunks_empty,
+        r.chunks_skipped,
+        r.chunks_total,
+        r.bytes_written as f64 / (1 << 20) as f64,
+        r.seconds,
+        r.decodes
+    );
+    for id in &r.merge.newer_baseline {
+        println!("note: {id} is a newer baseline of a scene already on the time axis; the axis keeps the original");
+    }
+    if !r.errors.is_empty() {
+        eprintln!(
+            "{} error(s); the affected chunks were not written (rerun after fixing the input):",
+            r.errors.len()
+        );
+        for e in &r.errors {
+            eprintln!("  {e}");
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! `datacube bench-intake`: intake throughput against the decode floor, measured in one run.
+//!
+//! The floor is GDAL decoding every band JP2 of the tile-year's scenes fully, one file per worker,
+//! on the same thread pool. Intake must decode the same pixels, so floor ÷ intake is the share of
+//! intake time spent on anything but decoding.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Result;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::bands::Resolution;
+use crate::raster::read_direct;
+use crate::source::BandSource;
+use crate::store::DirStore;
+
+#[derive(Debug, Serialize)]
+pub struct BenchIntakeResult {
+    pub tile: String,
+    pub year: i32,
+    pub scenes: usize,
+    pub band_files: usize,
+    pub megapixels: f64,
+    pub threads: usize,
+    pub floor_seconds: f64,
+    pub intake_seconds: f64,
+    pub intake_over_floor: f64,
+    pub chunks_written: u64,
+    pub chunks_empty: u64,
+    pub store_bytes: u64,
+    pub jp2_tiles_decoded: u64,
+}
+
+pub fn run(
+    source: &dyn BandSource,
+    tile: &str,
+    year: i32,
+    store_dir: &Path,
+    memory: usize,
+) -> Result<BenchIntakeResult> {
+    let scan = source.scan(tile, year)?;
+    let mut files = Vec::new();
+    for s in &scan.scenes {
+        for res in Resolution::ALL {
+            let g = s.grid(res);
+            for b in res.bands() {
+                files.push((
+                    source.local_path(s.band_key(b.id))?,
+                    g.ncols as usize,
+                    g.nrows as usize,
+                ));
+            }
+        }
+    }
+    let megapixels = files.iter().map(|(_, w, h)| (w * h) as f64).sum::<f64>() / 1e6;
+
+    let t0 = Instant::now();
+    files
+        .par_iter()
+        .try_for_each(|(p, w, h)| read_direct(p, 0, 0, *w, *h).map(|_| ()))?;
+    let floor = t0.elapsed().as_secs_f64();
+
+    if store_dir.exists() {
+        std::fs::remove_dir_all(store_dir)?;
+    }
+    let store = DirStore::create(store_dir)?;
+    let opts = super::IntakeOptions {
+        tile: tile.into(),
+        year,
+        start: None,
+        end: None,
+        resolutions: Resolution::ALL.to_vec(),
+        memory_bytes: memory,
+        progress: false,
+    };
+    let t1 = Instant::now();
+    let r = super::intake(&store, source, &opts)?;
+    let intake = t1.elapsed().as_secs_f64();
+    if !r.errors.is_empty() {
+        anyhow::bail!("intake failed: {}", r.errors.join("; "));
+    }
+    Ok(BenchIntakeResult {
+        tile: tile.into(),
+        year,
+        scenes: scan.scenes.len(),
+        band_files: files.len(),
+        megapixels,
+        threads: rayon::current_num_threads(),
+        floor_seconds: floor,
+        intake_seconds: intake,
+        intake_over_floor: intake / floor,
+        chunks_written: r.chunks_written,
+        chunks_empty: r.chunks_empty,
+        store_bytes: r.bytes_written,
+        jp2_tiles_decoded: r.decodes,
+    })
+}

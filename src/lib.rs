@@ -1,0 +1,20 @@
+//! datacube: a virtual Sentinel-2 L1C datacube (Zarr v3) over SAFE archives.
+//!
+//! Data flows catalog → source → raster → chunk → store; `intake` drives it in bulk. Every module
+//! except the store and source backends is independent of paths and protocols.
+
+pub mod bands;
+pub mod catalog;
+pub mod chunk;
+pub mod cli;
+pub mod fixture;
+pub mod info;
+pub mod intake;
+pub mod layout;
+pub mod progress;
+pub mod raster;
+pub mod safe;
+pub mod scene;
+pub mod source;
+pub mod store;
+pub mod synth;

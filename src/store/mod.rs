@@ -1,0 +1,49 @@
+//! The persistent Zarr store. Only the backends here know paths (and, later, S3).
+//!
+//! Keys are `/`-separated paths relative to the store root, exactly the Zarr keys
+//! (`35VLH/2024/10m/data/c/0/0/1/2`). Every write is atomic: a reader (or a crash) sees the old
+//! object or the new one, never a torn one.
+
+mod dir;
+mod record;
+
+use anyhow::Result;
+
+pub use dir::{atomic_write, DirStore};
+pub use record::{ChunkEntry, ChunkRecord};
+
+/// A key-value view of a Zarr store.
+pub trait Store: Send + Sync {
+    /// The object at `key`, or `None` if absent.
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Writes `bytes` at `key` atomically.
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<()>;
+    /// Removes `key` (absent is fine).
+    fn delete(&self, key: &str) -> Result<()>;
+    /// Names of the immediate children of a prefix (`""` for the root), sorted.
+    fn list_dir(&self, prefix: &str) -> Result<Vec<String>>;
+    /// Human-readable location, for messages.
+    fn describe(&self) -> String;
+}
+
+/// Opens a store from its command-line spelling (a directory path for now).
+pub fn open(spec: &str) -> Result<Box<dyn Store>> {
+    if spec.starts_with("s3://") {
+        anyhow::bail!("store {spec}: S3 stores are not supported yet; use a directory");
+    }
+    Ok(Box::new(DirStore::create(spec)?))
+}
+
+/// Rejects keys that could escape the store or are not plain Zarr keys.
+pub fn check_key(key: &str) -> Result<()> {
+    if key.is_empty()
+        || key.starts_with('/')
+        || key
+            .split('/')
+            .any(|p| p.is_empty() || p == "." || p == "..")
+        || key.contains('\0')
+    {
+        anyhow::bail!("invalid store key {key:?}");
+    }
+    Ok(())
+}
