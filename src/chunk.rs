@@ -15,7 +15,7 @@ use zarrs::storage::store::MemoryStore;
 use crate::bands::Resolution;
 use crate::catalog::Catalog;
 use crate::layout::{array_from_json, DataGeometry, YearLayout};
-use crate::raster::RasterReader;
+use crate::raster::{RasterReader, Window};
 use crate::source::BandSource;
 
 /// Index of a chunk of a `data` array: (time, y, x); the band axis has a single chunk.
@@ -122,7 +122,12 @@ impl YearContext {
                 }
                 let off = (ti * nb + bi) * cs * cs;
                 raster
-                    .read_window(&path, x0, y0, w, h, &mut buf[off..off + cs * cs], cs)
+                    .read_window(
+                        &path,
+                        Window { x0, y0, w, h },
+                        &mut buf[off..off + cs * cs],
+                        cs,
+                    )
                     .with_context(what)?;
             }
         }

@@ -23,6 +23,15 @@ pub struct RasterInfo {
     pub block_h: usize,
 }
 
+/// A pixel window of a band file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub x0: usize,
+    pub y0: usize,
+    pub w: usize,
+    pub h: usize,
+}
+
 /// A decoded JP2 tile (clipped at the image edge).
 #[derive(Debug)]
 pub struct Block {
@@ -102,13 +111,11 @@ impl RasterReader {
     pub fn read_window(
         &self,
         path: &Path,
-        x0: usize,
-        y0: usize,
-        w: usize,
-        h: usize,
+        win: Window,
         out: &mut [u16],
         stride: usize,
     ) -> Result<()> {
+        let Window { x0, y0, w, h } = win;
         let info = self.info(path)?;
         if x0 + w > info.width || y0 + h > info.height {
             anyhow::bail!(
@@ -220,7 +227,8 @@ pub fn configure_gdal() {
 
 impl RasterReader {
     /// Decodes (into the cache) every tile of `path` that the window touches, without copying.
-    pub fn prefetch(&self, path: &Path, x0: usize, y0: usize, w: usize, h: usize) -> Result<()> {
+    pub fn prefetch(&self, path: &Path, win: Window) -> Result<()> {
+        let Window { x0, y0, w, h } = win;
         let info = self.info(path)?;
         let x1 = (x0 + w).min(info.width);
         let y1 = (y0 + h).min(info.height);

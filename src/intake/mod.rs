@@ -20,7 +20,7 @@ use crate::bands::Resolution;
 use crate::catalog::{merge, Catalog, MergeReport};
 use crate::chunk::{ChunkIndex, ChunkOutcome, YearContext};
 use crate::layout::chunk_rel_key;
-use crate::raster::RasterReader;
+use crate::raster::{RasterReader, Window};
 use crate::source::BandSource;
 use crate::store::{ChunkEntry, ChunkRecord, Store};
 
@@ -66,6 +66,10 @@ pub fn prepare_year(
     tile: &str,
     year: i32,
 ) -> Result<(Arc<Catalog>, MergeReport, crate::catalog::ScanResult)> {
+    let swept = store.sweep_temp(&format!("{tile}/{year}"))?;
+    if swept > 0 {
+        tracing::info!("removed {swept} temporary file(s) left by an interrupted run");
+    }
     let scan = source.scan(tile, year)?;
     let existing = Catalog::load(store, tile, year)?;
     let (catalog, report) = merge(existing, scan.scenes.clone(), tile, year)?;
@@ -263,10 +267,12 @@ fn run_group(
         if let Ok(path) = source.local_path(scenes[s].band_key(b)) {
             let _ = raster.prefetch(
                 &path,
-                g.x0 as usize,
-                g.y0 as usize,
-                g.w as usize,
-                g.h as usize,
+                Window {
+                    x0: g.x0 as usize,
+                    y0: g.y0 as usize,
+                    w: g.w as usize,
+                    h: g.h as usize,
+                },
             );
         }
     });

@@ -65,7 +65,7 @@ impl Store for DirStore {
             Ok(rd) => {
                 for entry in rd {
                     let name = entry?.file_name().to_string_lossy().into_owned();
-                    if !name.contains(".tmp-") {
+                    if !is_temp_name(&name) {
                         names.push(name);
                     }
                 }
@@ -80,6 +80,36 @@ impl Store for DirStore {
     fn describe(&self) -> String {
         self.root.display().to_string()
     }
+
+    fn sweep_temp(&self, prefix: &str) -> Result<usize> {
+        fn walk(dir: &Path, n: &mut usize) -> Result<()> {
+            let rd = match std::fs::read_dir(dir) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+            };
+            for entry in rd {
+                let entry = entry?;
+                let path = entry.path();
+                if entry.file_type()?.is_dir() {
+                    walk(&path, n)?;
+                } else if is_temp_name(&entry.file_name().to_string_lossy()) {
+                    std::fs::remove_file(&path)
+                        .with_context(|| format!("removing {}", path.display()))?;
+                    *n += 1;
+                }
+            }
+            Ok(())
+        }
+        let mut n = 0;
+        walk(&self.path(prefix)?, &mut n)?;
+        Ok(n)
+    }
+}
+
+/// Names `atomic_write` uses for its temporary files: `.<name>.tmp-<pid>-<n>`.
+fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.') && name.contains(".tmp-")
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);

@@ -24,6 +24,10 @@ pub trait Store: Send + Sync {
     fn list_dir(&self, prefix: &str) -> Result<Vec<String>>;
     /// Human-readable location, for messages.
     fn describe(&self) -> String;
+    /// Removes temporary objects left under `prefix` by a killed writer; returns how many.
+    fn sweep_temp(&self, _prefix: &str) -> Result<usize> {
+        Ok(0)
+    }
 }
 
 /// Opens a store from its command-line spelling (a directory path for now).

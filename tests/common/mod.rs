@@ -1,0 +1,158 @@
+//! Shared test support: a synthetic archive made once per test binary, a store intaken from it,
+//! the value-formula oracle and real Zarr clients (zarrs here, zarr-python/xarray via the venv).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+
+use datacube::bands::Resolution;
+use datacube::fixture::{plan, FixtureSize, FixtureSpec, PlannedProduct};
+use datacube::source::SafeArchive;
+use datacube::store::DirStore;
+use rayon::prelude::*;
+
+pub const YEAR: i32 = 2024;
+/// 21 scenes: two 10 m time chunks, the second partial with one partial-swath scene (index 20),
+/// so it has all-fill chunks.
+pub const SCENES: usize = 21;
+
+pub struct Fixture {
+    pub archive: PathBuf,
+    pub spec: FixtureSpec,
+    pub plan: Vec<PlannedProduct>,
+}
+
+impl Fixture {
+    /// Kept products in time-axis order.
+    pub fn kept(&self) -> Vec<&PlannedProduct> {
+        self.plan.iter().filter(|p| !p.superseded).collect()
+    }
+}
+
+pub fn work_dir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        datacube::raster::configure_gdal();
+        let archive = work_dir("archive");
+        let spec = FixtureSpec::new(YEAR, SCENES, FixtureSize::Mini);
+        datacube::fixture::write_archive(&spec, &archive, false).expect("fixture");
+        Fixture {
+            archive,
+            plan: plan(&spec),
+            spec,
+        }
+    })
+}
+
+/// A store with the whole tile-year intaken (through the library, as `datacube intake` does).
+pub fn intaken_store() -> &'static PathBuf {
+    static S: OnceLock<PathBuf> = OnceLock::new();
+    S.get_or_init(|| {
+        let f = fixture();
+        let dir = work_dir("store");
+        let store = DirStore::create(&dir).unwrap();
+        let source = SafeArchive::new(&f.archive).unwrap();
+        let r = datacube::intake::intake(&store, &source, &intake_opts()).expect("intake");
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        dir
+    })
+}
+
+pub fn intake_opts() -> datacube::intake::IntakeOptions {
+    datacube::intake::IntakeOptions {
+        tile: "35VLH".into(),
+        year: YEAR,
+        start: None,
+        end: None,
+        resolutions: Resolution::ALL.to_vec(),
+        memory_bytes: 1 << 30,
+        progress: false,
+    }
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_datacube"))
+}
+
+/// The venv made by scripts/setup; the interoperability tests need it.
+pub fn python() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(p.exists(), "{} missing: run scripts/setup", p.display());
+    p
+}
+
+pub fn run_python(script: &str, args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/py")
+        .join(script);
+    let out = Command::new(python())
+        .arg(&script)
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{} failed:\n{stdout}\n{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The whole `data` array of a resolution, read with zarrs from a directory store.
+pub fn read_data(store_dir: &Path, res: Resolution) -> (Vec<u64>, Vec<u16>) {
+    let store = Arc::new(zarrs::filesystem::FilesystemStore::new(store_dir).unwrap());
+    let array =
+        zarrs::array::Array::open(store, &format!("/35VLH/{YEAR}/{}/data", res.name())).unwrap();
+    let shape = array.shape().to_vec();
+    let data: ndarray::ArrayD<u16> = array.retrieve_array_subset(&array.subset_all()).unwrap();
+    (shape, data.into_raw_vec_and_offset().0)
+}
+
+/// The formula value of `data[t, band_index, r, c]` at `res` (t = time-axis index).
+pub fn expected(f: &Fixture, res: Resolution, t: usize, band_index: usize, r: u64, c: u64) -> u16 {
+    let b = res.bands()[band_index].id as u64;
+    datacube::synth::dn(t as u64, b, r, c, res.metres() as u64, f.spec.width_m())
+}
+
+/// Asserts every value of `data` equals the formula for scenes `t` where `keep(t)`; returns how
+/// many values were compared.
+pub fn assert_formula(
+    f: &Fixture,
+    res: Resolution,
+    shape: &[u64],
+    data: &[u16],
+    keep: impl Fn(usize) -> bool + Sync,
+) -> usize {
+    let (nt, nb, ny, nx) = (
+        shape[0] as usize,
+        shape[1] as usize,
+        shape[2] as usize,
+        shape[3] as usize,
+    );
+    (0..nt)
+        .into_par_iter()
+        .filter(|t| keep(*t))
+        .map(|t| {
+            for b in 0..nb {
+                for r in 0..ny {
+                    for c in 0..nx {
+                        let got = data[((t * nb + b) * ny + r) * nx + c];
+                        let want = expected(f, res, t, b, r as u64, c as u64);
+                        assert_eq!(got, want, "{res} data[{t},{b},{r},{c}]");
+                    }
+                }
+            }
+            nb * ny * nx
+        })
+        .sum()
+}

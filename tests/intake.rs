@@ -1,0 +1,325 @@
+//! `datacube intake` into a directory store: values against the formula and GDAL, the layout seen
+//! by zarr-python/xarray/rioxarray, resumability after kill -9, and bad input.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use datacube::bands::Resolution;
+use datacube::store::{ChunkEntry, ChunkRecord, DirStore};
+
+#[test]
+fn every_10m_pixel_and_all_of_20m_60m_equal_the_formula() {
+    let f = fixture();
+    let store = intaken_store();
+    for res in Resolution::ALL {
+        let (shape, data) = read_data(store, res);
+        let n = f.spec.pixels(res.metres());
+        assert_eq!(shape, vec![SCENES as u64, res.bands().len() as u64, n, n]);
+        let compared = assert_formula(f, res, &shape, &data, |_| true);
+        assert_eq!(compared as u64, shape.iter().product::<u64>());
+    }
+}
+
+#[test]
+fn values_equal_gdal_reads_of_the_source_jp2_windows() {
+    let f = fixture();
+    let store = intaken_store();
+    for res in Resolution::ALL {
+        let (shape, data) = read_data(store, res);
+        let (nb, ny, nx) = (shape[1] as usize, shape[2] as usize, shape[3] as usize);
+        // Windows straddling chunk and JP2-tile edges, for the first, a partial-swath and the last scene.
+        let cs = res.space_chunk() as usize;
+        let windows = [
+            (0, 0, 37, 41),
+            (cs - 5, cs - 7, 19, 23),
+            (nx - 30, ny - 20, 30, 20),
+        ];
+        for t in [0usize, 2, SCENES - 1] {
+            let p = f.kept()[t];
+            for (bi, band) in res.bands().iter().enumerate() {
+                let path = datacube::fixture::product_dir(&f.archive, p)
+                    .join("GRANULE")
+                    .join(&p.granule_id)
+                    .join("IMG_DATA")
+                    .join(format!("{}.jp2", p.band_stem("35VLH", band.name)));
+                for &(x0, y0, w, h) in &windows {
+                    let gdal = datacube::raster::read_direct(&path, x0, y0, w, h).unwrap();
+                    for r in 0..h {
+                        for c in 0..w {
+                            let got = data[((t * nb + bi) * ny + y0 + r) * nx + x0 + c];
+                            assert_eq!(
+                                got,
+                                gdal[r * w + c],
+                                "{res} {} t={t} ({},{})",
+                                band.name,
+                                y0 + r,
+                                x0 + c
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn record_marks_every_chunk_and_empty_chunks_have_no_file() {
+    let f = fixture();
+    let store_dir = intaken_store();
+    let store = DirStore::create(store_dir).unwrap();
+    let mut empties = 0;
+    for res in Resolution::ALL {
+        let rec = ChunkRecord::load(&store, &ChunkRecord::key("35VLH", YEAR, res.name())).unwrap();
+        let ctx_geom = {
+            let cat = datacube::catalog::Catalog::load(&store, "35VLH", YEAR)
+                .unwrap()
+                .unwrap();
+            datacube::layout::DataGeometry::new(&cat, res).unwrap()
+        };
+        assert_eq!(rec.chunks.len() as u64, ctx_geom.total_chunks(), "{res}");
+        for (key, entry) in &rec.chunks {
+            let file = store_dir.join(format!("35VLH/{YEAR}/{}/data/{key}", res.name()));
+            match entry {
+                ChunkEntry::Data { bytes } => {
+                    assert_eq!(std::fs::metadata(&file).unwrap().len(), *bytes)
+                }
+                ChunkEntry::Empty => {
+                    empties += 1;
+                    assert!(!file.exists(), "{}", file.display());
+                }
+            }
+        }
+    }
+    // Scene 20 (20 % 3 == 2) alone in the second 10 m time chunk: its missing corner is all fill.
+    assert!(empties > 0);
+    let _ = f;
+}
+
+#[test]
+fn xarray_and_rioxarray_read_the_store() {
+    let f = fixture();
+    let store = intaken_store();
+    let expect = serde_json::json!({
+        "times_ms": f.kept().iter().map(|p| p.sensing_ms).collect::<Vec<_>>(),
+        "product_ids": f.kept().iter().map(|p| p.product_id.clone()).collect::<Vec<_>>(),
+        "offsets": f.kept().iter().map(|p| if p.has_offsets() { -1000 } else { 0 }).collect::<Vec<_>>(),
+        "width_m": f.spec.width_m(),
+        "ulx": f.spec.ulx,
+        "uly": f.spec.uly,
+        "epsg": f.spec.epsg,
+    });
+    let out = run_python(
+        "check_store.py",
+        &[
+            store.join("35VLH/2024").to_str().unwrap(),
+            &expect.to_string(),
+        ],
+    );
+    assert!(out.contains("store ok"), "{out}");
+}
+
+/// All regular files under `dir`, relative path → bytes.
+fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.insert(
+                    p.strip_prefix(base).unwrap().to_string_lossy().into_owned(),
+                    std::fs::read(&p).unwrap(),
+                );
+            }
+        }
+    }
+    let mut m = BTreeMap::new();
+    walk(dir, dir, &mut m);
+    m
+}
+
+/// Drops the wall-clock catalog times, the only legitimate difference between two runs.
+fn normalize(key: &str, bytes: &[u8]) -> Vec<u8> {
+    if key.ends_with("catalog.json") || key == "35VLH/2024/zarr.json" {
+        let mut v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+        for k in ["created", "updated"] {
+            v.as_object_mut().unwrap().remove(k);
+        }
+        if let Some(a) = v.get_mut("attributes").and_then(|a| a.as_object_mut()) {
+            a.remove("catalog_time");
+            a.remove("catalog_updated");
+        }
+        return serde_json::to_vec(&v).unwrap();
+    }
+    bytes.to_vec()
+}
+
+#[test]
+fn interrupted_intake_resumes_to_a_byte_identical_store() {
+    let f = fixture();
+    let clean = intaken_store();
+    let dir = work_dir("resumed");
+    let args = |d: &Path| {
+        vec![
+            "intake".to_string(),
+            format!("--source=safe:{}", f.archive.display()),
+            format!("--store={}", d.display()),
+            "--tile=35VLH".into(),
+            format!("--year={YEAR}"),
+            "--no-progress".into(),
+        ]
+    };
+    // Kill -9 several times at different points, then let it finish.
+    let record = dir.join(format!("35VLH/{YEAR}/.datacube/chunks-10m.json"));
+    for round in 0..3 {
+        let mut child = Command::new(bin()).args(args(&dir)).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let before = std::fs::metadata(&record)
+            .map(|m| m.modified().unwrap())
+            .ok();
+        loop {
+            let now = std::fs::metadata(&record)
+                .map(|m| m.modified().unwrap())
+                .ok();
+            if now.is_some() && now != before {
+                break;
+            }
+            assert!(Instant::now() < deadline, "round {round}: no progress");
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("round {round}: intake ended before it could be interrupted: {status}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(150 * round));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+    let rec: ChunkRecord = serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    assert!(!rec.chunks.is_empty());
+    let status = Command::new(bin()).args(args(&dir)).status().unwrap();
+    assert!(status.success());
+
+    let a = tree(clean);
+    let b = tree(&dir);
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "same files"
+    );
+    for (k, v) in &a {
+        assert!(normalize(k, v) == normalize(k, &b[k]), "{k} differs");
+    }
+    // A rerun of a complete store does nothing and changes nothing.
+    let out = Command::new(bin()).args(args(&dir)).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("0 written, 0 empty"), "{text}");
+    assert_eq!(tree(&dir), b);
+}
+
+#[test]
+fn bad_input_is_named_and_nothing_wrong_is_stored() {
+    let f = fixture();
+    let archive = work_dir("bad-archive");
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", f.archive.display()))
+        .arg(&archive)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let kept = f.kept();
+    let band_file = |t: usize, band: &str| {
+        let p = kept[t];
+        datacube::fixture::product_dir(&archive, p)
+            .join("GRANULE")
+            .join(&p.granule_id)
+            .join("IMG_DATA")
+            .join(format!("{}.jp2", p.band_stem("35VLH", band)))
+    };
+    // 1. A corrupt JP2 (truncated codestream) of scene 3, B04 (10 m).
+    let corrupt = band_file(3, "B04");
+    let bytes = std::fs::read(&corrupt).unwrap();
+    std::fs::write(&corrupt, &bytes[..bytes.len() / 2]).unwrap();
+    // 2. A missing band file: scene 5, B8A (20 m).
+    let missing = band_file(5, "B8A");
+    std::fs::remove_file(&missing).unwrap();
+    // 3. A truncated MTD_TL.xml of the last scene (so the others keep their time index).
+    let last = kept[SCENES - 1];
+    let mtd = datacube::fixture::product_dir(&archive, last)
+        .join("GRANULE")
+        .join(&last.granule_id)
+        .join("MTD_TL.xml");
+    let text = std::fs::read(&mtd).unwrap();
+    std::fs::write(&mtd, &text[..text.len() / 2]).unwrap();
+
+    let store_dir = work_dir("bad-store");
+    let out = Command::new(bin())
+        .args(["intake", "--tile=35VLH", "--year=2024", "--no-progress"])
+        .arg(format!("--source=safe:{}", archive.display()))
+        .arg(format!("--store={}", store_dir.display()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for named in [&corrupt, &missing, &mtd] {
+        assert!(
+            stderr.contains(&named.display().to_string()),
+            "{} not named in:\n{stderr}",
+            named.display()
+        );
+    }
+
+    // The truncated product is not on the axis; the other 20 are, and everything stored is right.
+    let store = DirStore::create(&store_dir).unwrap();
+    let cat = datacube::catalog::Catalog::load(&store, "35VLH", YEAR)
+        .unwrap()
+        .unwrap();
+    assert_eq!(cat.scenes.len(), SCENES - 1);
+    for res in Resolution::ALL {
+        let rec = ChunkRecord::load(&store, &ChunkRecord::key("35VLH", YEAR, res.name())).unwrap();
+        let (shape, data) = read_data(&store_dir, res);
+        // Missing chunks read as fill (0); recorded chunks must hold exactly the formula.
+        let ct = res.time_chunk() as usize;
+        let cs = res.space_chunk() as usize;
+        let (nb, ny, nx) = (shape[1] as usize, shape[2] as usize, shape[3] as usize);
+        for key in rec.chunks.keys() {
+            let idx: Vec<usize> = key
+                .trim_start_matches("c/")
+                .split('/')
+                .map(|v| v.parse().unwrap())
+                .collect();
+            for t in idx[0] * ct..((idx[0] + 1) * ct).min(shape[0] as usize) {
+                for b in 0..nb {
+                    for r in idx[2] * cs..((idx[2] + 1) * cs).min(ny) {
+                        for c in idx[3] * cs..((idx[3] + 1) * cs).min(nx) {
+                            assert_eq!(
+                                data[((t * nb + b) * ny + r) * nx + c],
+                                expected(f, res, t, b, r as u64, c as u64)
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        match res {
+            // Every 20 m chunk needs the missing B8A: none stored, none recorded.
+            Resolution::R20 => assert!(rec.chunks.is_empty()),
+            // 60 m does not touch a broken file: complete.
+            Resolution::R60 => assert_eq!(rec.chunks.len(), 4),
+            // 10 m: the chunks over the corrupt half of B04 failed; the others are stored.
+            Resolution::R10 => assert!(rec.chunks.len() < 9, "{}", rec.chunks.len()),
+        }
+    }
+    // No partial or temporary file anywhere in the store.
+    let leftovers: Vec<_> = tree(&store_dir)
+        .into_keys()
+        .filter(|k| k.contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

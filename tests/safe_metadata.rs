@@ -1,0 +1,105 @@
+//! SAFE metadata parsing against the real CDSE files in tests/data/reference/ (copied from
+//! shared/reference), and the errors for broken ones.
+
+use std::path::Path;
+
+use datacube::bands::Resolution;
+use datacube::safe::{parse_product_mtd, parse_tile_mtd, read_product};
+
+fn reference_safe() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(
+        "tests/data/reference/S2A_MSIL1C_20230216T044851_N0509_R076_T46UEU_20230216T000000.SAFE",
+    )
+}
+
+#[test]
+fn real_product_parses_into_a_scene() {
+    let dir = reference_safe();
+    let scene = read_product(&dir, "Sentinel-2/MSI/L1C/2023/02/16/X.SAFE").unwrap();
+    assert_eq!(
+        scene.product_id,
+        "S2A_MSIL1C_20230216T044851_N0509_R076_T46UEU_20230216T063628"
+    );
+    assert_eq!(scene.tile, "46UEU");
+    assert_eq!(
+        datacube::scene::iso_ms(scene.sensing_time_ms),
+        "2023-02-16T04:48:51.024Z"
+    );
+    assert_eq!(scene.baseline, "05.09");
+    assert_eq!(scene.baseline_number(), 509);
+    assert_eq!(scene.platform, "sentinel-2a");
+    assert_eq!(scene.relative_orbit, 76);
+    assert_eq!(scene.quantification, 10000.0);
+    assert_eq!(scene.radio_offsets, vec![-1000; 13]);
+    assert!((scene.cloud_cover - 7.07566663680612).abs() < 1e-12);
+    assert_eq!(scene.epsg, 32646);
+    assert!((scene.mean_sun_zenith - 62.3269039901673).abs() < 1e-12);
+    assert!((scene.mean_sun_azimuth - 162.31571797089).abs() < 1e-12);
+    for (res, n) in [
+        (Resolution::R10, 10980),
+        (Resolution::R20, 5490),
+        (Resolution::R60, 1830),
+    ] {
+        let g = scene.grid(res);
+        assert_eq!(
+            (g.nrows, g.ncols, g.ulx, g.uly),
+            (n, n, 499980.0, 5400000.0)
+        );
+    }
+    assert_eq!(
+        scene.band_key(8),
+        "Sentinel-2/MSI/L1C/2023/02/16/X.SAFE/GRANULE/L1C_T46UEU_A039970_20230216T045412/IMG_DATA/T46UEU_20230216T044851_B8A.jp2"
+    );
+}
+
+#[test]
+fn baselines_before_04_00_have_no_offset_list_and_offset_zero() {
+    let file = reference_safe().join("MTD_MSIL1C.xml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let start = text.find("<Radiometric_Offset_List>").unwrap();
+    let end = text.find("</Radiometric_Offset_List>").unwrap() + "</Radiometric_Offset_List>".len();
+    let old = format!("{}{}", &text[..start], &text[end..]).replace(
+        "<PROCESSING_BASELINE>05.09</PROCESSING_BASELINE>",
+        "<PROCESSING_BASELINE>03.01</PROCESSING_BASELINE>",
+    );
+    let p = parse_product_mtd(&old, &file).unwrap();
+    assert_eq!(p.baseline, "03.01");
+    assert_eq!(p.radio_offsets, [0; 13]);
+}
+
+#[test]
+fn truncated_tile_metadata_names_the_file() {
+    let file = reference_safe().join("GRANULE/L1C_T46UEU_A039970_20230216T045412/MTD_TL.xml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let err = parse_tile_mtd(&text[..text.len() / 3], &file)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("MTD_TL.xml") && err.contains("not well-formed XML"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_and_invalid_fields_are_named() {
+    let file = reference_safe().join("MTD_MSIL1C.xml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let no_q = text.replace(
+        "<QUANTIFICATION_VALUE unit=\"none\">10000</QUANTIFICATION_VALUE>",
+        "",
+    );
+    let err = parse_product_mtd(&no_q, &file).unwrap_err().to_string();
+    assert!(
+        err.contains("MTD_MSIL1C.xml") && err.contains("<QUANTIFICATION_VALUE>"),
+        "{err}"
+    );
+    let bad_time = text.replace(
+        "2023-02-16T04:48:51.024Z</PRODUCT_START_TIME>",
+        "yesterday</PRODUCT_START_TIME>",
+    );
+    let err = parse_product_mtd(&bad_time, &file).unwrap_err().to_string();
+    assert!(
+        err.contains("PRODUCT_START_TIME") && err.contains("yesterday"),
+        "{err}"
+    );
+}
