@@ -37,13 +37,41 @@ pub fn work_dir(name: &str) -> PathBuf {
     d
 }
 
+/// A directory built once for all test processes of this test binary (nextest runs each test in
+/// its own process): guarded by a file lock, stamped with the binary's build time so a rebuilt
+/// binary rebuilds it.
+pub fn shared_dir(name: &str, build: impl FnOnce(&Path)) -> PathBuf {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(tmp).unwrap();
+    let dir = tmp.join(name);
+    let lock = std::fs::File::create(tmp.join(format!("{name}.lock"))).unwrap();
+    lock.lock().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let stamp = format!(
+        "{} {:?}",
+        exe.display(),
+        exe.metadata().unwrap().modified().unwrap()
+    );
+    let marker = tmp.join(format!("{name}.complete"));
+    if std::fs::read_to_string(&marker).ok().as_deref() != Some(stamp.as_str()) {
+        let _ = std::fs::remove_file(&marker);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        build(&dir);
+        std::fs::write(&marker, stamp).unwrap();
+    }
+    lock.unlock().unwrap();
+    dir
+}
+
 pub fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
         datacube::raster::configure_gdal();
-        let archive = work_dir("archive");
         let spec = FixtureSpec::new(YEAR, SCENES, FixtureSize::Mini);
-        datacube::fixture::write_archive(&spec, &archive, false).expect("fixture");
+        let archive = shared_dir("archive", |d| {
+            datacube::fixture::write_archive(&spec, d, false).expect("fixture");
+        });
         Fixture {
             archive,
             plan: plan(&spec),
@@ -57,12 +85,12 @@ pub fn intaken_store() -> &'static PathBuf {
     static S: OnceLock<PathBuf> = OnceLock::new();
     S.get_or_init(|| {
         let f = fixture();
-        let dir = work_dir("store");
-        let store = DirStore::create(&dir).unwrap();
-        let source = SafeArchive::new(&f.archive).unwrap();
-        let r = datacube::intake::intake(&store, &source, &intake_opts()).expect("intake");
-        assert!(r.errors.is_empty(), "{:?}", r.errors);
-        dir
+        shared_dir("store", |dir| {
+            let store = DirStore::create(dir).unwrap();
+            let source = SafeArchive::new(&f.archive).unwrap();
+            let r = datacube::intake::intake(&store, &source, &intake_opts()).expect("intake");
+            assert!(r.errors.is_empty(), "{:?}", r.errors);
+        })
     })
 }
 
