@@ -323,3 +323,62 @@ fn bad_input_is_named_and_nothing_wrong_is_stored() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn new_scenes_are_appended_and_the_stale_last_time_chunk_is_recomputed() {
+    let f = fixture();
+    let archive = work_dir("growing-archive");
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", f.archive.display()))
+        .arg(&archive)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    // Hold back the last two acquisitions: the first 10 m time chunk then has 19 of its 20 scenes.
+    let held = work_dir("held-back");
+    for p in &f.kept()[SCENES - 2..] {
+        let dir = datacube::fixture::product_dir(&archive, p);
+        std::fs::rename(&dir, held.join(&p.product_id)).unwrap();
+    }
+    let store_dir = work_dir("growing-store");
+    let store = DirStore::create(&store_dir).unwrap();
+    let first = datacube::intake::intake(
+        &store,
+        &datacube::source::SafeArchive::new(&archive).unwrap(),
+        &intake_opts(),
+    )
+    .unwrap();
+    assert!(first.errors.is_empty(), "{:?}", first.errors);
+    assert_eq!(first.scenes, SCENES - 2);
+    // They arrive.
+    for p in &f.kept()[SCENES - 2..] {
+        std::fs::rename(
+            held.join(&p.product_id),
+            datacube::fixture::product_dir(&archive, p),
+        )
+        .unwrap();
+    }
+    let second = datacube::intake::intake(
+        &store,
+        &datacube::source::SafeArchive::new(&archive).unwrap(),
+        &intake_opts(),
+    )
+    .unwrap();
+    assert!(second.errors.is_empty(), "{:?}", second.errors);
+    assert_eq!(
+        (
+            second.scenes,
+            second.merge.appended,
+            second.merge.previous_len
+        ),
+        (SCENES, 2, SCENES - 2)
+    );
+    // Every chunk now reflects all scenes: identical to a store built in one go.
+    let a = tree(intaken_store());
+    let b = tree(&store_dir);
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (k, v) in &a {
+        assert!(normalize(k, v) == normalize(k, &b[k]), "{k} differs");
+    }
+}

@@ -65,7 +65,7 @@ pub fn prepare_year(
     source: &dyn BandSource,
     tile: &str,
     year: i32,
-) -> Result<(Arc<Catalog>, MergeReport, crate::catalog::ScanResult)> {
+) -> Result<(YearContext, MergeReport, crate::catalog::ScanResult)> {
     let swept = store.sweep_temp(&format!("{tile}/{year}"))?;
     if swept > 0 {
         tracing::info!("removed {swept} temporary file(s) left by an interrupted run");
@@ -104,14 +104,13 @@ pub fn prepare_year(
         }
     }
     catalog.save(store)?;
-    let catalog = Arc::new(catalog);
-    let layout = crate::layout::YearLayout::build(&catalog)?;
-    for (key, bytes) in &layout.files {
+    let ctx = YearContext::new(Arc::new(catalog))?;
+    for (key, bytes) in &ctx.layout.files {
         if store.get(key)?.as_deref() != Some(bytes.as_slice()) {
             store.put(key, bytes)?;
         }
     }
-    Ok((catalog, report, scan))
+    Ok((ctx, report, scan))
 }
 
 fn chunk_time_index(rel_key: &str) -> Option<u64> {
@@ -136,8 +135,8 @@ pub fn intake(
     opts: &IntakeOptions,
 ) -> Result<IntakeReport> {
     let started = Instant::now();
-    let (catalog, merge_report, scan) = prepare_year(store, source, &opts.tile, opts.year)?;
-    let ctx = YearContext::new(catalog.clone())?;
+    let (ctx, merge_report, scan) = prepare_year(store, source, &opts.tile, opts.year)?;
+    let catalog = ctx.catalog.clone();
     let mut report = IntakeReport {
         scenes: catalog.scenes.len(),
         merge: merge_report,
