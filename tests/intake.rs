@@ -160,6 +160,32 @@ fn normalize(key: &str, bytes: &[u8]) -> Vec<u8> {
     bytes.to_vec()
 }
 
+/// A copy of the fixture archive that a test may damage.
+fn copy_archive(name: &str) -> std::path::PathBuf {
+    let archive = work_dir(name);
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", fixture().archive.display()))
+        .arg(&archive)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    archive
+}
+
+/// Asserts two stores hold the same files with the same bytes (catalog wall-clock times aside).
+fn assert_same_store(a: &Path, b: &Path) {
+    let (a, b) = (tree(a), tree(b));
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "same files"
+    );
+    for (k, v) in &a {
+        assert!(normalize(k, v) == normalize(k, &b[k]), "{k} differs");
+    }
+}
+
 #[test]
 fn interrupted_intake_resumes_to_a_byte_identical_store() {
     let f = fixture();
@@ -375,10 +401,5 @@ fn new_scenes_are_appended_and_the_stale_last_time_chunk_is_recomputed() {
         (SCENES, 2, SCENES - 2)
     );
     // Every chunk now reflects all scenes: identical to a store built in one go.
-    let a = tree(intaken_store());
-    let b = tree(&store_dir);
-    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
-    for (k, v) in &a {
-        assert!(normalize(k, v) == normalize(k, &b[k]), "{k} differs");
-    }
+    assert_same_store(intaken_store(), &store_dir);
 }
