@@ -231,16 +231,8 @@ fn interrupted_intake_resumes_to_a_byte_identical_store() {
     let status = Command::new(bin()).args(args(&dir)).status().unwrap();
     assert!(status.success());
 
-    let a = tree(clean);
+    assert_same_store(clean, &dir);
     let b = tree(&dir);
-    assert_eq!(
-        a.keys().collect::<Vec<_>>(),
-        b.keys().collect::<Vec<_>>(),
-        "same files"
-    );
-    for (k, v) in &a {
-        assert!(normalize(k, v) == normalize(k, &b[k]), "{k} differs");
-    }
     // A rerun of a complete store does nothing and changes nothing.
     let out = Command::new(bin()).args(args(&dir)).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -251,14 +243,7 @@ fn interrupted_intake_resumes_to_a_byte_identical_store() {
 #[test]
 fn bad_input_is_named_and_nothing_wrong_is_stored() {
     let f = fixture();
-    let archive = work_dir("bad-archive");
-    let ok = Command::new("cp")
-        .arg("-a")
-        .arg(format!("{}/.", f.archive.display()))
-        .arg(&archive)
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    let archive = copy_archive("bad-archive");
     let kept = f.kept();
     let band_file = |t: usize, band: &str| {
         let p = kept[t];
@@ -353,14 +338,7 @@ fn bad_input_is_named_and_nothing_wrong_is_stored() {
 #[test]
 fn new_scenes_are_appended_and_the_stale_last_time_chunk_is_recomputed() {
     let f = fixture();
-    let archive = work_dir("growing-archive");
-    let ok = Command::new("cp")
-        .arg("-a")
-        .arg(format!("{}/.", f.archive.display()))
-        .arg(&archive)
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    let archive = copy_archive("growing-archive");
     // Hold back the last two acquisitions: the first 10 m time chunk then has 19 of its 20 scenes.
     let held = work_dir("held-back");
     for p in &f.kept()[SCENES - 2..] {
