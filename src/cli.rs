@@ -85,6 +85,53 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Mount the virtual datacube: TILE/YEAR/{10m,20m,60m} Zarr v3 groups whose chunks are
+    /// computed on first read and written back to the store.
+    #[command(after_help = "\
+Runs in the foreground until unmounted (fusermount3 -u MOUNTPOINT) or stopped with Ctrl-C /
+SIGTERM, which unmount cleanly and write every computed chunk to the store before exiting.
+Run it in the background with your service manager, `nohup ... &` or tmux.
+
+Examples:
+  datacube mount /mnt/cube --store /data/cube.zarr --source safe:/data/archive --tiles 35VLH --years 2024
+  datacube mount /mnt/cube --store /data/cube.zarr --source safe:/data/archive --cache-size 8GiB
+  RUST_LOG=datacube=debug datacube mount /mnt/cube --store ... --source ...
+
+Then, e.g. in Python:
+  xr.open_zarr('/mnt/cube/35VLH/2024/10m', consolidated=True)
+Live counters: cat /mnt/cube/.datacube/stats.json")]
+    Mount {
+        mountpoint: PathBuf,
+        /// Persistent Zarr store directory (chunks computed are written back here)
+        #[arg(long)]
+        store: String,
+        /// safe:DIR (a local SAFE archive with the CDSE layout)
+        #[arg(long)]
+        source: String,
+        /// Memory for caches: encoded chunks (3/4) and decoded JP2 tiles (1/4, at most 1 GiB)
+        #[arg(long, default_value = "2GiB", value_parser = parse_bytes)]
+        cache_size: u64,
+        /// MGRS tiles and tile sets, comma-separated (e.g. 35VLH,35VLJ or finland)
+        #[arg(long, default_value = "finland")]
+        tiles: String,
+        /// Years: 2016..2025 (inclusive), 2024, or 2023,2024
+        #[arg(long, default_value = "2015..2026", value_parser = parse_years)]
+        years: Vec<i32>,
+        /// Decode threads and concurrent materializations (default: all cores)
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Threads serving FUSE requests
+        #[arg(long, default_value_t = 4)]
+        fuse_threads: usize,
+        /// Let other users read the mount (needs user_allow_other in /etc/fuse.conf unless root)
+        #[arg(long)]
+        allow_other: bool,
+        /// Stay in the foreground (the default; accepted for mount-s3 habits)
+        #[arg(long)]
+        foreground: bool,
+    },
+    /// Print a named set of MGRS tiles (finland: the 77 tiles covering Finland and its seas).
+    Tiles { set: String },
     /// Benchmark intake against the decode floor (GDAL decoding every band JP2 fully, same threads).
     BenchIntake {
         #[arg(long)]
@@ -121,6 +168,30 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         _ => return Err(format!("invalid size unit in {s:?}")),
     };
     Ok((n * mult as f64) as u64)
+}
+
+/// Parses `2016..2025` (inclusive), `2024` or `2023,2024` into sorted distinct years.
+pub fn parse_years(s: &str) -> Result<Vec<i32>, String> {
+    let bad = || format!("invalid years {s:?} (use 2016..2025, 2024 or 2023,2024)");
+    let mut years = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        if let Some((a, b)) = part.split_once("..") {
+            let a: i32 = a.trim().parse().map_err(|_| bad())?;
+            let b: i32 = b.trim().parse().map_err(|_| bad())?;
+            if a > b || b - a > 100 {
+                return Err(bad());
+            }
+            years.extend(a..=b);
+        } else {
+            years.push(part.parse().map_err(|_| bad())?);
+        }
+    }
+    if years.iter().any(|y| !(1000..=9999).contains(y)) {
+        return Err(bad());
+    }
+    years.sort();
+    years.dedup();
+    Ok(years)
 }
 
 fn set_threads(threads: Option<usize>) -> Result<()> {
@@ -213,6 +284,48 @@ pub fn main() -> Result<std::process::ExitCode> {
             } else {
                 print!("{}", crate::info::table(&rows));
             }
+        }
+        Command::Mount {
+            mountpoint,
+            store,
+            source,
+            cache_size,
+            tiles,
+            years,
+            threads,
+            fuse_threads,
+            allow_other,
+            foreground: _,
+        } => {
+            set_threads(threads)?;
+            let workers = threads.unwrap_or_else(rayon::current_num_threads).max(2);
+            let (chunk_cache_bytes, decode_cache_bytes) =
+                crate::fs::CubeConfig::split_budget(cache_size as usize);
+            let cfg = crate::fs::CubeConfig {
+                tiles: crate::tiles::parse_tiles(&tiles)?,
+                years,
+                chunk_cache_bytes,
+                decode_cache_bytes,
+                workers,
+                writeback: Default::default(),
+            };
+            let src: std::sync::Arc<dyn crate::source::BandSource> =
+                crate::source::open(&source)?.into();
+            let st: std::sync::Arc<dyn crate::store::Store> = crate::store::open(&store)?.into();
+            let cube = crate::fs::Cube::new(cfg, st, src)?;
+            crate::fs::serve(
+                cube,
+                &crate::fs::MountOptions {
+                    mountpoint,
+                    fuse_threads,
+                    allow_other,
+                },
+            )?;
+        }
+        Command::Tiles { set } => {
+            let tiles = crate::tiles::named_set(&set)
+                .with_context(|| format!("unknown tile set {set:?} (known: finland)"))?;
+            println!("{}", tiles.join(" "));
         }
         Command::BenchIntake {
             source,

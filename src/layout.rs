@@ -102,13 +102,10 @@ impl YearLayout {
     pub fn build(catalog: &Catalog) -> Result<Self> {
         let wkt = crs_wkt(catalog.epsg)?;
         let mut files = BTreeMap::new();
-        put_json(&mut files, "zarr.json", &root_group());
-        put_json(
-            &mut files,
-            &format!("{}/zarr.json", catalog.tile),
-            &group(
-                json!({"tile": catalog.tile, "epsg": catalog.epsg, "crs": format!("EPSG:{}", catalog.epsg)}),
-            ),
+        files.insert("zarr.json".into(), root_group_file());
+        files.insert(
+            format!("{}/zarr.json", catalog.tile),
+            tile_group_file(&catalog.tile, catalog.epsg),
         );
         put_json(
             &mut files,
@@ -153,10 +150,26 @@ impl YearLayout {
     }
 }
 
-fn put_json(files: &mut BTreeMap<String, Vec<u8>>, key: &str, v: &Value) {
+/// The root group's `zarr.json` (independent of any catalog).
+pub fn root_group_file() -> Vec<u8> {
+    json_file(&root_group())
+}
+
+/// A tile group's `zarr.json` (needs only the tile's projection, not a catalog).
+pub fn tile_group_file(tile: &str, epsg: u32) -> Vec<u8> {
+    json_file(&group(
+        json!({"tile": tile, "epsg": epsg, "crs": format!("EPSG:{epsg}")}),
+    ))
+}
+
+fn json_file(v: &Value) -> Vec<u8> {
     let mut bytes = serde_json::to_vec_pretty(v).expect("JSON");
     bytes.push(b'\n');
-    files.insert(key.to_string(), bytes);
+    bytes
+}
+
+fn put_json(files: &mut BTreeMap<String, Vec<u8>>, key: &str, v: &Value) {
+    files.insert(key.to_string(), json_file(v));
 }
 
 fn group(attributes: Value) -> Value {

@@ -1,13 +1,16 @@
 //! datacube: a virtual Sentinel-2 L1C datacube (Zarr v3) over SAFE archives.
 //!
-//! Data flows catalog → source → raster → chunk → store; `intake` drives it in bulk. Every module
+//! Data flows catalog → source → raster → chunk → cache → fs (FUSE), with writeback to the store;
+//! `intake` drives catalog → store in bulk. Every module
 //! except the store and source backends is independent of paths and protocols.
 
 pub mod bands;
+pub mod cache;
 pub mod catalog;
 pub mod chunk;
 pub mod cli;
 pub mod fixture;
+pub mod fs;
 pub mod info;
 pub mod intake;
 pub mod layout;
@@ -18,3 +21,5 @@ pub mod scene;
 pub mod source;
 pub mod store;
 pub mod synth;
+pub mod tiles;
+pub mod writeback;

@@ -71,13 +71,22 @@ pub fn prepare_year(
         tracing::info!("removed {swept} temporary file(s) left by an interrupted run");
     }
     let scan = source.scan(tile, year)?;
+    let (ctx, report) = prepare_scanned(store, &source.describe(), tile, year, &scan)?;
+    Ok((ctx, report, scan))
+}
+
+/// `prepare_year` after the source scan: merge, invalidate, persist catalog and metadata.
+pub fn prepare_scanned(
+    store: &dyn Store,
+    source_name: &str,
+    tile: &str,
+    year: i32,
+    scan: &crate::catalog::ScanResult,
+) -> Result<(YearContext, MergeReport)> {
     let existing = Catalog::load(store, tile, year)?;
     let (catalog, report) = merge(existing, scan.scenes.clone(), tile, year)?;
     if catalog.scenes.is_empty() {
-        let mut msg = format!(
-            "no scenes of tile {tile} in {year} in {}",
-            source.describe()
-        );
+        let mut msg = format!("no scenes of tile {tile} in {year} in {source_name}");
         for e in &scan.errors {
             msg.push_str(&format!("\n  {e}"));
         }
@@ -94,13 +103,16 @@ pub fn prepare_year(
                 .filter(|k| chunk_time_index(k).is_some_and(|t| t >= first_stale))
                 .cloned()
                 .collect();
+            // Files first, then the record, then (below) the catalog: a crash in between
+            // repeats the invalidation on the next run, and no stale file outlives it unrecorded
+            // (the mount trusts unrecorded chunk files, which only an atomic write can leave).
+            for k in &stale {
+                store.delete(&format!("{tile}/{year}/{}/data/{k}", res.name()))?;
+            }
             for k in &stale {
                 record.chunks.remove(k);
             }
             record.save(store, &key)?;
-            for k in &stale {
-                store.delete(&format!("{tile}/{year}/{}/data/{k}", res.name()))?;
-            }
         }
     }
     catalog.save(store)?;
@@ -110,7 +122,7 @@ pub fn prepare_year(
             store.put(key, bytes)?;
         }
     }
-    Ok((ctx, report, scan))
+    Ok((ctx, report))
 }
 
 fn chunk_time_index(rel_key: &str) -> Option<u64> {

@@ -1,0 +1,445 @@
+//! The FUSE adapter (fuser): inode numbers ↔ paths, replies, errno values. All semantics are in
+//! `Cube`; requests that need a chunk are answered from the worker pool when it is ready.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use fuser::{
+    AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyWrite, Request, TimeOrNow, WriteFlags,
+};
+
+use super::cube::{Attr, Cube, FsError, Kind};
+use super::stats::{add, bump};
+use crate::cache::Bytes;
+
+/// Immutable files (chunks, metadata) may be cached by the kernel for long.
+const TTL_FILE: Duration = Duration::from_secs(3600);
+/// Directories gain entries as chunks are computed.
+const TTL_DIR: Duration = Duration::from_secs(1);
+
+/// Inode numbers, assigned on first sight of a path and stable for the mount's life.
+#[derive(Default)]
+struct Inodes {
+    paths: Vec<String>,
+    by_path: HashMap<String, u64>,
+}
+
+impl Inodes {
+    fn new() -> Self {
+        let mut i = Inodes::default();
+        i.get_or_insert("");
+        i
+    }
+    fn get_or_insert(&mut self, path: &str) -> u64 {
+        if let Some(ino) = self.by_path.get(path) {
+            return *ino;
+        }
+        self.paths.push(path.to_string());
+        let ino = self.paths.len() as u64;
+        self.by_path.insert(path.to_string(), ino);
+        ino
+    }
+    fn path(&self, ino: INodeNo) -> Option<String> {
+        self.paths.get((ino.0 as usize).checked_sub(1)?).cloned()
+    }
+}
+
+pub struct DatacubeFs {
+    cube: Arc<Cube>,
+    inodes: Arc<Mutex<Inodes>>,
+    handles: Arc<Mutex<HashMap<u64, Bytes>>>,
+    next_fh: AtomicU64,
+    uid: u32,
+    gid: u32,
+    time: SystemTime,
+}
+
+impl DatacubeFs {
+    pub fn new(cube: Arc<Cube>) -> Self {
+        // SAFETY: getuid/getgid cannot fail and touch no memory.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        DatacubeFs {
+            cube,
+            inodes: Arc::new(Mutex::new(Inodes::new())),
+            handles: Arc::new(Mutex::new(HashMap::new())),
+            next_fh: AtomicU64::new(1),
+            uid,
+            gid,
+            time: SystemTime::now(),
+        }
+    }
+
+    fn path(&self, ino: INodeNo) -> Result<String, Errno> {
+        self.inodes.lock().unwrap().path(ino).ok_or(Errno::ENOENT)
+    }
+
+    fn attr_maker(&self) -> impl Fn(u64, &Attr) -> FileAttr + Send + 'static {
+        let (uid, gid, time) = (self.uid, self.gid, self.time);
+        move |ino, a| FileAttr {
+            ino: INodeNo(ino),
+            size: a.size,
+            blocks: a.size.div_ceil(512),
+            atime: time,
+            mtime: time,
+            ctime: time,
+            crtime: time,
+            kind: match a.kind {
+                Kind::Dir => FileType::Directory,
+                Kind::File => FileType::RegularFile,
+            },
+            perm: match a.kind {
+                Kind::Dir => 0o555,
+                Kind::File => 0o444,
+            },
+            nlink: match a.kind {
+                Kind::Dir => 2,
+                Kind::File => 1,
+            },
+            uid,
+            gid,
+            rdev: 0,
+            blksize: 1 << 17,
+            flags: 0,
+        }
+    }
+}
+
+fn ttl(a: &Attr) -> Duration {
+    match (a.kind, a.volatile) {
+        (_, true) => Duration::ZERO,
+        (Kind::Dir, _) => TTL_DIR,
+        (Kind::File, _) => TTL_FILE,
+    }
+}
+
+fn errno(e: FsError) -> Errno {
+    match e {
+        FsError::NotFound => Errno::ENOENT,
+        FsError::NotDir => Errno::ENOTDIR,
+        FsError::IsDir => Errno::EISDIR,
+        FsError::Io => Errno::EIO,
+    }
+}
+
+fn child_path(parent: &str, name: &str) -> String {
+    if parent.is_empty() {
+        name.to_string()
+    } else {
+        format!("{parent}/{name}")
+    }
+}
+
+impl Filesystem for DatacubeFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // Larger read requests: chunk files are tens of MiB and read whole.
+        if let Err(max) = config.set_max_readahead(1 << 20) {
+            let _ = config.set_max_readahead(max);
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let parent = match self.path(parent) {
+            Ok(p) => p,
+            Err(e) => return reply.error(e),
+        };
+        let Some(name) = name.to_str() else {
+            return reply.error(Errno::EINVAL);
+        };
+        let path = child_path(&parent, name);
+        let inodes = self.inodes.clone();
+        let make = self.attr_maker();
+        self.cube.lookup(&path.clone(), move |r| match r {
+            Ok(a) => {
+                let ino = inodes.lock().unwrap().get_or_insert(&path);
+                reply.entry(&ttl(&a), &make(ino, &a), Generation(0));
+            }
+            Err(e) => reply.error(errno(e)),
+        });
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.path(ino) {
+            Err(e) => reply.error(e),
+            Ok(path) => match self.cube.getattr(&path) {
+                Ok(a) => reply.attr(&ttl(&a), &(self.attr_maker())(ino.0, &a)),
+                Err(e) => reply.error(errno(e)),
+            },
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if flags.acc_mode() != OpenAccMode::O_RDONLY || flags.0 & libc::O_TRUNC != 0 {
+            return reply.error(Errno::EROFS);
+        }
+        let path = match self.path(ino) {
+            Ok(p) => p,
+            Err(e) => return reply.error(e),
+        };
+        let volatile = path == super::node::STATS_FILE;
+        let handles = self.handles.clone();
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.cube.open(&path, move |r| match r {
+            Ok(bytes) => {
+                handles.lock().unwrap().insert(fh, bytes);
+                // Chunk and metadata files never change while mounted: keep the page cache.
+                let flags = if volatile {
+                    FopenFlags::FOPEN_DIRECT_IO
+                } else {
+                    FopenFlags::FOPEN_KEEP_CACHE
+                };
+                reply.opened(FileHandle(fh), flags);
+            }
+            Err(e) => reply.error(errno(e)),
+        });
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let Some(bytes) = self.handles.lock().unwrap().get(&fh.0).cloned() else {
+            return reply.error(Errno::EBADF);
+        };
+        let start = (offset as usize).min(bytes.len());
+        let end = start.saturating_add(size as usize).min(bytes.len());
+        let stats = &self.cube.stats;
+        bump(&stats.reads);
+        add(&stats.bytes_served, (end - start) as u64);
+        reply.data(&bytes[start..end]);
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.handles.lock().unwrap().remove(&fh.0);
+        reply.ok();
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let path = match self.path(ino) {
+            Ok(p) => p,
+            Err(e) => return reply.error(e),
+        };
+        let children = match self.cube.list(&path) {
+            Ok(c) => c,
+            Err(e) => return reply.error(errno(e)),
+        };
+        let parent_ino = {
+            let parent = path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+            self.inodes.lock().unwrap().get_or_insert(parent)
+        };
+        let mut entries = vec![
+            (ino.0, FileType::Directory, ".".to_string()),
+            (parent_ino, FileType::Directory, "..".to_string()),
+        ];
+        {
+            let mut inodes = self.inodes.lock().unwrap();
+            for (name, kind) in children {
+                let child = inodes.get_or_insert(&child_path(&path, &name));
+                let t = match kind {
+                    Kind::Dir => FileType::Directory,
+                    Kind::File => FileType::RegularFile,
+                };
+                entries.push((child, t, name));
+            }
+        }
+        for (i, (ino, kind, name)) in entries.into_iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(ino), (i + 1) as u64, kind, &name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        reply.statfs(0, 0, 0, 0, 0, 4096, 255, 4096);
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        if mask.contains(AccessFlags::W_OK) {
+            reply.error(Errno::EROFS)
+        } else {
+            reply.ok()
+        }
+    }
+
+    // Everything that would change the tree: read-only file system.
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        _size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        _mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+    fn mknod(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+    fn mkdir(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+    fn unlink(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+    fn rmdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+    fn symlink(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _link_name: &OsStr,
+        _target: &std::path::Path,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+    fn rename(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        _flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+    fn link(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        _data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+    fn create(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        _length: u64,
+        _mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        _ino_in: INodeNo,
+        _fh_in: FileHandle,
+        _offset_in: u64,
+        _ino_out: INodeNo,
+        _fh_out: FileHandle,
+        _offset_out: u64,
+        _len: u64,
+        _flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+}

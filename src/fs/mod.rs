@@ -1,0 +1,93 @@
+//! The virtual datacube as a FUSE filesystem. `cube` holds the semantics (testable without a
+//! mount), `fuse` adapts it to fuser, `mountpoint` handles live and stale mounts.
+
+pub mod cube;
+pub mod fuse;
+pub mod mountpoint;
+pub mod node;
+pub mod pool;
+pub mod stats;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use fuser::{MountOption, SessionACL};
+
+pub use cube::{Cube, CubeConfig, FsError, Kind};
+
+/// How to mount.
+#[derive(Debug, Clone)]
+pub struct MountOptions {
+    pub mountpoint: PathBuf,
+    /// Threads reading /dev/fuse (requests needing a chunk are handed to the worker pool).
+    pub fuse_threads: usize,
+    pub allow_other: bool,
+}
+
+/// Mounts `cube` and serves it until unmounted (`fusermount3 -u`, `umount`) or until SIGINT,
+/// SIGTERM or SIGHUP, which unmount. Then drains the writeback queue: when this returns, every
+/// chunk computed is in the store.
+pub fn serve(cube: Arc<Cube>, opts: &MountOptions) -> Result<()> {
+    let mp = mountpoint::absolute(&opts.mountpoint)?;
+    mountpoint::prepare(&mp)?;
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![
+        MountOption::FSName("datacube".into()),
+        MountOption::Subtype("datacube".into()),
+        MountOption::RO,
+        MountOption::NoAtime,
+        MountOption::NoDev,
+        MountOption::NoSuid,
+        MountOption::DefaultPermissions,
+    ];
+    if opts.allow_other {
+        config.acl = SessionACL::All;
+    }
+    config.n_threads = Some(opts.fuse_threads.max(1));
+    config.clone_fd = true;
+    let session = fuser::Session::new(fuse::DatacubeFs::new(cube.clone()), &mp, &config)
+        .with_context(|| format!("mounting at {}", mp.display()))?;
+    let result = run_until_unmounted(session, &mp);
+    tracing::info!(
+        "unmounted {}; writing queued chunks to the store",
+        mp.display()
+    );
+    cube.shutdown();
+    let wb = cube.stats_json();
+    tracing::info!(
+        "writeback drained; final stats: {}",
+        String::from_utf8_lossy(&wb)
+            .split_whitespace()
+            .collect::<String>()
+    );
+    result
+}
+
+fn run_until_unmounted(mut session: fuser::Session<fuse::DatacubeFs>, mp: &Path) -> Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut unmounter = session.unmount_callable();
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .context("installing signal handlers")?;
+    let handle = signals.handle();
+    let mp_owned = mp.to_path_buf();
+    let watcher = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                tracing::info!("signal {sig}: unmounting {}", mp_owned.display());
+                if let Err(e) = unmounter.unmount() {
+                    tracing::warn!("unmount: {e}; detaching lazily (open files keep working)");
+                    if let Err(e) = mountpoint::detach(&mp_owned) {
+                        tracing::error!("{e:#}");
+                    }
+                }
+            }
+        })
+        .context("starting the signal thread")?;
+    tracing::info!("datacube mounted at {} (ready)", mp.display());
+    let r = session.run();
+    handle.close();
+    let _ = watcher.join();
+    r.with_context(|| format!("serving {}", mp.display()))
+}

@@ -1,0 +1,137 @@
+//! The mount point itself: detecting a live or stale (crashed daemon) FUSE mount, recovering a
+//! stale one, and detaching a busy one.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+/// The mount entry at `mountpoint` in `/proc/self/mountinfo`: (fstype, source).
+pub fn mount_entry(mountpoint: &Path) -> Option<(String, String)> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let want = mountpoint.to_string_lossy();
+    info.lines().rev().find_map(|line| {
+        // id parent major:minor root mountpoint options [optional...] - fstype source superopts
+        let (pre, post) = line.split_once(" - ")?;
+        let mp = unescape(pre.split(' ').nth(4)?);
+        if mp != want {
+            return None;
+        }
+        let mut post = post.split(' ');
+        Some((post.next()?.to_string(), unescape(post.next()?)))
+    })
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Absolute form of `p` without touching it (a stale mount point cannot be canonicalized).
+pub fn absolute(p: &Path) -> Result<PathBuf> {
+    let abs = std::path::absolute(p).with_context(|| format!("mount point {}", p.display()))?;
+    // Resolve symlinks of the parent, which is alive even when the mount point is stale.
+    match (abs.parent(), abs.file_name()) {
+        (Some(parent), Some(name)) => match parent.canonicalize() {
+            Ok(parent) => Ok(parent.join(name)),
+            Err(_) => Ok(abs),
+        },
+        _ => Ok(abs),
+    }
+}
+
+/// Checks that `mountpoint` can be mounted on: an existing directory, not a live mount. A stale
+/// FUSE mount left by a crashed daemon ("Transport endpoint is not connected") is detached.
+pub fn prepare(mountpoint: &Path) -> Result<()> {
+    match std::fs::metadata(mountpoint) {
+        Ok(m) if m.is_dir() => {
+            if let Some((fstype, source)) = mount_entry(mountpoint) {
+                anyhow::bail!(
+                    "mount point {} is already mounted ({fstype} from {source}); unmount it first \
+                     (fusermount3 -u {})",
+                    mountpoint.display(),
+                    mountpoint.display()
+                );
+            }
+            Ok(())
+        }
+        Ok(_) => anyhow::bail!("mount point {} is not a directory", mountpoint.display()),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            anyhow::bail!("mount point {} does not exist", mountpoint.display())
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            tracing::warn!(
+                "mount point {} is a stale FUSE mount (its daemon died); detaching it",
+                mountpoint.display()
+            );
+            detach(mountpoint)?;
+            match std::fs::metadata(mountpoint) {
+                Ok(m) if m.is_dir() => Ok(()),
+                Ok(_) => anyhow::bail!("mount point {} is not a directory", mountpoint.display()),
+                Err(e) => Err(e).with_context(|| {
+                    format!("mount point {} after detaching", mountpoint.display())
+                }),
+            }
+        }
+        Err(e) => Err(e).with_context(|| format!("mount point {}", mountpoint.display())),
+    }
+}
+
+/// Lazily unmounts `mountpoint` (works while files are still open): `fusermount3 -u -z`, or the
+/// `umount2(MNT_DETACH)` system call when running as root.
+pub fn detach(mountpoint: &Path) -> Result<()> {
+    let ok = Command::new("fusermount3")
+        .arg("-u")
+        .arg("-z")
+        .arg("-q")
+        .arg(mountpoint)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if ok {
+        return Ok(());
+    }
+    let c = std::ffi::CString::new(mountpoint.as_os_str().as_encoded_bytes())
+        .context("mount point path has a NUL byte")?;
+    // SAFETY: a valid NUL-terminated path; umount2 only reads it.
+    let rc = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        anyhow::bail!("cannot unmount {}: {e}", mountpoint.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unescapes_mountinfo_paths() {
+        assert_eq!(unescape(r"/tmp/a\040b"), "/tmp/a b");
+        assert_eq!(unescape(r"/tmp/plain"), "/tmp/plain");
+        assert_eq!(unescape(r"/x\134y"), r"/x\y");
+    }
+
+    #[test]
+    fn root_is_a_mount_and_tmp_dirs_are_preparable() {
+        assert!(mount_entry(Path::new("/")).is_some());
+        let d = tempfile::tempdir().unwrap();
+        prepare(d.path()).unwrap();
+        assert!(prepare(&d.path().join("missing")).is_err());
+    }
+}

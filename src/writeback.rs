@@ -1,0 +1,348 @@
+//! The writeback queue: every chunk the mount materializes is persisted to the store by a writer
+//! thread, so nothing is computed twice, not even across restarts.
+//!
+//! Bounded in jobs and bytes: a full queue blocks the producer (back-pressure, never a drop).
+//! Chunk files are written atomically first, then the batch's entries are added to the chunk
+//! records (also atomic), so after a crash every recorded chunk has its file. Queued bytes stay
+//! readable through `pending` until they are in the store. `close` drains the queue.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use crate::bands::Resolution;
+use crate::cache::Bytes;
+use crate::store::{ChunkEntry, ChunkRecord, Store};
+
+/// What to persist for one chunk.
+#[derive(Debug, Clone)]
+pub enum WriteEntry {
+    /// Encoded bytes: write the chunk file, then record it.
+    Data(Bytes),
+    /// All fill: record only (no file, by Zarr's missing-chunk rule).
+    Empty,
+    /// The file is already in the store (found there unrecorded): record only.
+    Stored(u64),
+}
+
+#[derive(Debug, Clone)]
+pub struct WriteJob {
+    pub tile: String,
+    pub year: i32,
+    pub res: Resolution,
+    /// Chunk key relative to the `data` array (`c/0/0/1/2`).
+    pub rel: String,
+    pub entry: WriteEntry,
+}
+
+impl WriteJob {
+    /// The chunk file's store key.
+    pub fn store_key(&self) -> String {
+        format!(
+            "{}/{}/{}/data/{}",
+            self.tile,
+            self.year,
+            self.res.name(),
+            self.rel
+        )
+    }
+
+    fn bytes(&self) -> usize {
+        match &self.entry {
+            WriteEntry::Data(b) => b.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// Queue bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_jobs: usize,
+    pub max_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_jobs: 256,
+            max_bytes: 256 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct WritebackStats {
+    pub enqueued: AtomicU64,
+    pub chunks_written: AtomicU64,
+    pub bytes_written: AtomicU64,
+    pub records_saved: AtomicU64,
+    pub errors: AtomicU64,
+    /// Times a producer waited on a full queue.
+    pub waits: AtomicU64,
+}
+
+struct State {
+    queue: VecDeque<WriteJob>,
+    /// Jobs queued or being written, and their bytes (the bounds count both).
+    jobs: usize,
+    bytes: usize,
+    closed: bool,
+    /// Store key → bytes not yet in the store.
+    pending: HashMap<String, Bytes>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+    store: Arc<dyn Store>,
+    limits: Limits,
+    stats: WritebackStats,
+}
+
+pub struct Writeback {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Writeback {
+    pub fn start(store: Arc<dyn Store>, limits: Limits) -> Self {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                jobs: 0,
+                bytes: 0,
+                closed: false,
+                pending: HashMap::new(),
+            }),
+            changed: Condvar::new(),
+            store,
+            limits,
+            stats: WritebackStats::default(),
+        });
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("writeback".into())
+            .spawn(move || writer(&s))
+            .expect("spawning the writeback thread");
+        Writeback {
+            shared,
+            thread: Mutex::new(Some(thread)),
+        }
+    }
+
+    /// Queues a job, waiting while the queue is full. Returns false if the queue is closed.
+    pub fn push(&self, job: WriteJob) -> bool {
+        let n = job.bytes();
+        let mut g = self.shared.state.lock().unwrap();
+        let full = |g: &State| {
+            g.jobs > 0
+                && (g.jobs >= self.shared.limits.max_jobs
+                    || g.bytes + n > self.shared.limits.max_bytes)
+        };
+        if full(&g) && !g.closed {
+            self.shared.stats.waits.fetch_add(1, Ordering::Relaxed);
+        }
+        while full(&g) && !g.closed {
+            g = self.shared.changed.wait(g).unwrap();
+        }
+        if g.closed {
+            return false;
+        }
+        if let WriteEntry::Data(b) = &job.entry {
+            g.pending.insert(job.store_key(), b.clone());
+        }
+        g.jobs += 1;
+        g.bytes += n;
+        g.queue.push_back(job);
+        self.shared.stats.enqueued.fetch_add(1, Ordering::Relaxed);
+        self.shared.changed.notify_all();
+        true
+    }
+
+    /// Bytes of a chunk that is queued but not yet in the store.
+    pub fn pending(&self, store_key: &str) -> Option<Bytes> {
+        self.shared
+            .state
+            .lock()
+            .unwrap()
+            .pending
+            .get(store_key)
+            .cloned()
+    }
+
+    /// (jobs, bytes) queued or being written.
+    pub fn depth(&self) -> (usize, usize) {
+        let g = self.shared.state.lock().unwrap();
+        (g.jobs, g.bytes)
+    }
+
+    pub fn stats(&self) -> &WritebackStats {
+        &self.shared.stats
+    }
+
+    /// Waits until everything queued so far is in the store.
+    pub fn flush(&self) {
+        let mut g = self.shared.state.lock().unwrap();
+        while g.jobs > 0 {
+            g = self.shared.changed.wait(g).unwrap();
+        }
+    }
+
+    /// Stops accepting jobs, writes everything queued, and joins the writer.
+    pub fn close(&self) {
+        self.shared.state.lock().unwrap().closed = true;
+        self.shared.changed.notify_all();
+        if let Some(t) = self.thread.lock().unwrap().take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Writeback {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+const BATCH: usize = 64;
+
+fn writer(s: &Shared) {
+    let mut records: HashMap<String, ChunkRecord> = HashMap::new();
+    loop {
+        let batch: Vec<WriteJob> = {
+            let mut g = s.state.lock().unwrap();
+            while g.queue.is_empty() && !g.closed {
+                g = s.changed.wait(g).unwrap();
+            }
+            if g.queue.is_empty() {
+                return;
+            }
+            let n = g.queue.len().min(BATCH);
+            g.queue.drain(..n).collect()
+        };
+        write_batch(s, &batch, &mut records);
+        let mut g = s.state.lock().unwrap();
+        for job in &batch {
+            if let WriteEntry::Data(b) = &job.entry {
+                let key = job.store_key();
+                if g.pending.get(&key).is_some_and(|p| Arc::ptr_eq(p, b)) {
+                    g.pending.remove(&key);
+                }
+            }
+            g.jobs -= 1;
+            g.bytes -= job.bytes();
+        }
+        s.changed.notify_all();
+    }
+}
+
+fn write_batch(s: &Shared, batch: &[WriteJob], records: &mut HashMap<String, ChunkRecord>) {
+    let mut entries: BTreeMap<String, Vec<(String, ChunkEntry)>> = BTreeMap::new();
+    for job in batch {
+        let entry = match &job.entry {
+            WriteEntry::Data(b) => {
+                let key = job.store_key();
+                if let Err(e) = s.store.put(&key, b) {
+                    s.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!("writeback of {key} to {} failed: {e:#}", s.store.describe());
+                    continue;
+                }
+                s.stats.chunks_written.fetch_add(1, Ordering::Relaxed);
+                s.stats
+                    .bytes_written
+                    .fetch_add(b.len() as u64, Ordering::Relaxed);
+                ChunkEntry::Data {
+                    bytes: b.len() as u64,
+                }
+            }
+            WriteEntry::Empty => ChunkEntry::Empty,
+            WriteEntry::Stored(n) => ChunkEntry::Data { bytes: *n },
+        };
+        entries
+            .entry(ChunkRecord::key(&job.tile, job.year, job.res.name()))
+            .or_default()
+            .push((job.rel.clone(), entry));
+    }
+    for (key, new) in entries {
+        let record = match records.get_mut(&key) {
+            Some(r) => r,
+            None => match ChunkRecord::load(s.store.as_ref(), &key) {
+                Ok(r) => records.entry(key.clone()).or_insert(r),
+                Err(e) => {
+                    s.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!("writeback: cannot read chunk record {key}: {e:#}");
+                    continue;
+                }
+            },
+        };
+        for (rel, entry) in new {
+            record.chunks.insert(rel, entry);
+        }
+        match record.save(s.store.as_ref(), &key) {
+            Ok(()) => {
+                s.stats.records_saved.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                s.stats.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!("writeback: cannot save chunk record {key}: {e:#}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::DirStore;
+
+    fn job(rel: &str, entry: WriteEntry) -> WriteJob {
+        WriteJob {
+            tile: "35VLH".into(),
+            year: 2024,
+            res: Resolution::R60,
+            rel: rel.into(),
+            entry,
+        }
+    }
+
+    #[test]
+    fn writes_files_then_records_and_drains_on_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(DirStore::create(dir.path()).unwrap());
+        let wb = Writeback::start(
+            store.clone(),
+            Limits {
+                max_jobs: 2,
+                max_bytes: 1 << 20,
+            },
+        );
+        for i in 0..20u8 {
+            let bytes: Bytes = vec![i; 10 + i as usize].into();
+            assert!(wb.push(job(&format!("c/0/0/0/{i}"), WriteEntry::Data(bytes))));
+        }
+        assert!(wb.push(job("c/1/0/0/0", WriteEntry::Empty)));
+        wb.close();
+        assert!(!wb.push(job("c/1/0/0/1", WriteEntry::Empty)));
+        let rec =
+            ChunkRecord::load(store.as_ref(), "35VLH/2024/.datacube/chunks-60m.json").unwrap();
+        assert_eq!(rec.chunks.len(), 21);
+        for i in 0..20u8 {
+            let key = format!("35VLH/2024/60m/data/c/0/0/0/{i}");
+            assert_eq!(store.get(&key).unwrap().unwrap(), vec![i; 10 + i as usize]);
+            assert_eq!(
+                rec.chunks[&format!("c/0/0/0/{i}")],
+                ChunkEntry::Data {
+                    bytes: 10 + i as u64
+                }
+            );
+        }
+        assert_eq!(rec.chunks["c/1/0/0/0"], ChunkEntry::Empty);
+        assert_eq!(wb.depth(), (0, 0));
+        assert!(
+            wb.stats().waits.load(Ordering::Relaxed) > 0,
+            "bound of 2 jobs held"
+        );
+    }
+}
