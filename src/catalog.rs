@@ -60,12 +60,17 @@ pub struct ScanResult {
 
 /// Scans `<root>/Sentinel-2/MSI/L1C/<year>/MM/DD/*.SAFE` for products of `tile`.
 pub fn scan_safe_archive(root: &Path, tile: &str, year: i32) -> Result<ScanResult> {
-    let year_dir = root.join(format!("Sentinel-2/MSI/L1C/{year}"));
-    if !year_dir.is_dir() {
+    let l1c = root.join("Sentinel-2/MSI/L1C");
+    if !l1c.is_dir() {
         anyhow::bail!(
             "{}: no such directory (expected a SAFE archive with the CDSE layout)",
-            year_dir.display()
+            l1c.display()
         );
+    }
+    let year_dir = l1c.join(year.to_string());
+    if !year_dir.is_dir() {
+        // No acquisitions that year in this archive.
+        return Ok(ScanResult::default());
     }
     let needle = format!("_T{tile}_");
     let mut found = Vec::new();

@@ -8,6 +8,7 @@ use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use rayon::prelude::*;
 use zarrs::array::ArrayToBytesCodecTraits;
 use zarrs::array::{Array, ArrayBytes, CodecOptions};
 use zarrs::storage::store::MemoryStore;
@@ -104,8 +105,14 @@ impl YearContext {
         let h = cs.min(geom.grid.nrows as usize - y0);
         let w = cs.min(geom.grid.ncols as usize - x0);
         let bands = res.bands();
-        for (ti, scene) in self.catalog.scenes[t0..t1].iter().enumerate() {
-            for (bi, band) in bands.iter().enumerate() {
+        let scenes = &self.catalog.scenes[t0..t1];
+        // One (scene, band) plane per task: the JP2 decodes of a chunk spread over all cores.
+        // Planes past the last scene stay zero (fill).
+        buf.par_chunks_mut(cs * cs)
+            .take(scenes.len() * nb)
+            .enumerate()
+            .try_for_each(|(plane, out)| -> Result<()> {
+                let (scene, band) = (&scenes[plane / nb], &bands[plane % nb]);
                 let key = scene.band_key(band.id);
                 let what = || format!("scene {} band {} ({key})", scene.product_id, band.name);
                 let path = source.local_path(key).with_context(what)?;
@@ -120,17 +127,10 @@ impl YearContext {
                         geom.grid.nrows
                     );
                 }
-                let off = (ti * nb + bi) * cs * cs;
                 raster
-                    .read_window(
-                        &path,
-                        Window { x0, y0, w, h },
-                        &mut buf[off..off + cs * cs],
-                        cs,
-                    )
-                    .with_context(what)?;
-            }
-        }
+                    .read_window(&path, Window { x0, y0, w, h }, out, cs)
+                    .with_context(what)
+            })?;
         Ok(buf)
     }
 

@@ -116,7 +116,7 @@ Live counters: cat /mnt/cube/.datacube/stats.json")]
         tiles: String,
         /// Years: 2016..2025 (inclusive), 2024, or 2023,2024
         #[arg(long, default_value = "2015..2026", value_parser = parse_years)]
-        years: Vec<i32>,
+        years: Years,
         /// Decode threads and concurrent materializations (default: all cores)
         #[arg(long)]
         threads: Option<usize>,
@@ -129,6 +129,9 @@ Live counters: cat /mnt/cube/.datacube/stats.json")]
         /// Stay in the foreground (the default; accepted for mount-s3 habits)
         #[arg(long)]
         foreground: bool,
+        /// Test hook: pause before each writeback batch, in milliseconds
+        #[arg(long, hide = true, default_value_t = 0)]
+        writeback_delay_ms: u64,
     },
     /// Print a named set of MGRS tiles (finland: the 77 tiles covering Finland and its seas).
     Tiles { set: String },
@@ -170,8 +173,12 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     Ok((n * mult as f64) as u64)
 }
 
-/// Parses `2016..2025` (inclusive), `2024` or `2023,2024` into sorted distinct years.
-pub fn parse_years(s: &str) -> Result<Vec<i32>, String> {
+/// Sorted distinct years.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Years(pub Vec<i32>);
+
+/// Parses `2016..2025` (inclusive), `2024` or `2023,2024`.
+pub fn parse_years(s: &str) -> Result<Years, String> {
     let bad = || format!("invalid years {s:?} (use 2016..2025, 2024 or 2023,2024)");
     let mut years = Vec::new();
     for part in s.split(',').map(str::trim) {
@@ -191,7 +198,7 @@ pub fn parse_years(s: &str) -> Result<Vec<i32>, String> {
     }
     years.sort();
     years.dedup();
-    Ok(years)
+    Ok(Years(years))
 }
 
 fn set_threads(threads: Option<usize>) -> Result<()> {
@@ -296,6 +303,7 @@ pub fn main() -> Result<std::process::ExitCode> {
             fuse_threads,
             allow_other,
             foreground: _,
+            writeback_delay_ms,
         } => {
             set_threads(threads)?;
             let workers = threads.unwrap_or_else(rayon::current_num_threads).max(2);
@@ -303,11 +311,14 @@ pub fn main() -> Result<std::process::ExitCode> {
                 crate::fs::CubeConfig::split_budget(cache_size as usize);
             let cfg = crate::fs::CubeConfig {
                 tiles: crate::tiles::parse_tiles(&tiles)?,
-                years,
+                years: years.0,
                 chunk_cache_bytes,
                 decode_cache_bytes,
                 workers,
-                writeback: Default::default(),
+                writeback: crate::writeback::Limits {
+                    batch_delay: std::time::Duration::from_millis(writeback_delay_ms),
+                    ..Default::default()
+                },
             };
             let src: std::sync::Arc<dyn crate::source::BandSource> =
                 crate::source::open(&source)?.into();

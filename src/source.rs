@@ -24,10 +24,13 @@ pub struct SafeArchive {
 
 impl SafeArchive {
     pub fn new(root: impl AsRef<Path>) -> Result<Self> {
-        let root = root.as_ref().to_path_buf();
+        let root = root.as_ref();
         if !root.is_dir() {
             anyhow::bail!("SAFE archive {}: not a directory", root.display());
         }
+        let root = root
+            .canonicalize()
+            .with_context(|| format!("SAFE archive {}", root.display()))?;
         Ok(SafeArchive { root })
     }
 }

@@ -61,6 +61,8 @@ impl WriteJob {
 pub struct Limits {
     pub max_jobs: usize,
     pub max_bytes: usize,
+    /// Pause before each batch: a test hook to hold chunks in the queue (zero in production).
+    pub batch_delay: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -68,6 +70,7 @@ impl Default for Limits {
         Limits {
             max_jobs: 256,
             max_bytes: 256 << 20,
+            batch_delay: std::time::Duration::ZERO,
         }
     }
 }
@@ -222,6 +225,9 @@ fn writer(s: &Shared) {
             let n = g.queue.len().min(BATCH);
             g.queue.drain(..n).collect()
         };
+        if !s.limits.batch_delay.is_zero() {
+            std::thread::sleep(s.limits.batch_delay);
+        }
         write_batch(s, &batch, &mut records);
         let mut g = s.state.lock().unwrap();
         for job in &batch {
@@ -316,6 +322,7 @@ mod tests {
             Limits {
                 max_jobs: 2,
                 max_bytes: 1 << 20,
+                ..Default::default()
             },
         );
         for i in 0..20u8 {

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -27,44 +26,10 @@ fn every_10m_pixel_and_all_of_20m_60m_equal_the_formula() {
 
 #[test]
 fn values_equal_gdal_reads_of_the_source_jp2_windows() {
-    let f = fixture();
     let store = intaken_store();
     for res in Resolution::ALL {
         let (shape, data) = read_data(store, res);
-        let (nb, ny, nx) = (shape[1] as usize, shape[2] as usize, shape[3] as usize);
-        // Windows straddling chunk and JP2-tile edges, for the first, a partial-swath and the last scene.
-        let cs = res.space_chunk() as usize;
-        let windows = [
-            (0, 0, 37, 41),
-            (cs - 5, cs - 7, 19, 23),
-            (nx - 30, ny - 20, 30, 20),
-        ];
-        for t in [0usize, 2, SCENES - 1] {
-            let p = f.kept()[t];
-            for (bi, band) in res.bands().iter().enumerate() {
-                let path = datacube::fixture::product_dir(&f.archive, p)
-                    .join("GRANULE")
-                    .join(&p.granule_id)
-                    .join("IMG_DATA")
-                    .join(format!("{}.jp2", p.band_stem("35VLH", band.name)));
-                for &(x0, y0, w, h) in &windows {
-                    let gdal = datacube::raster::read_direct(&path, x0, y0, w, h).unwrap();
-                    for r in 0..h {
-                        for c in 0..w {
-                            let got = data[((t * nb + bi) * ny + y0 + r) * nx + x0 + c];
-                            assert_eq!(
-                                got,
-                                gdal[r * w + c],
-                                "{res} {} t={t} ({},{})",
-                                band.name,
-                                y0 + r,
-                                x0 + c
-                            );
-                        }
-                    }
-                }
-            }
-        }
+        assert_gdal_windows(fixture(), res, &shape, &data);
     }
 }
 
@@ -105,15 +70,7 @@ fn record_marks_every_chunk_and_empty_chunks_have_no_file() {
 fn xarray_and_rioxarray_read_the_store() {
     let f = fixture();
     let store = intaken_store();
-    let expect = serde_json::json!({
-        "times_ms": f.kept().iter().map(|p| p.sensing_ms).collect::<Vec<_>>(),
-        "product_ids": f.kept().iter().map(|p| p.product_id.clone()).collect::<Vec<_>>(),
-        "offsets": f.kept().iter().map(|p| if p.has_offsets() { -1000 } else { 0 }).collect::<Vec<_>>(),
-        "width_m": f.spec.width_m(),
-        "ulx": f.spec.ulx,
-        "uly": f.spec.uly,
-        "epsg": f.spec.epsg,
-    });
+    let expect = store_expectations(f);
     let out = run_python(
         "check_store.py",
         &[
@@ -122,68 +79,6 @@ fn xarray_and_rioxarray_read_the_store() {
         ],
     );
     assert!(out.contains("store ok"), "{out}");
-}
-
-/// All regular files under `dir`, relative path → bytes.
-fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(base, &p, out);
-            } else {
-                out.insert(
-                    p.strip_prefix(base).unwrap().to_string_lossy().into_owned(),
-                    std::fs::read(&p).unwrap(),
-                );
-            }
-        }
-    }
-    let mut m = BTreeMap::new();
-    walk(dir, dir, &mut m);
-    m
-}
-
-/// Drops the wall-clock catalog times, the only legitimate difference between two runs.
-fn normalize(key: &str, bytes: &[u8]) -> Vec<u8> {
-    if key.ends_with("catalog.json") || key == "35VLH/2024/zarr.json" {
-        let mut v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
-        for k in ["created", "updated"] {
-            v.as_object_mut().unwrap().remove(k);
-        }
-        if let Some(a) = v.get_mut("attributes").and_then(|a| a.as_object_mut()) {
-            a.remove("catalog_time");
-            a.remove("catalog_updated");
-        }
-        return serde_json::to_vec(&v).unwrap();
-    }
-    bytes.to_vec()
-}
-
-/// A copy of the fixture archive that a test may damage.
-fn copy_archive(name: &str) -> std::path::PathBuf {
-    let archive = work_dir(name);
-    let ok = Command::new("cp")
-        .arg("-a")
-        .arg(format!("{}/.", fixture().archive.display()))
-        .arg(&archive)
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    archive
-}
-
-/// Asserts two stores hold the same files with the same bytes (catalog wall-clock times aside).
-fn assert_same_store(a: &Path, b: &Path) {
-    let (a, b) = (tree(a), tree(b));
-    assert_eq!(
-        a.keys().collect::<Vec<_>>(),
-        b.keys().collect::<Vec<_>>(),
-        "same files"
-    );
-    for (k, v) in &a {
-        assert!(normalize(k, v) == normalize(k, &b[k]), "{k} differs");
-    }
 }
 
 #[test]

@@ -1,0 +1,147 @@
+//! Running `datacube mount` for real in tests: start, wait until it serves, stats, stop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{bin, YEAR};
+
+pub struct Mounted {
+    pub mnt: PathBuf,
+    pub store: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Mounted {
+    /// Mounts `archive` over `store` at `work/mnt` (35VLH, 2024 only) and waits until it serves.
+    pub fn start(work: &Path, store: &Path, archive: &Path, extra: &[&str]) -> Mounted {
+        let mnt = work.join("mnt");
+        let _ = std::fs::create_dir_all(&mnt); // fails harmlessly on a stale mount point
+        let log = work.join("mount.log");
+        let logf = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = Command::new(bin())
+            .arg("mount")
+            .arg(&mnt)
+            .arg("--store")
+            .arg(store)
+            .arg("--source")
+            .arg(format!("safe:{}", archive.display()))
+            .args(["--tiles", "35VLH", "--years", &YEAR.to_string()])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(logf)
+            .spawn()
+            .unwrap();
+        let mut m = Mounted {
+            mnt,
+            store: store.to_path_buf(),
+            log,
+            child: Some(child),
+        };
+        m.wait_ready();
+        m
+    }
+
+    fn wait_ready(&mut self) {
+        let t0 = Instant::now();
+        loop {
+            if std::fs::metadata(self.mnt.join(".datacube/stats.json")).is_ok() {
+                return;
+            }
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("datacube mount exited with {st}:\n{}", self.log_text());
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "mount not ready:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    pub fn stats(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.path(".datacube/stats.json")).unwrap()).unwrap()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits for the daemon to unmount, drain and exit.
+    pub fn terminate(mut self) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        signal(child.id(), libc::SIGTERM);
+        let st = wait_timeout(&mut child, Duration::from_secs(120));
+        assert!(!is_mounted(&self.mnt), "still mounted after exit");
+        st
+    }
+
+    /// SIGKILL: the mount point is left stale, as after a crash.
+    pub fn kill9(mut self) {
+        let mut child = self.child.take().unwrap();
+        signal(child.id(), libc::SIGKILL);
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), libc::SIGTERM);
+            let _ = wait_timeout(&mut child, Duration::from_secs(60));
+        }
+        if is_mounted(&self.mnt) {
+            let _ = Command::new("fusermount3")
+                .args(["-u", "-z", "-q"])
+                .arg(&self.mnt)
+                .status();
+        }
+    }
+}
+
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+fn wait_timeout(child: &mut Child, limit: Duration) -> ExitStatus {
+    let t0 = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            panic!("daemon did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn is_mounted(mnt: &Path) -> bool {
+    datacube::fs::mountpoint::mount_entry(mnt).is_some()
+}
+
+/// The number at a JSON pointer of a stats document.
+pub fn stat(v: &serde_json::Value, pointer: &str) -> u64 {
+    v.pointer(pointer)
+        .and_then(|x| x.as_u64())
+        .unwrap_or_else(|| panic!("no {pointer} in {v}"))
+}

@@ -1,0 +1,108 @@
+//! The filesystem semantics without FUSE: `Cube` driven directly, as the FUSE adapter drives it.
+
+mod common;
+
+use std::sync::mpsc::channel;
+use std::sync::{Arc, Barrier};
+
+use common::*;
+use datacube::fs::cube::{Cube, CubeConfig, FsError, Kind};
+use datacube::source::SafeArchive;
+use datacube::store::DirStore;
+
+fn cube(work: &std::path::Path) -> Arc<Cube> {
+    let f = fixture();
+    let (chunk_cache_bytes, decode_cache_bytes) = CubeConfig::split_budget(1 << 30);
+    Cube::new(
+        CubeConfig {
+            tiles: vec!["35VLH".into()],
+            years: vec![YEAR],
+            chunk_cache_bytes,
+            decode_cache_bytes,
+            workers: 4,
+            writeback: Default::default(),
+        },
+        Arc::new(DirStore::create(work.join("store")).unwrap()),
+        Arc::new(SafeArchive::new(&f.archive).unwrap()),
+    )
+    .unwrap()
+}
+
+fn lookup(c: &Arc<Cube>, path: &str) -> Result<datacube::fs::cube::Attr, FsError> {
+    let (tx, rx) = channel();
+    c.lookup(path, move |r| tx.send(r).unwrap());
+    rx.recv().unwrap()
+}
+
+#[test]
+fn concurrent_lookups_of_one_chunk_share_one_materialization() {
+    let work = work_dir("cube-flight");
+    let c = cube(&work);
+    let key = format!("35VLH/{YEAR}/10m/data/c/0/0/1/1");
+    let n = 64;
+    let barrier = Arc::new(Barrier::new(n));
+    let (tx, rx) = channel();
+    std::thread::scope(|s| {
+        for _ in 0..n {
+            let (c, key, barrier, tx) = (c.clone(), key.clone(), barrier.clone(), tx.clone());
+            s.spawn(move || {
+                barrier.wait();
+                c.lookup(&key, move |r| tx.send(r).unwrap());
+            });
+        }
+    });
+    let sizes: Vec<u64> = (0..n).map(|_| rx.recv().unwrap().unwrap().size).collect();
+    assert!(sizes.iter().all(|s| *s == sizes[0] && *s > 0));
+    let s: serde_json::Value = serde_json::from_slice(&c.stats_json()).unwrap();
+    assert_eq!(s["fs"]["materializations"], 1, "{s}");
+    // Every other request either joined the flight or found the finished chunk.
+    assert!(s["fs"]["single_flight_joins"].as_u64().unwrap() > 0, "{s}");
+    c.shutdown();
+    let stored = std::fs::read(work.join("store").join(&key)).unwrap();
+    assert_eq!(stored.len() as u64, sizes[0]);
+}
+
+#[test]
+fn tree_listings_and_errors() {
+    let work = work_dir("cube-tree");
+    let c = cube(&work);
+    let names =
+        |p: &str| -> Vec<String> { c.list(p).unwrap().into_iter().map(|(n, _)| n).collect() };
+    assert_eq!(names(""), ["zarr.json", ".datacube", "35VLH"]);
+    assert_eq!(names("35VLH"), ["zarr.json", "2024"]);
+    assert_eq!(
+        names(&format!("35VLH/{YEAR}")),
+        ["10m", "20m", "60m", "zarr.json"]
+    );
+    assert_eq!(names(&format!("35VLH/{YEAR}/60m/data")), ["zarr.json"]);
+    assert_eq!(
+        lookup(&c, &format!("35VLH/{YEAR}/60m/data/c"))
+            .unwrap()
+            .kind,
+        Kind::Dir
+    );
+    // A chunk that is all fill: scene 20 alone in 10 m time chunk 1, its far corner is no-data.
+    assert_eq!(
+        lookup(&c, &format!("35VLH/{YEAR}/10m/data/c/1/0/2/2")),
+        Err(FsError::NotFound)
+    );
+    let data = lookup(&c, &format!("35VLH/{YEAR}/60m/data/c/0/0/0/0")).unwrap();
+    assert_eq!(data.kind, Kind::File);
+    assert_eq!(names(&format!("35VLH/{YEAR}/60m/data")), ["zarr.json", "c"]);
+    assert_eq!(names(&format!("35VLH/{YEAR}/60m/data/c/0/0/0")), ["0"]);
+    assert_eq!(
+        c.list(&format!("35VLH/{YEAR}/zarr.json")),
+        Err(FsError::NotDir)
+    );
+    assert_eq!(c.list("35VLH/2023"), Err(FsError::NotFound));
+    // Generated metadata equals what the store holds.
+    let (tx, rx) = channel();
+    let key = format!("35VLH/{YEAR}/10m/zarr.json");
+    c.open(&key, move |r| tx.send(r).unwrap());
+    let bytes = rx.recv().unwrap().unwrap();
+    assert_eq!(
+        &bytes[..],
+        std::fs::read(work.join("store").join(&key)).unwrap()
+    );
+    c.shutdown();
+}
