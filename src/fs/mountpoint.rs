@@ -57,7 +57,15 @@ pub fn absolute(p: &Path) -> Result<PathBuf> {
 /// Checks that `mountpoint` can be mounted on: an existing directory, not a live mount. A stale
 /// FUSE mount left by a crashed daemon ("Transport endpoint is not connected") is detached.
 pub fn prepare(mountpoint: &Path) -> Result<()> {
-    match std::fs::metadata(mountpoint) {
+    // Attributes may come from the kernel's cache; listing the directory asks the daemon, and
+    // fails with ENOTCONN when it is gone.
+    let probe = std::fs::metadata(mountpoint).and_then(|m| {
+        if m.is_dir() && mount_entry(mountpoint).is_some() {
+            std::fs::read_dir(mountpoint)?;
+        }
+        Ok(m)
+    });
+    match probe {
         Ok(m) if m.is_dir() => {
             if let Some((fstype, source)) = mount_entry(mountpoint) {
                 anyhow::bail!(

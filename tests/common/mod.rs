@@ -42,12 +42,14 @@ pub fn work_dir(name: &str) -> PathBuf {
 /// its own process): guarded by a file lock, stamped with the binary's build time so a rebuilt
 /// binary rebuilds it.
 pub fn shared_dir(name: &str, build: impl FnOnce(&Path)) -> PathBuf {
-    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    std::fs::create_dir_all(tmp).unwrap();
+    // One per test binary: binaries are rebuilt independently, and a rebuild must not pull a
+    // directory from under another binary's running tests.
+    let exe = std::env::current_exe().unwrap();
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR")).join(exe.file_stem().unwrap());
+    std::fs::create_dir_all(&tmp).unwrap();
     let dir = tmp.join(name);
     let lock = std::fs::File::create(tmp.join(format!("{name}.lock"))).unwrap();
     lock.lock().unwrap();
-    let exe = std::env::current_exe().unwrap();
     let stamp = format!(
         "{} {:?}",
         exe.display(),

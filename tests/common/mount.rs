@@ -11,6 +11,8 @@ pub struct Mounted {
     pub store: PathBuf,
     pub log: PathBuf,
     child: Option<Child>,
+    /// Leave the mount point as the daemon left it (stale after kill -9).
+    leave_stale: bool,
 }
 
 impl Mounted {
@@ -43,6 +45,7 @@ impl Mounted {
             store: store.to_path_buf(),
             log,
             child: Some(child),
+            leave_stale: false,
         };
         m.wait_ready();
         m
@@ -96,6 +99,7 @@ impl Mounted {
         let mut child = self.child.take().unwrap();
         signal(child.id(), libc::SIGKILL);
         let _ = child.wait();
+        self.leave_stale = true;
     }
 }
 
@@ -105,7 +109,7 @@ impl Drop for Mounted {
             signal(child.id(), libc::SIGTERM);
             let _ = wait_timeout(&mut child, Duration::from_secs(60));
         }
-        if is_mounted(&self.mnt) {
+        if !self.leave_stale && is_mounted(&self.mnt) {
             let _ = Command::new("fusermount3")
                 .args(["-u", "-z", "-q"])
                 .arg(&self.mnt)
