@@ -296,6 +296,7 @@ fn kill_9_during_writeback_leaves_a_consistent_store_and_a_recoverable_mount_poi
         .iter()
         .flat_map(|r| all_chunk_paths(*r))
         .collect();
+    let mut valid = 0;
     for round in 0..3u64 {
         let m = Mounted::start(&work, &store, &f.archive, &["--writeback-delay-ms", "30"]);
         // Readers keep the daemon materializing and the queue busy; killed at varying points.
@@ -309,7 +310,7 @@ fn kill_9_during_writeback_leaves_a_consistent_store_and_a_recoverable_mount_poi
                     }
                 });
             }
-            std::thread::sleep(Duration::from_millis(700 + 600 * round));
+            std::thread::sleep(Duration::from_millis(2500 + 1500 * round));
             common::mount::signal(m.pid(), libc::SIGKILL);
         });
         let mnt = m.mnt.clone();
@@ -317,9 +318,10 @@ fn kill_9_during_writeback_leaves_a_consistent_store_and_a_recoverable_mount_poi
         // The mount point is stale now, as after a crash.
         let e = std::fs::read_dir(&mnt).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::ENOTCONN), "{e}");
-        let valid = assert_store_chunks_valid(&store);
+        valid = assert_store_chunks_valid(&store);
         eprintln!("round {round}: {valid} chunk files in the store, all valid");
     }
+    assert!(valid > 1, "the kills should land during writeback of a partly filled store");
     // The next mount recovers the stale mount point and completes the store.
     let m = Mounted::start(&work, &store, &f.archive, &[]);
     assert!(
