@@ -217,6 +217,7 @@ pub fn main() -> Result<std::process::ExitCode> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     crate::raster::configure_gdal();
     let cli = Cli::parse();

@@ -310,7 +310,19 @@ fn kill_9_during_writeback_leaves_a_consistent_store_and_a_recoverable_mount_poi
                     }
                 });
             }
-            std::thread::sleep(Duration::from_millis(2500 + 1500 * round));
+            // Kill while chunks are being written: some already written by this daemon, more
+            // in the queue (progress-based, so machine speed does not matter).
+            let t0 = std::time::Instant::now();
+            loop {
+                let s = m.stats();
+                if stat(&s, "/writeback/chunks_written") > round
+                    && stat(&s, "/writeback/queue_jobs") > 0
+                {
+                    break;
+                }
+                assert!(t0.elapsed() < Duration::from_secs(300), "no writeback: {s}");
+                std::thread::sleep(Duration::from_millis(5));
+            }
             common::mount::signal(m.pid(), libc::SIGKILL);
         });
         let mnt = m.mnt.clone();
@@ -321,7 +333,10 @@ fn kill_9_during_writeback_leaves_a_consistent_store_and_a_recoverable_mount_poi
         valid = assert_store_chunks_valid(&store);
         eprintln!("round {round}: {valid} chunk files in the store, all valid");
     }
-    assert!(valid > 1, "the kills should land during writeback of a partly filled store");
+    assert!(
+        valid > 1,
+        "the kills should land during writeback of a partly filled store"
+    );
     // The next mount recovers the stale mount point and completes the store.
     let m = Mounted::start(&work, &store, &f.archive, &[]);
     assert!(
