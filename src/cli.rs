@@ -133,6 +133,43 @@ Live counters: cat /mnt/cube/.datacube/stats.json")]
         #[arg(long, hide = true, default_value_t = 0)]
         writeback_delay_ms: u64,
     },
+    /// Benchmark patch time-series reads through a real mount: cold (vs the decode floor), warm
+    /// (vs the store read directly) and the daemon's memory under concurrent readers.
+    #[command(
+        after_help = "Example:\n  datacube bench-mount --source safe:/data/archive --tile 35VLH --year 2024 --work /tmp/bench"
+    )]
+    BenchMount {
+        #[arg(long)]
+        source: String,
+        #[arg(long)]
+        tile: String,
+        #[arg(long)]
+        year: i32,
+        /// Scratch directory (its store is emptied first; the mount point is WORK/mnt)
+        #[arg(long)]
+        work: PathBuf,
+        #[arg(long, default_value_t = 8)]
+        patches: usize,
+        #[arg(long, default_value_t = 5100)]
+        patch_size: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value = "1GiB", value_parser = parse_bytes)]
+        cache_size: u64,
+        /// Warm repeats (after one uncounted warm-up)
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// Concurrent readers in the memory phase
+        #[arg(long, default_value_t = 16)]
+        readers: usize,
+        #[arg(long, default_value_t = 1)]
+        patches_per_reader: usize,
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Write the JSON report here too
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Print a named set of MGRS tiles (finland: the 77 tiles covering Finland and its seas).
     Tiles { set: String },
     /// Benchmark intake against the decode floor (GDAL decoding every band JP2 fully, same threads).
@@ -333,6 +370,49 @@ pub fn main() -> Result<std::process::ExitCode> {
                     allow_other,
                 },
             )?;
+        }
+        Command::BenchMount {
+            source,
+            tile,
+            year,
+            work,
+            patches,
+            patch_size,
+            seed,
+            cache_size,
+            repeats,
+            readers,
+            patches_per_reader,
+            threads,
+            out,
+        } => {
+            set_threads(threads)?;
+            let src = crate::source::open(&source)?;
+            std::fs::create_dir_all(&work)?;
+            let opts = crate::bench::mount::Options {
+                source,
+                tile,
+                year,
+                work: std::path::absolute(&work)?,
+                patches,
+                patch_size_m: patch_size,
+                seed,
+                cache_size,
+                repeats,
+                readers,
+                patches_per_reader,
+                threads: rayon::current_num_threads(),
+            };
+            let r = crate::bench::mount::run(&opts, src.as_ref())?;
+            let json = serde_json::to_string_pretty(&r)?;
+            if let Some(out) = out {
+                std::fs::write(out, &json)?;
+            }
+            println!("{json}");
+            println!("{}", crate::bench::mount::markdown(&r));
+            if !r.checksums_agree {
+                anyhow::bail!("readers disagree with the decode floor: see the report");
+            }
         }
         Command::Tiles { set } => {
             let tiles = crate::tiles::named_set(&set)

@@ -5,6 +5,7 @@
 //! except the store and source backends is independent of paths and protocols.
 
 pub mod bands;
+pub mod bench;
 pub mod cache;
 pub mod catalog;
 pub mod chunk;
