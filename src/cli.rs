@@ -238,6 +238,18 @@ pub fn parse_years(s: &str) -> Result<Years, String> {
     Ok(Years(years))
 }
 
+/// Large buffers (chunks, decoded JP2 tiles) are allocated and freed all the time, from many
+/// threads; with glibc's adaptive mmap threshold they end up in heap arenas that keep freed memory.
+/// A fixed 1 MiB threshold maps them individually and returns them on free, so the daemon's RSS
+/// follows what it really holds.
+fn limit_malloc_retention() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only adjusts allocator parameters; called before the worker threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
 fn set_threads(threads: Option<usize>) -> Result<()> {
     if let Some(n) = threads {
         rayon::ThreadPoolBuilder::new()
@@ -346,7 +358,8 @@ pub fn main() -> Result<std::process::ExitCode> {
             set_threads(threads)?;
             let workers = threads.unwrap_or_else(rayon::current_num_threads).max(2);
             let (chunk_cache_bytes, decode_cache_bytes) =
-                crate::fs::CubeConfig::split_budget(cache_size as usize);
+                crate::fs::CubeConfig::split_budget(cache_size as usize, workers);
+            limit_malloc_retention();
             let cfg = crate::fs::CubeConfig {
                 tiles: crate::tiles::parse_tiles(&tiles)?,
                 years: years.0,
@@ -355,6 +368,9 @@ pub fn main() -> Result<std::process::ExitCode> {
                 workers,
                 writeback: crate::writeback::Limits {
                     batch_delay: std::time::Duration::from_millis(writeback_delay_ms),
+                    // Queued chunks are usually still in the chunk cache; those evicted meanwhile
+                    // are extra, so the queue stays small next to the budget.
+                    max_bytes: (cache_size as usize / 8).clamp(64 << 20, 256 << 20),
                     ..Default::default()
                 },
             };

@@ -12,7 +12,7 @@ use datacube::store::DirStore;
 
 fn cube(work: &std::path::Path) -> Arc<Cube> {
     let f = fixture();
-    let (chunk_cache_bytes, decode_cache_bytes) = CubeConfig::split_budget(1 << 30);
+    let (chunk_cache_bytes, decode_cache_bytes) = CubeConfig::split_budget(1 << 30, 4);
     Cube::new(
         CubeConfig {
             tiles: vec!["35VLH".into()],

@@ -42,12 +42,26 @@ pub struct CubeConfig {
 }
 
 impl CubeConfig {
-    /// Splits one memory budget (`--cache-size`) between decoded JP2 tiles (a quarter, at most
-    /// 1 GiB: enough for every band tile of a 20 m time chunk) and encoded chunks (the rest).
-    pub fn split_budget(total: usize) -> (usize, usize) {
+    /// Splits one memory budget (`--cache-size`) so that everything the daemon buffers fits in it:
+    /// decoded JP2 tiles get a quarter (at most 1 GiB: every band tile of a 20 m time chunk), each
+    /// concurrent materialization a reserve for its buffers (assembled chunk, encoder output, the
+    /// cached copy), and the encoded-chunk LRU the rest (at least 64 MiB).
+    /// Returns (chunk cache, decoded-tile cache).
+    pub fn split_budget(total: usize, workers: usize) -> (usize, usize) {
         let decode = (total / 4).min(1 << 30);
-        (total - decode, decode)
+        let in_flight = workers * 3 * max_raw_chunk_bytes();
+        let chunks = total.saturating_sub(decode + in_flight).max(64 << 20);
+        (chunks, decode)
     }
+}
+
+/// The largest decoded chunk of any resolution, bytes.
+fn max_raw_chunk_bytes() -> usize {
+    Resolution::ALL
+        .iter()
+        .map(|r| r.chunk_shape().iter().product::<u64>() as usize * 2)
+        .max()
+        .unwrap_or(0)
 }
 
 /// Why a request failed; the FUSE layer maps these to errno values.
