@@ -117,6 +117,7 @@ fn mount_serves_the_formula_writes_back_and_restarts_from_the_store() {
     assert!(out.contains("store ok"), "{out}");
 
     let served = chunk_files(&m.mnt);
+    let mounted_tree = tree(&m.mnt);
     let s = m.stats();
     assert_eq!(stat(&s, "/fs/materialize_errors"), 0);
     let data_chunks = stat(&s, "/fs/materializations") - stat(&s, "/fs/materialized_empty");
@@ -131,8 +132,17 @@ fn mount_serves_the_formula_writes_back_and_restarts_from_the_store() {
     );
     assert!(m.terminate().success());
 
-    // The store holds exactly what was served, recorded, and opens without the daemon.
+    // The store holds exactly what was served (metadata, coordinates and chunks), recorded, and
+    // opens without the daemon.
     assert_eq!(chunk_files(&store), served);
+    let visible = |t: BTreeMap<String, Vec<u8>>| -> BTreeMap<String, Vec<u8>> {
+        t.into_iter()
+            .filter(|(k, _)| !k.contains(".datacube"))
+            .collect()
+    };
+    let (a, b) = (visible(mounted_tree), visible(tree(&store)));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    assert!(a == b, "mount and store differ");
     let st = DirStore::create(&store).unwrap();
     let mut empties = 0;
     for res in Resolution::ALL {

@@ -23,30 +23,60 @@ const TTL_FILE: Duration = Duration::from_secs(3600);
 /// Directories gain entries as chunks are computed.
 const TTL_DIR: Duration = Duration::from_secs(1);
 
-/// Inode numbers, assigned on first sight of a path and stable for the mount's life.
-#[derive(Default)]
+/// Inode numbers ↔ paths. A number is handed out with each successful lookup reply and dropped
+/// when the kernel forgets its last reference, so the table holds what the kernel holds, not every
+/// path ever seen. Numbers are never reused.
 struct Inodes {
-    paths: Vec<String>,
+    next: u64,
+    by_ino: HashMap<u64, (String, u64)>,
     by_path: HashMap<String, u64>,
 }
 
 impl Inodes {
     fn new() -> Self {
-        let mut i = Inodes::default();
-        i.get_or_insert("");
+        let mut i = Inodes {
+            next: 2,
+            by_ino: HashMap::new(),
+            by_path: HashMap::new(),
+        };
+        i.by_ino.insert(1, (String::new(), 1));
+        i.by_path.insert(String::new(), 1);
         i
     }
-    fn get_or_insert(&mut self, path: &str) -> u64 {
+    /// The inode of `path` for a lookup reply: one more kernel reference.
+    fn lookup(&mut self, path: &str) -> u64 {
         if let Some(ino) = self.by_path.get(path) {
+            self.by_ino.get_mut(ino).expect("consistent").1 += 1;
             return *ino;
         }
-        self.paths.push(path.to_string());
-        let ino = self.paths.len() as u64;
+        let ino = self.next;
+        self.next += 1;
+        self.by_ino.insert(ino, (path.to_string(), 1));
         self.by_path.insert(path.to_string(), ino);
         ino
     }
+    /// The inode shown for `path` in a directory listing (no kernel reference is taken).
+    fn peek(&mut self, path: &str) -> u64 {
+        if let Some(ino) = self.by_path.get(path) {
+            return *ino;
+        }
+        self.next += 1;
+        self.next - 1
+    }
+    fn forget(&mut self, ino: u64, n: u64) {
+        if ino == 1 {
+            return;
+        }
+        if let Some(e) = self.by_ino.get_mut(&ino) {
+            e.1 = e.1.saturating_sub(n);
+            if e.1 == 0 {
+                let (path, _) = self.by_ino.remove(&ino).expect("present");
+                self.by_path.remove(&path);
+            }
+        }
+    }
     fn path(&self, ino: INodeNo) -> Option<String> {
-        self.paths.get((ino.0 as usize).checked_sub(1)?).cloned()
+        self.by_ino.get(&ino.0).map(|e| e.0.clone())
     }
 }
 
@@ -157,11 +187,15 @@ impl Filesystem for DatacubeFs {
         let make = self.attr_maker();
         self.cube.lookup(&path.clone(), move |r| match r {
             Ok(a) => {
-                let ino = inodes.lock().unwrap().get_or_insert(&path);
+                let ino = inodes.lock().unwrap().lookup(&path);
                 reply.entry(&ttl(&a), &make(ino, &a), Generation(0));
             }
             Err(e) => reply.error(errno(e)),
         });
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.inodes.lock().unwrap().forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -276,7 +310,7 @@ impl Filesystem for DatacubeFs {
         };
         let parent_ino = {
             let parent = path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
-            self.inodes.lock().unwrap().get_or_insert(parent)
+            self.inodes.lock().unwrap().peek(parent)
         };
         let mut entries = vec![
             (ino.0, FileType::Directory, ".".to_string()),
@@ -285,7 +319,7 @@ impl Filesystem for DatacubeFs {
         {
             let mut inodes = self.inodes.lock().unwrap();
             for (name, kind) in children {
-                let child = inodes.get_or_insert(&child_path(&path, &name));
+                let child = inodes.peek(&child_path(&path, &name));
                 let t = match kind {
                     Kind::Dir => FileType::Directory,
                     Kind::File => FileType::RegularFile,
@@ -463,5 +497,31 @@ impl Filesystem for DatacubeFs {
         reply: ReplyWrite,
     ) {
         reply.error(Errno::EROFS);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inodes_follow_kernel_references() {
+        let mut i = Inodes::new();
+        let a = i.lookup("35VLH");
+        assert_eq!(i.lookup("35VLH"), a);
+        assert_eq!(i.peek("35VLH"), a);
+        let listed = i.peek("35VLJ");
+        assert!(
+            i.path(INodeNo(listed)).is_none(),
+            "listing takes no reference"
+        );
+        i.forget(a, 1);
+        assert_eq!(i.path(INodeNo(a)).as_deref(), Some("35VLH"));
+        i.forget(a, 1);
+        assert!(i.path(INodeNo(a)).is_none());
+        let b = i.lookup("35VLH");
+        assert_ne!(a, b, "numbers are never reused");
+        i.forget(1, 99);
+        assert_eq!(i.path(INodeNo(1)).as_deref(), Some(""));
     }
 }
