@@ -170,6 +170,11 @@ Live counters: cat /mnt/cube/.datacube/stats.json")]
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Convert a tile-year into another format (for comparison benchmarks).
+    Convert {
+        #[command(subcommand)]
+        to: ConvertTo,
+    },
     /// Print a named set of MGRS tiles (finland: the 77 tiles covering Finland and its seas).
     Tiles { set: String },
     /// Benchmark intake against the decode floor (GDAL decoding every band JP2 fully, same threads).
@@ -187,6 +192,27 @@ Live counters: cat /mnt/cube/.datacube/stats.json")]
         threads: Option<usize>,
         #[arg(long, default_value = "2GiB", value_parser = parse_bytes)]
         memory: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConvertTo {
+    /// One Cloud-Optimized GeoTIFF per scene and resolution (that resolution's bands stacked;
+    /// DEFLATE, 512×512 blocks, overviews, band names and wavelengths): OUT/TILE/YEAR/RES/PRODUCT.tif
+    #[command(
+        after_help = "Example:\n  datacube convert cog --source safe:/data/archive --out /data/cogs --tile 35VLH --year 2024"
+    )]
+    Cog {
+        #[arg(long)]
+        source: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        tile: String,
+        #[arg(long)]
+        year: i32,
+        #[arg(long)]
+        threads: Option<usize>,
     },
 }
 
@@ -428,6 +454,34 @@ pub fn main() -> Result<std::process::ExitCode> {
             println!("{}", crate::bench::mount::markdown(&r));
             if !r.checksums_agree {
                 anyhow::bail!("readers disagree with the decode floor: see the report");
+            }
+        }
+        Command::Convert {
+            to:
+                ConvertTo::Cog {
+                    source,
+                    out,
+                    tile,
+                    year,
+                    threads,
+                },
+        } => {
+            set_threads(threads)?;
+            let src = crate::source::open(&source)?;
+            let r = crate::convert::convert_cog(src.as_ref(), &out, &tile, year)?;
+            println!(
+                "convert cog: {} scenes; {} COGs written ({:.1} MiB), {} already present; {:.1} s",
+                r.scenes,
+                r.written,
+                r.bytes_written as f64 / (1 << 20) as f64,
+                r.skipped,
+                r.seconds
+            );
+            if !r.errors.is_empty() {
+                for e in &r.errors {
+                    eprintln!("  {e}");
+                }
+                return Ok(std::process::ExitCode::from(1));
             }
         }
         Command::Tiles { set } => {

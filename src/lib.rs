@@ -9,6 +9,7 @@ pub mod bench;
 pub mod cache;
 pub mod catalog;
 pub mod chunk;
+pub mod convert;
 pub mod cli;
 pub mod fixture;
 pub mod fs;
