@@ -133,6 +133,62 @@ Live counters: cat /mnt/cube/.datacube/stats.json")]
         #[arg(long, hide = true, default_value_t = 0)]
         writeback_delay_ms: u64,
     },
+    /// The patch time-series benchmark: the same random patches (all 13 bands, all times) read by
+    /// every target; durations, bytes, files, CDSE projections; JSON, markdown and a PNG chart.
+    #[command(after_help = "\
+Targets: mount-cold (fresh mount over an empty store; page cache dropped when root), mount-warm
+(mount over --store), store (zarrs on --store), safe (GDAL windows of the band JP2s: the decode
+floor), cog (GDAL windows of the COGs of `datacube convert cog`), xarray (xarray + dask open_zarr
+on --store, in the venv's Python). --store must hold the tile-year (`datacube intake`).
+
+Example:
+  datacube intake --source safe:/data/archive --store /data/cube.zarr --tile 35VLH --year 2024
+  datacube convert cog --source safe:/data/archive --out /data/cogs --tile 35VLH --year 2024
+  datacube bench --source safe:/data/archive --store /data/cube.zarr --cog /data/cogs \\
+    --tile 35VLH --year 2024 --patches 20 --targets mount-cold,mount-warm,store,safe,cog,xarray --out results")]
+    Bench {
+        #[arg(long)]
+        tile: String,
+        #[arg(long)]
+        year: i32,
+        #[arg(long, default_value_t = 10)]
+        patches: usize,
+        /// Patch side in metres (a multiple of 60)
+        #[arg(long, default_value_t = 5100)]
+        patch_size: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "mount-cold,mount-warm,store,safe,cog"
+        )]
+        targets: Vec<crate::bench::run::Target>,
+        #[arg(long, default_value = "bench-results")]
+        out: PathBuf,
+        /// safe:DIR
+        #[arg(long)]
+        source: String,
+        /// Store directory holding the tile-year
+        #[arg(long)]
+        store: PathBuf,
+        /// COG directory (target cog)
+        #[arg(long)]
+        cog: Option<PathBuf>,
+        /// Counted repeats (after one warm-up repeat)
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// The mount's --cache-size (mount targets)
+        #[arg(long, default_value = "2GiB", value_parser = parse_bytes)]
+        cache_size: u64,
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Python with xarray, zarr and dask (target xarray)
+        #[arg(long, default_value = ".venv/bin/python")]
+        python: PathBuf,
+        #[arg(long)]
+        no_progress: bool,
+    },
     /// Benchmark patch time-series reads through a real mount: cold (vs the decode floor), warm
     /// (vs the store read directly) and the daemon's memory under concurrent readers.
     #[command(
@@ -412,6 +468,53 @@ pub fn main() -> Result<std::process::ExitCode> {
                     allow_other,
                 },
             )?;
+        }
+        Command::Bench {
+            tile,
+            year,
+            patches,
+            patch_size,
+            seed,
+            targets,
+            out,
+            source,
+            store,
+            cog,
+            repeats,
+            cache_size,
+            threads,
+            python,
+            no_progress,
+        } => {
+            set_threads(threads)?;
+            let src = crate::source::open(&source)?;
+            let opts = crate::bench::run::Options {
+                source,
+                store: std::path::absolute(&store)?,
+                cog,
+                tile,
+                year,
+                patches,
+                patch_size_m: patch_size,
+                seed,
+                repeats: repeats.max(1),
+                targets,
+                out: std::path::absolute(&out)?,
+                cache_size,
+                threads: rayon::current_num_threads(),
+                python,
+                progress: interactive && !no_progress,
+            };
+            let r = crate::bench::run::run(&opts, src.as_ref())?;
+            crate::bench::report::write_all(&r, &opts.out)?;
+            println!("{}", crate::bench::report::markdown(&r));
+            println!(
+                "results: {0}/bench.json, {0}/bench.md, {0}/bench.png",
+                opts.out.display()
+            );
+            if !r.checksums_agree {
+                anyhow::bail!("targets returned different arrays (see the errors above)");
+            }
         }
         Command::BenchMount {
             source,

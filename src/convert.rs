@@ -47,7 +47,10 @@ pub fn convert_cog(
     let t0 = std::time::Instant::now();
     let scan = source.scan(tile, year)?;
     if scan.scenes.is_empty() {
-        anyhow::bail!("no scenes of tile {tile} in {year} in {}", source.describe());
+        anyhow::bail!(
+            "no scenes of tile {tile} in {year} in {}",
+            source.describe()
+        );
     }
     let mut jobs = Vec::new();
     for s in &scan.scenes {

@@ -6,7 +6,10 @@
 //! exactly the patch windows of every band JP2). All return `[time, band, n, n]` u16 arrays, so a
 //! checksum tells whether they agree.
 
+pub mod daemon;
 pub mod mount;
+pub mod report;
+pub mod run;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -116,11 +119,26 @@ pub fn floor_read(
     Ok(out)
 }
 
-/// FNV-1a over the values: equal arrays, equal sums (a mismatch is reported, never ignored).
+/// A position-weighted sum of the values (wrapping u64): equal arrays give equal sums, and any
+/// changed, moved or missing value changes it. Cheap to compute in numpy too (the xarray reader).
 pub fn checksum(v: &[u16]) -> u64 {
-    v.iter().fold(0xcbf29ce484222325u64, |h, x| {
-        (h ^ *x as u64).wrapping_mul(0x100000001b3)
+    v.iter().enumerate().fold(0u64, |h, (i, x)| {
+        h.wrapping_add((*x as u64).wrapping_mul((i as u64 % 65521) + 1))
     })
+}
+
+/// Combines the checksums of a patch's resolution groups.
+pub fn combine(h: u64, c: u64) -> u64 {
+    h.wrapping_mul(1_000_003).wrapping_add(c)
+}
+
+/// All three resolution groups of a patch through a zarrs reader, one checksum.
+pub fn read_all(reader: &ZarrReader, p: &Patch) -> Result<u64> {
+    let mut h = 0u64;
+    for res in Resolution::ALL {
+        h = combine(h, checksum(&reader.read(res, p)?));
+    }
+    Ok(h)
 }
 
 /// Mean and sample standard deviation.

@@ -11,13 +11,13 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::{checksum, floor_read, mean_std, sample_patches, Patch, ZarrReader};
+use super::daemon::{Daemon, DaemonSpec};
+use super::{floor_read, mean_std, read_all, sample_patches, Patch, ZarrReader};
 use crate::bands::Resolution;
 use crate::catalog::Catalog;
 use crate::source::BandSource;
@@ -71,96 +71,6 @@ pub struct Report {
     pub checksums_agree: bool,
 }
 
-/// A `datacube mount` child process.
-struct Daemon {
-    child: Child,
-    mnt: PathBuf,
-}
-
-impl Daemon {
-    fn start(o: &Options, mnt: &Path, store: &Path) -> Result<Daemon> {
-        std::fs::create_dir_all(mnt).ok();
-        let log = std::fs::File::create(o.work.join("mount.log"))?;
-        let child = Command::new(std::env::current_exe()?)
-            .arg("mount")
-            .arg(mnt)
-            .arg("--store")
-            .arg(store)
-            .args(["--source", &o.source, "--tiles", &o.tile])
-            .args(["--years", &o.year.to_string()])
-            .args(["--cache-size", &o.cache_size.to_string()])
-            .args(["--threads", &o.threads.to_string()])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("starting datacube mount")?;
-        let mut d = Daemon {
-            child,
-            mnt: mnt.to_path_buf(),
-        };
-        let t0 = Instant::now();
-        while !mnt.join(".datacube/stats.json").exists() {
-            if let Some(st) = d.child.try_wait()? {
-                anyhow::bail!(
-                    "datacube mount exited with {st}; see {}",
-                    o.work.join("mount.log").display()
-                );
-            }
-            if t0.elapsed() > Duration::from_secs(60) {
-                anyhow::bail!("datacube mount not ready after 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(d)
-    }
-
-    fn stats(&self) -> Result<serde_json::Value> {
-        Ok(serde_json::from_slice(&std::fs::read(
-            self.mnt.join(".datacube/stats.json"),
-        )?)?)
-    }
-
-    fn stat(&self, pointer: &str) -> Result<u64> {
-        self.stats()?
-            .pointer(pointer)
-            .and_then(|v| v.as_u64())
-            .with_context(|| format!("stats.json has no {pointer}"))
-    }
-
-    /// Peak resident set size (VmHWM), bytes.
-    fn peak_rss(&self) -> Result<u64> {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        let kb: u64 = s
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .context("no VmHWM")?;
-        Ok(kb * 1024)
-    }
-
-    fn stop(mut self) -> Result<()> {
-        // SAFETY: signalling our own child.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let st = self.child.wait()?;
-        if !st.success() {
-            anyhow::bail!("datacube mount exited with {st}");
-        }
-        Ok(())
-    }
-}
-
-/// All three resolutions of a patch, one checksum.
-fn read_all(reader: &ZarrReader, p: &Patch) -> Result<u64> {
-    let mut h = 0u64;
-    for res in Resolution::ALL {
-        h = h.rotate_left(7) ^ checksum(&reader.read(res, p)?);
-    }
-    Ok(h)
-}
-
 fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(f64, T)> {
     let t0 = Instant::now();
     let v = f()?;
@@ -174,7 +84,18 @@ pub fn run(o: &Options, source: &dyn BandSource) -> Result<Report> {
         std::fs::remove_dir_all(&store_dir)?;
     }
     std::fs::create_dir_all(&store_dir)?;
-    let daemon = Daemon::start(o, &mnt, &store_dir)?;
+    let daemon = Daemon::start(
+        &DaemonSpec {
+            source: &o.source,
+            tile: &o.tile,
+            year: o.year,
+            cache_size: o.cache_size,
+            threads: o.threads,
+            log: &o.work.join("mount.log"),
+        },
+        &mnt,
+        &store_dir,
+    )?;
     let result = measure(o, source, &daemon, &store_dir);
     let stopped = daemon.stop();
     let report = result?;
@@ -209,7 +130,7 @@ fn measure(
         let (t, h) = timed(|| {
             let mut h = 0u64;
             for res in Resolution::ALL {
-                h = h.rotate_left(7) ^ checksum(&floor_read(source, &catalog, res, p)?);
+                h = super::combine(h, super::checksum(&floor_read(source, &catalog, res, p)?));
             }
             Ok(h)
         })?;

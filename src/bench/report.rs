@@ -1,0 +1,204 @@
+//! Outputs of `datacube bench`: the JSON report, a markdown table with the ratios that matter, and
+//! a PNG bar chart (log scale) of the mean durations.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use plotters::prelude::*;
+
+use super::run::{BenchReport, Target, TargetResult};
+
+fn find(r: &BenchReport, t: Target) -> Option<&TargetResult> {
+    r.targets.iter().find(|x| x.target == t)
+}
+
+/// `a ÷ b` of mean durations, when both targets ran.
+pub fn ratio(r: &BenchReport, a: Target, b: Target) -> Option<f64> {
+    Some(find(r, a)?.mean_durations / find(r, b)?.mean_durations)
+}
+
+pub fn markdown(r: &BenchReport) -> String {
+    let mut s = format!(
+        "Tile {} {}: {} scenes, {} patches of {} m (seed {}), {} counted repeats after one warm-up; \
+         shapes 10m {:?}, 20m {:?}, 60m {:?}. {}; {} threads.\n\n",
+        r.tile,
+        r.year,
+        r.scenes,
+        r.patches.len(),
+        r.patch_size_m,
+        r.seed,
+        r.repeats,
+        r.band_group_shapes["10m"],
+        r.band_group_shapes["20m"],
+        r.band_group_shapes["60m"],
+        r.machine,
+        r.threads
+    );
+    s.push_str("| target | mean (s, all patches) | ± std | stderr | per patch (s) | ÷ store | MiB read | files | projected on CDSE |\n");
+    s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
+    let store = find(r, Target::Store).map(|t| t.mean_durations);
+    for t in &r.targets {
+        let vs = store
+            .map(|m| format!("{:.2}", t.mean_durations / m))
+            .unwrap_or_else(|| "–".into());
+        let cdse = t
+            .cold
+            .as_ref()
+            .map(|c| {
+                format!(
+                    "{:.0} s ({:.2} GB, {} requests)",
+                    c.projected_cdse_seconds,
+                    c.source_bytes as f64 / 1e9,
+                    c.source_requests
+                )
+            })
+            .unwrap_or_else(|| "–".into());
+        s.push_str(&format!(
+            "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {:.1} | {} | {} |\n",
+            t.target.name(),
+            t.mean_durations,
+            t.std_durations,
+            t.stderr_durations,
+            t.mean_patch_seconds,
+            vs,
+            t.bytes_read as f64 / (1 << 20) as f64,
+            t.files_touched,
+            cdse
+        ));
+    }
+    s.push('\n');
+    for (a, b, what) in [
+        (Target::MountWarm, Target::Store, "mount-warm ÷ store"),
+        (
+            Target::MountCold,
+            Target::Safe,
+            "mount-cold ÷ safe (decode floor)",
+        ),
+        (
+            Target::Xarray,
+            Target::Store,
+            "xarray ÷ store (our reader's speedup)",
+        ),
+        (Target::Cog, Target::Store, "cog ÷ store"),
+    ] {
+        if let Some(x) = ratio(r, a, b) {
+            s.push_str(&format!("- {what}: **{x:.2}**\n"));
+        }
+    }
+    for t in &r.targets {
+        for n in &t.notes {
+            if !n.is_empty() {
+                s.push_str(&format!("- {}: {n}\n", t.target.name()));
+            }
+        }
+    }
+    s.push_str(&format!(
+        "- all targets returned identical arrays: {}\n",
+        r.checksums_agree
+    ));
+    s
+}
+
+/// Loads a TrueType font for the chart's text (plotters draws no text without one).
+fn register_font() -> Result<()> {
+    let candidates = [
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        "/usr/share/fonts/TTF/DejaVuSans.ttf",
+        "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    ];
+    let path = candidates
+        .iter()
+        .find(|p| Path::new(p).exists())
+        .context("no DejaVuSans.ttf for the chart (Debian: fonts-dejavu-core)")?;
+    let bytes: &'static [u8] = Box::leak(std::fs::read(path)?.into_boxed_slice());
+    plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
+        .map_err(|_| anyhow::anyhow!("{path}: not a usable font"))?;
+    Ok(())
+}
+
+/// A bar chart of mean seconds per target (log scale, ± std whiskers).
+pub fn plot(r: &BenchReport, path: &Path) -> Result<()> {
+    register_font()?;
+    let ts = &r.targets;
+    let lo = ts
+        .iter()
+        .map(|t| (t.mean_durations - t.std_durations).max(t.mean_durations / 2.0))
+        .fold(f64::INFINITY, f64::min)
+        .max(1e-4)
+        / 2.0;
+    let hi = ts
+        .iter()
+        .map(|t| t.mean_durations + t.std_durations)
+        .fold(0.0, f64::max)
+        * 2.0;
+    let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let title = format!(
+        "{} {}: {} patches × {} scenes, all 13 bands (mean of {} repeats)",
+        r.tile,
+        r.year,
+        r.patches.len(),
+        r.scenes,
+        r.repeats
+    );
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d((0..ts.len()).into_segmented(), (lo..hi).log_scale())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(ts.len() + 1)
+        .x_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => ts
+                .get(*i)
+                .map(|t| t.target.name().to_string())
+                .unwrap_or_default(),
+            SegmentValue::Last => String::new(),
+        })
+        .y_desc("seconds (log scale)")
+        .label_style(("sans-serif", 15))
+        .draw()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let colour = |t: Target| match t {
+        Target::MountCold | Target::MountWarm => RGBColor(31, 119, 180),
+        Target::Store => RGBColor(44, 160, 44),
+        Target::Xarray => RGBColor(148, 103, 189),
+        Target::Safe => RGBColor(214, 39, 40),
+        Target::Cog => RGBColor(255, 127, 14),
+    };
+    chart
+        .draw_series(ts.iter().enumerate().map(|(i, t)| {
+            let mut bar = Rectangle::new(
+                [
+                    (SegmentValue::Exact(i), lo),
+                    (SegmentValue::Exact(i + 1), t.mean_durations),
+                ],
+                colour(t.target).filled(),
+            );
+            bar.set_margin(0, 0, 18, 18);
+            bar
+        }))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    chart
+        .draw_series(ts.iter().enumerate().map(|(i, t)| {
+            Text::new(
+                format!("{:.3} s", t.mean_durations),
+                (SegmentValue::Exact(i), t.mean_durations * 1.15),
+                ("sans-serif", 14).into_font(),
+            )
+        }))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
+/// Writes `bench.json`, `bench.md` and `bench.png` into `out`.
+pub fn write_all(r: &BenchReport, out: &Path) -> Result<()> {
+    std::fs::write(out.join("bench.json"), serde_json::to_vec_pretty(r)?)?;
+    std::fs::write(out.join("bench.md"), markdown(r))?;
+    plot(r, &out.join("bench.png"))
+}

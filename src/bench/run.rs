@@ -1,0 +1,727 @@
+//! `datacube bench`: the patch time-series benchmark over every way of storing and serving the cube,
+//! with the reference method: the same random patches for every target (fixed seed), their order
+//! shuffled per repeat, one warm-up repeat not counted, all 13 bands in the three resolution groups.
+//! Every target's arrays are checksummed per patch and must agree.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::daemon::{Daemon, DaemonSpec};
+use super::{checksum, combine, floor_read, mean_std, read_all, sample_patches, Patch, ZarrReader};
+use crate::bands::Resolution;
+use crate::catalog::Catalog;
+use crate::source::BandSource;
+use crate::store::DirStore;
+
+/// CDSE quotas of a normal account, for projecting cold reads onto the real service.
+pub const CDSE_CONNECTIONS: f64 = 4.0;
+pub const CDSE_BYTES_PER_SECOND_PER_CONNECTION: f64 = 20e6;
+pub const CDSE_REQUESTS_PER_MINUTE: f64 = 2000.0;
+/// Range requests for one window of a remote JP2 without TLM markers (DESIGN §5).
+pub const RANGE_REQUESTS_PER_WINDOW: u64 = 110;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Target {
+    MountCold,
+    MountWarm,
+    Store,
+    Safe,
+    Cog,
+    Xarray,
+}
+
+impl Target {
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::MountCold => "mount-cold",
+            Target::MountWarm => "mount-warm",
+            Target::Store => "store",
+            Target::Safe => "safe",
+            Target::Cog => "cog",
+            Target::Xarray => "xarray",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub source: String,
+    pub store: PathBuf,
+    pub cog: Option<PathBuf>,
+    pub tile: String,
+    pub year: i32,
+    pub patches: usize,
+    pub patch_size_m: u64,
+    pub seed: u64,
+    pub repeats: usize,
+    pub targets: Vec<Target>,
+    pub out: PathBuf,
+    pub cache_size: u64,
+    pub threads: usize,
+    pub python: PathBuf,
+    pub progress: bool,
+}
+
+/// What a cold target cost at the source, and what it would cost on CDSE under its quotas.
+#[derive(Debug, Clone, Serialize)]
+pub struct ColdSource {
+    pub source_bytes: u64,
+    pub source_requests: u64,
+    /// max(bytes ÷ (4 × 20 MB/s), requests ÷ 2000/min).
+    pub projected_cdse_seconds: f64,
+    pub how: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetResult {
+    pub target: Target,
+    /// Seconds per counted repeat (all patches).
+    pub durations: Vec<f64>,
+    pub mean_durations: f64,
+    pub std_durations: f64,
+    pub stderr_durations: f64,
+    /// Mean seconds per patch (all three groups).
+    pub mean_patch_seconds: f64,
+    pub band_group_shapes: BTreeMap<String, [u64; 4]>,
+    /// Bytes the reading process read per repeat (`rchar`), mean.
+    pub bytes_read: u64,
+    /// Chunk files (zarr targets) or raster files (safe, cog) touched per repeat.
+    pub files_touched: u64,
+    pub cold: Option<ColdSource>,
+    /// Chunks the daemon materialized per repeat (mount targets), mean.
+    pub chunks_materialized: Option<f64>,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    pub tile: String,
+    pub year: i32,
+    pub scenes: usize,
+    pub patch_size_m: u64,
+    pub seed: u64,
+    pub repeats: usize,
+    pub threads: usize,
+    pub patches: Vec<Patch>,
+    pub band_group_shapes: BTreeMap<String, [u64; 4]>,
+    pub machine: String,
+    pub targets: Vec<TargetResult>,
+    /// Every target returned the same arrays for every patch.
+    pub checksums_agree: bool,
+}
+
+/// The order of patches in repeat `r` (a seeded shuffle; repeat 0 is the warm-up).
+pub fn order(n: usize, seed: u64, r: usize) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = (crate::synth::mix(seed ^ ((r as u64) << 32) ^ i as u64) % (i as u64 + 1)) as usize;
+        v.swap(i, j);
+    }
+    v
+}
+
+fn rchar() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("rchar:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Empties the kernel page cache (root only); the note says whether it happened.
+fn drop_page_cache() -> String {
+    // SAFETY: sync has no arguments and cannot fail.
+    unsafe { libc::sync() };
+    match std::fs::write("/proc/sys/vm/drop_caches", "3\n") {
+        Ok(()) => "page cache dropped before each repeat".into(),
+        Err(e) => format!("page cache NOT dropped ({e}): source reads may come from memory"),
+    }
+}
+
+struct Ctx<'a> {
+    o: &'a Options,
+    source: &'a dyn BandSource,
+    catalog: Catalog,
+    patches: Vec<Patch>,
+}
+
+impl Ctx<'_> {
+    fn spec<'b>(&'b self, log: &'b Path) -> DaemonSpec<'b> {
+        DaemonSpec {
+            source: &self.o.source,
+            tile: &self.o.tile,
+            year: self.o.year,
+            cache_size: self.o.cache_size,
+            threads: self.o.threads,
+            log,
+        }
+    }
+
+    /// Distinct data chunks the patches touch (per repeat).
+    fn chunks_touched(&self) -> u64 {
+        let mut set = std::collections::BTreeSet::new();
+        let nt = self.catalog.scenes.len() as u64;
+        for p in &self.patches {
+            for res in Resolution::ALL {
+                let (r, c, n) = p.pixels(res);
+                let cs = res.space_chunk();
+                for t in 0..nt.div_ceil(res.time_chunk()) {
+                    for y in r / cs..(r + n).div_ceil(cs) {
+                        for x in c / cs..(c + n).div_ceil(cs) {
+                            set.insert((res.index(), t, y, x));
+                        }
+                    }
+                }
+            }
+        }
+        set.len() as u64
+    }
+
+    /// Whole band files a cold mount needs (the way a CDSE source fetches them: one GET each).
+    fn whole_file_source(&self) -> Result<ColdSource> {
+        let mut bytes = 0;
+        let mut requests = 0;
+        for s in &self.catalog.scenes {
+            for key in &s.band_keys {
+                bytes += std::fs::metadata(self.source.local_path(key)?)?.len();
+                requests += 1;
+            }
+        }
+        Ok(cold_source(
+            bytes,
+            requests,
+            "every band file of every scene, downloaded whole (one GET each)",
+        ))
+    }
+
+    /// Windowed remote reads: ~110 range requests per window, the bytes of the JP2 tiles touched.
+    fn windowed_source(&self) -> Result<ColdSource> {
+        let (mut bytes, mut requests) = (0u64, 0u64);
+        for s in &self.catalog.scenes {
+            for res in Resolution::ALL {
+                let g = s.grid(res);
+                let tiles_per_side = g.ncols.div_ceil(1024);
+                for b in res.bands() {
+                    let size = std::fs::metadata(self.source.local_path(s.band_key(b.id))?)?.len();
+                    for p in &self.patches {
+                        let (r, c, n) = p.pixels(res);
+                        let touched = ((r + n).div_ceil(1024) - r / 1024)
+                            * ((c + n).div_ceil(1024) - c / 1024);
+                        bytes += size * touched / (tiles_per_side * tiles_per_side);
+                        requests += RANGE_REQUESTS_PER_WINDOW;
+                    }
+                }
+            }
+        }
+        Ok(cold_source(
+            bytes,
+            requests,
+            "one window read per patch, scene and band: ~110 range requests, the JP2 tiles it touches",
+        ))
+    }
+}
+
+fn cold_source(bytes: u64, requests: u64, how: &str) -> ColdSource {
+    let by_bytes = bytes as f64 / (CDSE_CONNECTIONS * CDSE_BYTES_PER_SECOND_PER_CONNECTION);
+    let by_requests = requests as f64 / (CDSE_REQUESTS_PER_MINUTE / 60.0);
+    ColdSource {
+        source_bytes: bytes,
+        source_requests: requests,
+        projected_cdse_seconds: by_bytes.max(by_requests),
+        how: how.into(),
+    }
+}
+
+/// Per-repeat state of a target.
+trait Runner {
+    /// Called before each repeat (including the warm-up).
+    fn before(&mut self, _repeat: usize) -> Result<()> {
+        Ok(())
+    }
+    fn read(&mut self, p: &Patch) -> Result<u64>;
+    /// Called after each repeat.
+    fn after(&mut self, _repeat: usize) -> Result<()> {
+        Ok(())
+    }
+    /// Chunks materialized per counted repeat, mean (mount targets).
+    fn materialized(&self) -> Option<f64> {
+        None
+    }
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+struct ZarrRunner {
+    root: PathBuf,
+    tile: String,
+    year: i32,
+    reader: Option<ZarrReader>,
+}
+
+impl Runner for ZarrRunner {
+    fn before(&mut self, _: usize) -> Result<()> {
+        self.reader = Some(ZarrReader::open(&self.root, &self.tile, self.year)?);
+        Ok(())
+    }
+    fn read(&mut self, p: &Patch) -> Result<u64> {
+        read_all(self.reader.as_ref().expect("opened"), p)
+    }
+}
+
+struct SafeRunner<'a> {
+    ctx: &'a Ctx<'a>,
+}
+
+impl Runner for SafeRunner<'_> {
+    fn read(&mut self, p: &Patch) -> Result<u64> {
+        let mut h = 0;
+        for res in Resolution::ALL {
+            h = combine(
+                h,
+                checksum(&floor_read(self.ctx.source, &self.ctx.catalog, res, p)?),
+            );
+        }
+        Ok(h)
+    }
+}
+
+struct CogRunner<'a> {
+    ctx: &'a Ctx<'a>,
+    dir: PathBuf,
+}
+
+impl Runner for CogRunner<'_> {
+    fn read(&mut self, p: &Patch) -> Result<u64> {
+        let mut h = 0;
+        let (tile, year) = (&self.ctx.o.tile, self.ctx.o.year);
+        for res in Resolution::ALL {
+            let (r, c, n) = p.pixels(res);
+            let n = n as usize;
+            let nb = res.bands().len();
+            let scenes = &self.ctx.catalog.scenes;
+            let mut out = vec![0u16; scenes.len() * nb * n * n];
+            out.par_chunks_mut(nb * n * n)
+                .zip(scenes.par_iter())
+                .try_for_each(|(plane, s)| -> Result<()> {
+                    let path = crate::convert::cog_path(&self.dir, tile, year, res, &s.product_id);
+                    let v = crate::convert::read_cog_window(&path, c as usize, r as usize, n)?;
+                    plane.copy_from_slice(&v);
+                    Ok(())
+                })?;
+            h = combine(h, checksum(&out));
+        }
+        Ok(h)
+    }
+}
+
+struct MountRunner<'a> {
+    ctx: &'a Ctx<'a>,
+    cold: bool,
+    store: PathBuf,
+    mnt: PathBuf,
+    log: PathBuf,
+    daemon: Option<Daemon>,
+    reader: Option<ZarrReader>,
+    /// Materializations per counted repeat.
+    materialized: Vec<f64>,
+    /// The daemon's running total after the previous repeat (warm: one daemon for all repeats).
+    last_total: u64,
+    note: String,
+}
+
+impl Runner for MountRunner<'_> {
+    fn before(&mut self, _: usize) -> Result<()> {
+        if self.daemon.is_none() {
+            if self.cold {
+                if self.store.exists() {
+                    std::fs::remove_dir_all(&self.store)?;
+                }
+                std::fs::create_dir_all(&self.store)?;
+            }
+            let spec = self.ctx.spec(&self.log);
+            self.daemon = Some(Daemon::start(&spec, &self.mnt, &self.store)?);
+            if self.cold {
+                self.note = drop_page_cache();
+            }
+        }
+        self.reader = Some(ZarrReader::open(
+            &self.mnt,
+            &self.ctx.o.tile,
+            self.ctx.o.year,
+        )?);
+        Ok(())
+    }
+    fn read(&mut self, p: &Patch) -> Result<u64> {
+        read_all(self.reader.as_ref().expect("opened"), p)
+    }
+    fn materialized(&self) -> Option<f64> {
+        self.mean_materialized()
+    }
+    fn notes(&self) -> Vec<String> {
+        if self.note.is_empty() {
+            vec![]
+        } else {
+            vec![self.note.clone()]
+        }
+    }
+    fn after(&mut self, repeat: usize) -> Result<()> {
+        self.reader = None;
+        if let Some(d) = &self.daemon {
+            let total = d.stat("/fs/materializations")?;
+            if repeat > 0 {
+                self.materialized.push((total - self.last_total) as f64);
+            }
+            self.last_total = if self.cold { 0 } else { total };
+        }
+        if self.cold {
+            // A fresh daemon over an empty store for every repeat.
+            if let Some(d) = self.daemon.take() {
+                d.stop()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl MountRunner<'_> {
+    fn mean_materialized(&self) -> Option<f64> {
+        Some(mean_std(&self.materialized).0)
+    }
+}
+
+impl Drop for MountRunner<'_> {
+    fn drop(&mut self) {
+        self.reader = None;
+        if let Some(d) = self.daemon.take() {
+            let _ = d.stop();
+        }
+    }
+}
+
+pub fn run(o: &Options, source: &dyn BandSource) -> Result<BenchReport> {
+    let store = DirStore::create(&o.store)?;
+    let catalog = Catalog::load(&store, &o.tile, o.year)?.with_context(|| {
+        format!(
+            "store {} has no catalog for {}/{}: run `datacube intake` into it first",
+            o.store.display(),
+            o.tile,
+            o.year
+        )
+    })?;
+    let width_m = catalog.scenes[0].grid(Resolution::R10).ncols * 10;
+    let patches = sample_patches(width_m, o.patch_size_m, o.patches, o.seed)?;
+    let mut shapes = BTreeMap::new();
+    for res in Resolution::ALL {
+        let n = o.patch_size_m / res.metres() as u64;
+        shapes.insert(
+            res.name().to_string(),
+            [catalog.scenes.len() as u64, res.bands().len() as u64, n, n],
+        );
+    }
+    std::fs::create_dir_all(&o.out)?;
+    let ctx = Ctx {
+        o,
+        source,
+        catalog,
+        patches,
+    };
+    let mut reference: Option<(Target, Vec<u64>)> = None;
+    let mut mismatches = Vec::new();
+    let mut results = Vec::new();
+    for &target in &o.targets {
+        let (r, sums) = run_target(&ctx, target, &shapes)?;
+        match &reference {
+            None => reference = Some((target, sums)),
+            Some((t0, want)) => {
+                for (i, (a, b)) in want.iter().zip(&sums).enumerate() {
+                    if a != b {
+                        mismatches.push(format!(
+                            "patch {i} {:?}: {} and {} return different arrays",
+                            ctx.patches[i],
+                            t0.name(),
+                            target.name()
+                        ));
+                    }
+                }
+            }
+        }
+        results.push(r);
+    }
+    for m in &mismatches {
+        tracing::error!("{m}");
+    }
+    Ok(BenchReport {
+        tile: o.tile.clone(),
+        year: o.year,
+        scenes: ctx.catalog.scenes.len(),
+        patch_size_m: o.patch_size_m,
+        seed: o.seed,
+        repeats: o.repeats,
+        threads: o.threads,
+        patches: ctx.patches.clone(),
+        band_group_shapes: shapes,
+        machine: machine(),
+        targets: results,
+        checksums_agree: mismatches.is_empty(),
+    })
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    format!(
+        "{} cores ({cpu}), {:.0} GiB RAM, GDAL {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        mem as f64 / (1 << 20) as f64,
+        gdal::version::version_info("RELEASE_NAME")
+    )
+}
+
+fn run_target(
+    ctx: &Ctx,
+    target: Target,
+    shapes: &BTreeMap<String, [u64; 4]>,
+) -> Result<(TargetResult, Vec<u64>)> {
+    let o = ctx.o;
+    let n = ctx.patches.len();
+    let scenes = ctx.catalog.scenes.len() as u64;
+    if target == Target::Xarray {
+        return run_xarray(ctx, shapes);
+    }
+    let work = o.out.join(target.name());
+    std::fs::create_dir_all(&work)?;
+    let mut notes = Vec::new();
+    let (mut runner, files_touched, cold): (Box<dyn Runner + '_>, u64, Option<ColdSource>) =
+        match target {
+            Target::Store => (
+                Box::new(ZarrRunner {
+                    root: o.store.clone(),
+                    tile: o.tile.clone(),
+                    year: o.year,
+                    reader: None,
+                }),
+                ctx.chunks_touched(),
+                None,
+            ),
+            Target::Safe => (
+                Box::new(SafeRunner { ctx }),
+                n as u64 * scenes * 13,
+                Some(ctx.windowed_source()?),
+            ),
+            Target::Cog => {
+                let dir = o.cog.clone().context(
+                    "target cog needs --cog DIR (made by `datacube convert cog --out DIR`)",
+                )?;
+                for s in &ctx.catalog.scenes {
+                    for res in Resolution::ALL {
+                        let p = crate::convert::cog_path(&dir, &o.tile, o.year, res, &s.product_id);
+                        if !p.exists() {
+                            anyhow::bail!(
+                                "{} missing: run `datacube convert cog --out {}` first",
+                                p.display(),
+                                dir.display()
+                            );
+                        }
+                    }
+                }
+                (
+                    Box::new(CogRunner { ctx, dir }),
+                    n as u64 * scenes * 3,
+                    None,
+                )
+            }
+            Target::MountCold | Target::MountWarm => {
+                let cold = target == Target::MountCold;
+                (
+                    Box::new(MountRunner {
+                        ctx,
+                        cold,
+                        store: if cold {
+                            work.join("store")
+                        } else {
+                            o.store.clone()
+                        },
+                        mnt: work.join("mnt"),
+                        log: work.join("mount.log"),
+                        daemon: None,
+                        reader: None,
+                        materialized: Vec::new(),
+                        last_total: 0,
+                        note: String::new(),
+                    }),
+                    ctx.chunks_touched(),
+                    if cold {
+                        Some(ctx.whole_file_source()?)
+                    } else {
+                        None
+                    },
+                )
+            }
+            Target::Xarray => unreachable!(),
+        };
+    let bar = crate::progress::bar(
+        ((o.repeats + 1) * n) as u64,
+        &format!("{:>10}", target.name()),
+        o.progress,
+    );
+    let mut durations = Vec::new();
+    let mut bytes = Vec::new();
+    let mut sums = vec![0u64; n];
+    for rep in 0..=o.repeats {
+        let t0 = Instant::now();
+        let r0 = rchar();
+        runner.before(rep)?;
+        for i in order(n, o.seed, rep) {
+            let h = runner.read(&ctx.patches[i])?;
+            if rep == 0 {
+                sums[i] = h;
+            } else if sums[i] != h {
+                anyhow::bail!("{}: patch {i} differs between repeats", target.name());
+            }
+            bar.inc(1);
+        }
+        let dt = t0.elapsed().as_secs_f64();
+        let read = rchar() - r0;
+        runner.after(rep)?;
+        if rep > 0 {
+            durations.push(dt);
+            bytes.push(read);
+        }
+    }
+    bar.finish_and_clear();
+    let chunks_materialized = runner.materialized();
+    notes.extend(runner.notes());
+    drop(runner);
+    let (mean, std) = mean_std(&durations);
+    Ok((
+        TargetResult {
+            target,
+            mean_durations: mean,
+            std_durations: std,
+            stderr_durations: std / (durations.len() as f64).sqrt(),
+            mean_patch_seconds: mean / n as f64,
+            durations,
+            band_group_shapes: shapes.clone(),
+            bytes_read: bytes.iter().sum::<u64>() / bytes.len().max(1) as u64,
+            files_touched,
+            cold,
+            chunks_materialized,
+            notes,
+        },
+        sums,
+    ))
+}
+
+const XARRAY_READER: &str = include_str!("xarray_reader.py");
+
+/// The reference users' stack: xarray + dask `open_zarr` on the same store, in the venv's Python.
+fn run_xarray(ctx: &Ctx, shapes: &BTreeMap<String, [u64; 4]>) -> Result<(TargetResult, Vec<u64>)> {
+    let o = ctx.o;
+    let n = ctx.patches.len();
+    let script = o.out.join("xarray_reader.py");
+    std::fs::write(&script, XARRAY_READER)?;
+    let orders: Vec<Vec<usize>> = (0..=o.repeats).map(|r| order(n, o.seed, r)).collect();
+    let input = serde_json::json!({
+        "store": o.store, "tile": o.tile, "year": o.year,
+        "patches": ctx.patches, "orders": orders,
+    });
+    let mut child = std::process::Command::new(&o.python)
+        .arg(&script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| {
+            format!(
+                "starting {} (target xarray needs the venv: scripts/setup)",
+                o.python.display()
+            )
+        })?;
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(input.to_string().as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        anyhow::bail!("xarray reader failed ({})", out.status);
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("xarray reader output")?;
+    let all: Vec<f64> = serde_json::from_value(v["durations"].clone())?;
+    let rchar: Vec<u64> = serde_json::from_value(v["rchar"].clone())?;
+    let sums: Vec<u64> = serde_json::from_value(v["checksums"].clone())?;
+    let durations = all[1..].to_vec();
+    let (mean, std) = mean_std(&durations);
+    Ok((
+        TargetResult {
+            target: Target::Xarray,
+            mean_durations: mean,
+            std_durations: std,
+            stderr_durations: std / (durations.len() as f64).sqrt(),
+            mean_patch_seconds: mean / n as f64,
+            durations,
+            band_group_shapes: shapes.clone(),
+            bytes_read: rchar[1..].iter().sum::<u64>() / (rchar.len() - 1).max(1) as u64,
+            files_touched: ctx.chunks_touched(),
+            cold: None,
+            chunks_materialized: None,
+            notes: vec![format!("{}", v["versions"].as_str().unwrap_or(""))],
+        },
+        sums,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orders_are_seeded_permutations_that_change_per_repeat() {
+        let a = order(10, 42, 1);
+        let mut sorted = a.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..10).collect::<Vec<_>>());
+        assert_eq!(a, order(10, 42, 1));
+        assert_ne!(a, order(10, 42, 2));
+    }
+
+    #[test]
+    fn cdse_projection_takes_the_binding_quota() {
+        // 8 GB at 4 × 20 MB/s = 100 s; 100 requests = 3 s.
+        assert_eq!(
+            cold_source(8_000_000_000, 100, "").projected_cdse_seconds,
+            100.0
+        );
+        // 20 000 requests at 2000/min = 600 s.
+        assert_eq!(cold_source(1000, 20_000, "").projected_cdse_seconds, 600.0);
+    }
+}
