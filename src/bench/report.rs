@@ -146,7 +146,10 @@ pub fn plot(r: &BenchReport, path: &Path) -> Result<()> {
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d((0..ts.len()).into_segmented(), (lo..hi).log_scale())
+        .build_cartesian_2d(
+            (0..ts.len().saturating_sub(1)).into_segmented(),
+            (lo..hi).log_scale(),
+        )
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     chart
         .configure_mesh()
@@ -160,6 +163,15 @@ pub fn plot(r: &BenchReport, path: &Path) -> Result<()> {
             SegmentValue::Last => String::new(),
         })
         .y_desc("seconds (log scale)")
+        .y_label_formatter(&|v| {
+            if *v >= 10.0 {
+                format!("{v:.0}")
+            } else if *v >= 1.0 {
+                format!("{v:.1}")
+            } else {
+                format!("{v:.2}")
+            }
+        })
         .label_style(("sans-serif", 15))
         .draw()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
