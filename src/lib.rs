@@ -21,6 +21,7 @@ pub mod raster;
 pub mod safe;
 pub mod scene;
 pub mod source;
+pub mod stac;
 pub mod store;
 pub mod synth;
 pub mod tiles;

@@ -276,3 +276,28 @@ fn new_scenes_are_appended_and_the_stale_last_time_chunk_is_recomputed() {
     // Every chunk now reflects all scenes: identical to a store built in one go.
     assert_same_store(intaken_store(), &store_dir);
 }
+
+#[test]
+fn fixture_stac_items_describe_the_same_products_as_the_safe_files() {
+    let f = fixture();
+    let scan = datacube::catalog::scan_safe_archive(&f.archive, "35VLH", YEAR).unwrap();
+    assert_eq!(scan.scenes.len(), SCENES);
+    for s in &scan.scenes {
+        let path = f
+            .archive
+            .join(format!("stac/sentinel-2-l1c/{}.json", s.product_id));
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let it = datacube::stac::StacItem::parse(&v).unwrap();
+        assert_eq!(it.product_id, s.product_id);
+        assert_eq!(it.tile, s.tile);
+        assert_eq!(it.sensing_ms, s.sensing_time_ms, "{}", s.product_id);
+        assert_eq!(it.baseline, s.baseline);
+        assert_eq!(it.platform.to_lowercase(), s.platform.to_lowercase());
+        assert_eq!(it.relative_orbit, s.relative_orbit);
+        assert_eq!(it.epsg, s.epsg);
+        assert_eq!(it.grids, s.grids);
+        assert_eq!(it.band_keys, s.band_keys);
+        assert!(f.archive.join(&it.product_metadata_key).is_file());
+        assert!(f.archive.join(&it.granule_metadata_key).is_file());
+    }
+}

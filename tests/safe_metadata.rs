@@ -103,3 +103,46 @@ fn missing_and_invalid_fields_are_named() {
         "{err}"
     );
 }
+
+#[test]
+fn reference_stac_item_parses() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(
+        "tests/data/reference/stac-item-S2A_MSIL1C_20240116T000741_N0510_R130_T51CVP_20240116T010505.json",
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let it = datacube::stac::StacItem::parse(&v).unwrap();
+    assert_eq!(
+        it.product_id,
+        "S2A_MSIL1C_20240116T000741_N0510_R130_T51CVP_20240116T010505"
+    );
+    assert_eq!(it.tile, "51CVP");
+    assert_eq!(it.baseline, "05.10");
+    assert_eq!(it.platform, "sentinel-2a");
+    assert_eq!(it.relative_orbit, 130);
+    assert_eq!(it.epsg, 32751);
+    assert_eq!(
+        it.sensing_ms,
+        datacube::scene::parse_iso_ms("2024-01-16T00:07:41.024Z").unwrap()
+    );
+    let g10 = &it.grids[0];
+    assert_eq!(
+        (g10.nrows, g10.ncols, g10.ulx, g10.uly, g10.res),
+        (10980, 10980, 399960.0, 1400020.0, 10.0)
+    );
+    assert_eq!(it.grids[2].nrows, 1830);
+    assert_eq!(
+        it.band_keys[1],
+        "Sentinel-2/MSI/L1C/2024/01/16/S2A_MSIL1C_20240116T000741_N0510_R130_T51CVP_20240116T010505.SAFE/GRANULE/L1C_T51CVP_A044743_20240116T000743/IMG_DATA/T51CVP_20240116T000741_B02.jp2"
+    );
+    assert!(it.band_keys[8].ends_with("_B8A.jp2"), "{}", it.band_keys[8]);
+    assert!(it.product_metadata_key.ends_with(".SAFE/MTD_MSIL1C.xml"));
+    assert!(it.granule_metadata_key.ends_with("/MTD_TL.xml"));
+    // A broken item names itself and the field.
+    let mut bad = v.clone();
+    bad["assets"]["B04"]["href"] = "https://example.com/x.jp2".into();
+    let e = format!("{:#}", datacube::stac::StacItem::parse(&bad).unwrap_err());
+    assert!(
+        e.contains("T51CVP_20240116T010505") && e.contains("B04"),
+        "{e}"
+    );
+}
