@@ -29,35 +29,27 @@ fn convert_cog_then_bench_every_target() {
     };
     let source = format!("safe:{}", f.archive.display());
     let year = YEAR.to_string();
-    let out = run(&[
-        "convert",
-        "cog",
-        "--source",
-        &source,
-        "--out",
-        cogs.to_str().unwrap(),
-        "--tile",
-        "35VLH",
-        "--year",
-        &year,
-    ]);
+    let convert = || {
+        run(&[
+            "convert",
+            "cog",
+            "--source",
+            &source,
+            "--out",
+            cogs.to_str().unwrap(),
+            "--tile",
+            "35VLH",
+            "--year",
+            &year,
+        ])
+    };
+    let out = convert();
     assert!(
         out.contains(&format!("{} COGs written", SCENES * 3)),
         "{out}"
     );
     // Idempotent: a rerun writes nothing.
-    let out = run(&[
-        "convert",
-        "cog",
-        "--source",
-        &source,
-        "--out",
-        cogs.to_str().unwrap(),
-        "--tile",
-        "35VLH",
-        "--year",
-        &year,
-    ]);
+    let out = convert();
     assert!(
         out.contains("0 COGs written") && out.contains(&format!("{} already present", SCENES * 3)),
         "{out}"

@@ -99,6 +99,43 @@ pub struct TargetResult {
     pub notes: Vec<String>,
 }
 
+/// What a target measured, before the statistics are derived.
+struct Measured {
+    /// Seconds per counted repeat.
+    durations: Vec<f64>,
+    /// Bytes read per counted repeat.
+    bytes: Vec<u64>,
+    files_touched: u64,
+    cold: Option<ColdSource>,
+    chunks_materialized: Option<f64>,
+    notes: Vec<String>,
+}
+
+impl TargetResult {
+    fn new(
+        target: Target,
+        m: Measured,
+        patches: usize,
+        shapes: &BTreeMap<String, [u64; 4]>,
+    ) -> Self {
+        let (mean, std) = mean_std(&m.durations);
+        TargetResult {
+            target,
+            mean_durations: mean,
+            std_durations: std,
+            stderr_durations: std / (m.durations.len() as f64).sqrt(),
+            mean_patch_seconds: mean / patches as f64,
+            band_group_shapes: shapes.clone(),
+            bytes_read: m.bytes.iter().sum::<u64>() / m.bytes.len().max(1) as u64,
+            durations: m.durations,
+            files_touched: m.files_touched,
+            cold: m.cold,
+            chunks_materialized: m.chunks_materialized,
+            notes: m.notes,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct BenchReport {
     pub tile: String,
@@ -618,24 +655,15 @@ fn run_target(
     let chunks_materialized = runner.materialized();
     notes.extend(runner.notes());
     drop(runner);
-    let (mean, std) = mean_std(&durations);
-    Ok((
-        TargetResult {
-            target,
-            mean_durations: mean,
-            std_durations: std,
-            stderr_durations: std / (durations.len() as f64).sqrt(),
-            mean_patch_seconds: mean / n as f64,
-            durations,
-            band_group_shapes: shapes.clone(),
-            bytes_read: bytes.iter().sum::<u64>() / bytes.len().max(1) as u64,
-            files_touched,
-            cold,
-            chunks_materialized,
-            notes,
-        },
-        sums,
-    ))
+    let m = Measured {
+        durations,
+        bytes,
+        files_touched,
+        cold,
+        chunks_materialized,
+        notes,
+    };
+    Ok((TargetResult::new(target, m, n, shapes), sums))
 }
 
 const XARRAY_READER: &str = include_str!("xarray_reader.py");
@@ -679,25 +707,16 @@ fn run_xarray(ctx: &Ctx, shapes: &BTreeMap<String, [u64; 4]>) -> Result<(TargetR
     let all: Vec<f64> = serde_json::from_value(v["durations"].clone())?;
     let rchar: Vec<u64> = serde_json::from_value(v["rchar"].clone())?;
     let sums: Vec<u64> = serde_json::from_value(v["checksums"].clone())?;
-    let durations = all[1..].to_vec();
-    let (mean, std) = mean_std(&durations);
-    Ok((
-        TargetResult {
-            target: Target::Xarray,
-            mean_durations: mean,
-            std_durations: std,
-            stderr_durations: std / (durations.len() as f64).sqrt(),
-            mean_patch_seconds: mean / n as f64,
-            durations,
-            band_group_shapes: shapes.clone(),
-            bytes_read: rchar[1..].iter().sum::<u64>() / (rchar.len() - 1).max(1) as u64,
-            files_touched: ctx.chunks_touched(),
-            cold: None,
-            chunks_materialized: None,
-            notes: vec![format!("{}", v["versions"].as_str().unwrap_or(""))],
-        },
-        sums,
-    ))
+    // The first repeat is the warm-up.
+    let m = Measured {
+        durations: all[1..].to_vec(),
+        bytes: rchar[1..].to_vec(),
+        files_touched: ctx.chunks_touched(),
+        cold: None,
+        chunks_materialized: None,
+        notes: vec![v["versions"].as_str().unwrap_or("").to_string()],
+    };
+    Ok((TargetResult::new(Target::Xarray, m, n, shapes), sums))
 }
 
 #[cfg(test)]

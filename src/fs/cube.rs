@@ -125,8 +125,16 @@ pub enum ChunkState {
 type Waiter = Box<dyn FnOnce(std::result::Result<ChunkState, FsError>) + Send>;
 
 enum Resolved {
-    Attr(Attr),
+    Dir,
+    /// A generated file: its attributes and where its bytes are.
+    File(Attr, Content),
     Chunk(Arc<YearState>, Resolution, ChunkIndex),
+}
+
+enum Content {
+    Shared(Bytes),
+    /// A metadata or coordinate file in the year's layout (the path is the key).
+    YearFile(Arc<YearState>),
 }
 
 pub struct Cube {
@@ -187,7 +195,8 @@ impl Cube {
         bump(&self.stats.lookups);
         match self.resolve(path) {
             Err(e) => done(Err(e)),
-            Ok(Resolved::Attr(a)) => done(Ok(a)),
+            Ok(Resolved::Dir) => done(Ok(Attr::dir())),
+            Ok(Resolved::File(a, _)) => done(Ok(a)),
             Ok(Resolved::Chunk(ys, res, idx)) => {
                 let known = ys.known[res.index()]
                     .lock()
@@ -206,7 +215,8 @@ impl Cube {
     /// Attributes of a node already looked up (never starts work).
     pub fn getattr(&self, path: &str) -> std::result::Result<Attr, FsError> {
         match self.resolve(path)? {
-            Resolved::Attr(a) => Ok(a),
+            Resolved::Dir => Ok(Attr::dir()),
+            Resolved::File(a, _) => Ok(a),
             Resolved::Chunk(ys, res, idx) => {
                 match ys.known[res.index()].lock().unwrap().get(&idx.to_string()) {
                     Some(ChunkEntry::Data { bytes }) => Ok(Attr::file(*bytes)),
@@ -223,31 +233,14 @@ impl Cube {
         done: impl FnOnce(std::result::Result<Bytes, FsError>) + Send + 'static,
     ) {
         bump(&self.stats.opens);
-        let resolved = match classify(path, &self.cfg.tiles, &self.cfg.years) {
-            Some(Node::StatsFile) => return done(Ok(self.stats_json().into())),
-            Some(Node::RootMeta) => return done(Ok(self.root_meta.clone())),
-            Some(Node::TileMeta(t)) => return done(Ok(self.tile_meta[t].clone())),
-            _ => self.resolve(path),
-        };
-        match resolved {
+        match self.resolve(path) {
             Err(e) => done(Err(e)),
-            Ok(Resolved::Attr(a)) if a.kind == Kind::Dir => done(Err(FsError::IsDir)),
-            Ok(Resolved::Attr(_)) => {
-                // A static file of a resolved year.
-                let Some(Node::InYear { tile, year, .. }) =
-                    classify(path, &self.cfg.tiles, &self.cfg.years)
-                else {
-                    return done(Err(FsError::NotFound));
-                };
-                match self.year(tile, year) {
-                    Ok(Some(ys)) => match ys.ctx.layout.files.get(path) {
-                        Some(b) => done(Ok(b.as_slice().into())),
-                        None => done(Err(FsError::NotFound)),
-                    },
-                    Ok(None) => done(Err(FsError::NotFound)),
-                    Err(e) => done(Err(e)),
-                }
-            }
+            Ok(Resolved::Dir) => done(Err(FsError::IsDir)),
+            Ok(Resolved::File(_, Content::Shared(b))) => done(Ok(b)),
+            Ok(Resolved::File(_, Content::YearFile(ys))) => match ys.ctx.layout.files.get(path) {
+                Some(b) => done(Ok(b.as_slice().into())),
+                None => done(Err(FsError::NotFound)),
+            },
             Ok(Resolved::Chunk(ys, res, idx)) => {
                 if let Some(b) = self
                     .cache
@@ -385,27 +378,37 @@ impl Cube {
 
     fn resolve(&self, path: &str) -> std::result::Result<Resolved, FsError> {
         let node = classify(path, &self.cfg.tiles, &self.cfg.years).ok_or(FsError::NotFound)?;
-        Ok(Resolved::Attr(match node {
-            Node::Root | Node::StatsDir | Node::Tile(_) | Node::Year(..) => Attr::dir(),
-            Node::RootMeta => Attr::file(self.root_meta.len() as u64),
-            Node::TileMeta(t) => Attr::file(self.tile_meta[t].len() as u64),
-            Node::StatsFile => Attr {
-                kind: Kind::File,
-                size: self.stats_json().len() as u64,
-                volatile: true,
-            },
+        let shared =
+            |b: &Bytes| Resolved::File(Attr::file(b.len() as u64), Content::Shared(b.clone()));
+        Ok(match node {
+            Node::Root | Node::StatsDir | Node::Tile(_) | Node::Year(..) => Resolved::Dir,
+            Node::RootMeta => shared(&self.root_meta),
+            Node::TileMeta(t) => shared(&self.tile_meta[t]),
+            Node::StatsFile => {
+                // One snapshot gives both the size and the content.
+                let b: Bytes = self.stats_json().into();
+                let attr = Attr {
+                    kind: Kind::File,
+                    size: b.len() as u64,
+                    volatile: true,
+                };
+                Resolved::File(attr, Content::Shared(b))
+            }
             Node::InYear { tile, year, rest } => {
                 let ys = self.year(tile, year)?.ok_or(FsError::NotFound)?;
                 let files = &ys.ctx.layout.files;
                 match classify_in_year(path, rest, files, |r| ys.ctx.geometry(r).chunk_counts())
                     .ok_or(FsError::NotFound)?
                 {
-                    YearNode::StaticFile => Attr::file(files[path].len() as u64),
-                    YearNode::StaticDir | YearNode::ChunkDir => Attr::dir(),
-                    YearNode::Chunk(res, idx) => return Ok(Resolved::Chunk(ys, res, idx)),
+                    YearNode::StaticFile => {
+                        let attr = Attr::file(files[path].len() as u64);
+                        Resolved::File(attr, Content::YearFile(ys))
+                    }
+                    YearNode::StaticDir | YearNode::ChunkDir => Resolved::Dir,
+                    YearNode::Chunk(res, idx) => Resolved::Chunk(ys, res, idx),
                 }
             }
-        }))
+        })
     }
 
     /// The tile-year, resolved once per mount (`None`: no scenes). A failure is logged and not
