@@ -106,6 +106,13 @@ impl YearContext {
         let w = cs.min(geom.grid.ncols as usize - x0);
         let bands = res.bands();
         let scenes = &self.catalog.scenes[t0..t1];
+        // Remote sources download the chunk's band files concurrently (up to their connection cap)
+        // before the decodes start; local ones have nothing to do.
+        let keys: Vec<&str> = scenes
+            .iter()
+            .flat_map(|s| bands.iter().map(move |b| s.band_key(b.id)))
+            .collect();
+        source.prefetch(&keys);
         // One (scene, band) plane per task: the JP2 decodes of a chunk spread over all cores.
         // Planes past the last scene stay zero (fill).
         buf.par_chunks_mut(cs * cs)

@@ -48,15 +48,19 @@ enum Command {
     },
     /// Convert a tile-year (or a date range of it) into a Zarr v3 directory store, resumably.
     #[command(
-        after_help = "Example:\n  datacube intake --source safe:/data/archive --store /data/cube.zarr --tile 35VLH --year 2024"
+        after_help = "Examples:\n  datacube intake --source safe:/data/archive --store /data/cube.zarr --tile 35VLH --year 2024\n  datacube intake --source cdse --store s3://cubes/finland --store-endpoint https://a3s.fi --store-profile allas --tile 35VLH --year 2024"
     )]
     Intake {
-        /// safe:DIR (a local SAFE archive with the CDSE layout)
+        /// safe:DIR (a local SAFE archive with the CDSE layout) or cdse
         #[arg(long)]
         source: String,
-        /// Store directory
+        /// Store: a directory or s3://bucket/prefix
         #[arg(long)]
         store: String,
+        #[command(flatten)]
+        cdse: CdseArgs,
+        #[command(flatten)]
+        store_args: StoreArgs,
         #[arg(long)]
         tile: String,
         #[arg(long)]
@@ -81,9 +85,12 @@ enum Command {
     },
     /// Show scenes and chunk counts (materialized, empty, missing) per tile, year and resolution.
     Info {
+        /// A directory or s3://bucket/prefix
         store: String,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        store_args: StoreArgs,
     },
     /// Mount the virtual datacube: TILE/YEAR/{10m,20m,60m} Zarr v3 groups whose chunks are
     /// computed on first read and written back to the store.
@@ -95,6 +102,7 @@ Run it in the background with your service manager, `nohup ... &` or tmux.
 Examples:
   datacube mount /mnt/cube --store /data/cube.zarr --source safe:/data/archive --tiles 35VLH --years 2024
   datacube mount /mnt/cube --store /data/cube.zarr --source safe:/data/archive --cache-size 8GiB
+  datacube mount /mnt/cube --store s3://cubes/finland --source cdse --years 2024
   RUST_LOG=datacube=debug datacube mount /mnt/cube --store ... --source ...
 
 Then, e.g. in Python:
@@ -102,12 +110,17 @@ Then, e.g. in Python:
 Live counters: cat /mnt/cube/.datacube/stats.json")]
     Mount {
         mountpoint: PathBuf,
-        /// Persistent Zarr store directory (chunks computed are written back here)
+        /// Persistent Zarr store, a directory or s3://bucket/prefix (computed chunks are written
+        /// back here)
         #[arg(long)]
         store: String,
-        /// safe:DIR (a local SAFE archive with the CDSE layout)
+        /// safe:DIR (a local SAFE archive with the CDSE layout) or cdse
         #[arg(long)]
         source: String,
+        #[command(flatten)]
+        cdse: CdseArgs,
+        #[command(flatten)]
+        store_args: StoreArgs,
         /// Memory for caches: encoded chunks (3/4) and decoded JP2 tiles (1/4, at most 1 GiB)
         #[arg(long, default_value = "2GiB", value_parser = parse_bytes)]
         cache_size: u64,
@@ -251,6 +264,95 @@ Example:
     },
 }
 
+/// How to reach CDSE, for `--source cdse` (ignored for `safe:DIR`).
+#[derive(clap::Args, Debug, Clone)]
+struct CdseArgs {
+    /// STAC API root (CDSE STAC v1, or an emulation of it)
+    #[arg(long, default_value = crate::stac::client::CDSE_STAC_URL)]
+    stac_url: String,
+    /// S3 endpoint of the eodata bucket (default: the profile's endpoint_url or AWS_ENDPOINT_URL)
+    #[arg(long)]
+    s3_endpoint: Option<String>,
+    /// AWS profile with the CDSE S3 credentials (~/.aws/config, ~/.aws/credentials); the AWS_*
+    /// environment variables take precedence
+    #[arg(long, default_value = "cdse")]
+    profile: String,
+    /// Concurrent S3 requests, at most (CDSE allows 4 connections per account)
+    #[arg(long, default_value_t = 4)]
+    max_connections: usize,
+    /// S3 requests per minute, at most (CDSE allows 2000)
+    #[arg(long, default_value_t = 2000)]
+    max_requests_per_minute: u32,
+    /// Search STAC one UTC day at a time
+    #[arg(long)]
+    per_day: bool,
+    /// STAC page size (at most 1000)
+    #[arg(long, default_value_t = 1000)]
+    stac_limit: usize,
+    /// Where downloaded band and metadata files are kept [default: ~/.cache/datacube/eodata]
+    #[arg(long)]
+    source_cache: Option<PathBuf>,
+    /// Cap of the source cache on disk
+    #[arg(long, default_value = "32GiB", value_parser = parse_bytes)]
+    source_cache_size: u64,
+    /// Retries of a failed STAC or S3 request (exponential backoff with jitter)
+    #[arg(long, default_value_t = 6)]
+    retries: usize,
+    /// Test hook: first retry delay in milliseconds
+    #[arg(long, hide = true, default_value_t = 500)]
+    retry_delay_ms: u64,
+}
+
+impl CdseArgs {
+    fn options(&self) -> crate::source::CdseOptions {
+        let d = crate::source::CdseOptions::default();
+        crate::source::CdseOptions {
+            stac_url: self.stac_url.clone(),
+            s3: crate::remote::s3::S3Options {
+                profile: Some(self.profile.clone()),
+                endpoint: self.s3_endpoint.clone(),
+                region: Some("default".into()),
+            },
+            max_connections: self.max_connections.max(1),
+            max_requests_per_minute: self.max_requests_per_minute.max(1),
+            per_day: self.per_day,
+            stac_limit: self.stac_limit,
+            cache_dir: self.source_cache.clone().unwrap_or(d.cache_dir),
+            cache_bytes: self.source_cache_size,
+            retry: crate::remote::retry::RetryPolicy {
+                max_retries: self.retries,
+                min_delay: std::time::Duration::from_millis(self.retry_delay_ms),
+                max_delay: std::time::Duration::from_millis(self.retry_delay_ms.max(1) * 60),
+            },
+            ..d
+        }
+    }
+}
+
+/// How to reach an `s3://bucket/prefix` store (ignored for a directory).
+#[derive(clap::Args, Debug, Clone)]
+struct StoreArgs {
+    /// AWS profile for an s3:// store (default: the AWS_* environment / default profile)
+    #[arg(long)]
+    store_profile: Option<String>,
+    /// S3 endpoint for an s3:// store (e.g. https://a3s.fi for CSC Allas)
+    #[arg(long)]
+    store_endpoint: Option<String>,
+}
+
+impl StoreArgs {
+    fn open(&self, spec: &str) -> Result<Box<dyn crate::store::Store>> {
+        crate::store::open(
+            spec,
+            &crate::remote::s3::S3Options {
+                profile: self.store_profile.clone(),
+                endpoint: self.store_endpoint.clone(),
+                region: None,
+            },
+        )
+    }
+}
+
 #[derive(Subcommand)]
 enum ConvertTo {
     /// One Cloud-Optimized GeoTIFF per scene and resolution (that resolution's bands stacked;
@@ -332,6 +434,27 @@ fn limit_malloc_retention() {
     }
 }
 
+/// `RUST_LOG` (default `info`), except that the AWS SDK never logs below `warn`: at `info` and
+/// below it prints access key ids and signing details, and credentials never go to a log.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    let mut f =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    for target in [
+        "aws_config",
+        "aws_credential_types",
+        "aws_runtime",
+        "aws_sdk_s3",
+        "aws_sigv4",
+        "aws_smithy_runtime",
+        "aws_smithy_runtime_api",
+        "aws_smithy_http_client",
+        "aws_smithy_types",
+    ] {
+        f = f.add_directive(format!("{target}=warn").parse().expect("valid directive"));
+    }
+    f
+}
+
 fn set_threads(threads: Option<usize>) -> Result<()> {
     if let Some(n) = threads {
         rayon::ThreadPoolBuilder::new()
@@ -344,9 +467,7 @@ fn set_threads(threads: Option<usize>) -> Result<()> {
 
 pub fn main() -> Result<std::process::ExitCode> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -396,10 +517,12 @@ pub fn main() -> Result<std::process::ExitCode> {
             memory,
             threads,
             no_progress,
+            cdse,
+            store_args,
         } => {
             set_threads(threads)?;
-            let src = crate::source::open(&source)?;
-            let st = crate::store::open(&store)?;
+            let src = crate::source::open(&source, &cdse.options())?;
+            let st = store_args.open(&store)?;
             let opts = crate::intake::IntakeOptions {
                 tile,
                 year,
@@ -415,8 +538,12 @@ pub fn main() -> Result<std::process::ExitCode> {
                 return Ok(std::process::ExitCode::from(1));
             }
         }
-        Command::Info { store, json } => {
-            let st = crate::store::open(&store)?;
+        Command::Info {
+            store,
+            json,
+            store_args,
+        } => {
+            let st = store_args.open(&store)?;
             let rows = crate::info::info(st.as_ref())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -436,6 +563,8 @@ pub fn main() -> Result<std::process::ExitCode> {
             allow_other,
             foreground: _,
             writeback_delay_ms,
+            cdse,
+            store_args,
         } => {
             set_threads(threads)?;
             let workers = threads.unwrap_or_else(rayon::current_num_threads).max(2);
@@ -457,8 +586,8 @@ pub fn main() -> Result<std::process::ExitCode> {
                 },
             };
             let src: std::sync::Arc<dyn crate::source::BandSource> =
-                crate::source::open(&source)?.into();
-            let st: std::sync::Arc<dyn crate::store::Store> = crate::store::open(&store)?.into();
+                crate::source::open(&source, &cdse.options())?.into();
+            let st: std::sync::Arc<dyn crate::store::Store> = store_args.open(&store)?.into();
             let cube = crate::fs::Cube::new(cfg, st, src)?;
             crate::fs::serve(
                 cube,
@@ -487,7 +616,7 @@ pub fn main() -> Result<std::process::ExitCode> {
             no_progress,
         } => {
             set_threads(threads)?;
-            let src = crate::source::open(&source)?;
+            let src = crate::source::open(&source, &Default::default())?;
             let opts = crate::bench::run::Options {
                 source,
                 store: std::path::absolute(&store)?,
@@ -532,7 +661,7 @@ pub fn main() -> Result<std::process::ExitCode> {
             out,
         } => {
             set_threads(threads)?;
-            let src = crate::source::open(&source)?;
+            let src = crate::source::open(&source, &Default::default())?;
             std::fs::create_dir_all(&work)?;
             let opts = crate::bench::mount::Options {
                 source,
@@ -570,7 +699,7 @@ pub fn main() -> Result<std::process::ExitCode> {
                 },
         } => {
             set_threads(threads)?;
-            let src = crate::source::open(&source)?;
+            let src = crate::source::open(&source, &Default::default())?;
             let r = crate::convert::convert_cog(src.as_ref(), &out, &tile, year)?;
             println!(
                 "convert cog: {} scenes; {} COGs written ({:.1} MiB), {} already present; {:.1} s",
@@ -601,7 +730,7 @@ pub fn main() -> Result<std::process::ExitCode> {
             memory,
         } => {
             set_threads(threads)?;
-            let src = crate::source::open(&source)?;
+            let src = crate::source::open(&source, &Default::default())?;
             let r = crate::intake::bench::run(src.as_ref(), &tile, year, &store, memory as usize)?;
             println!("{}", serde_json::to_string_pretty(&r)?);
         }

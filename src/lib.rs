@@ -18,6 +18,7 @@ pub mod intake;
 pub mod layout;
 pub mod progress;
 pub mod raster;
+pub mod remote;
 pub mod safe;
 pub mod scene;
 pub mod source;

@@ -274,6 +274,8 @@ fn run_group(
     let jobs: Vec<(usize, usize)> = (0..scenes.len())
         .flat_map(|s| res.bands().into_iter().map(move |b| (s, b.id)))
         .collect();
+    let keys: Vec<&str> = jobs.iter().map(|&(s, b)| scenes[s].band_key(b)).collect();
+    source.prefetch(&keys);
     jobs.par_iter().for_each(|&(s, b)| {
         if let Ok(path) = source.local_path(scenes[s].band_key(b)) {
             let _ = raster.prefetch(

@@ -1,4 +1,5 @@
-//! The persistent Zarr store. Only the backends here know paths (and, later, S3).
+//! The persistent Zarr store: a directory (`dir`) or an S3 bucket (`s3`). Only the backends here
+//! know paths or S3.
 //!
 //! Keys are `/`-separated paths relative to the store root, exactly the Zarr keys
 //! (`35VLH/2024/10m/data/c/0/0/1/2`). Every write is atomic: a reader (or a crash) sees the old
@@ -6,11 +7,15 @@
 
 mod dir;
 mod record;
+mod s3;
 
 use anyhow::Result;
 
 pub use dir::{atomic_write, DirStore};
 pub use record::{ChunkEntry, ChunkRecord};
+pub use s3::S3Store;
+
+use crate::remote::s3::S3Options;
 
 /// A key-value view of a Zarr store.
 pub trait Store: Send + Sync {
@@ -30,10 +35,11 @@ pub trait Store: Send + Sync {
     }
 }
 
-/// Opens a store from its command-line spelling (a directory path for now).
-pub fn open(spec: &str) -> Result<Box<dyn Store>> {
+/// Opens a store from its command-line spelling: a directory, or `s3://bucket/prefix` (reached
+/// with `s3`: profile, endpoint).
+pub fn open(spec: &str, s3: &S3Options) -> Result<Box<dyn Store>> {
     if spec.starts_with("s3://") {
-        anyhow::bail!("store {spec}: S3 stores are not supported yet; use a directory");
+        return Ok(Box::new(S3Store::open(spec, s3)?));
     }
     Ok(Box::new(DirStore::create(spec)?))
 }

@@ -33,6 +33,8 @@ pub struct StacItem {
     pub grids: Vec<Grid>,
     /// Band file keys in the `eodata` bucket, by MTD band id (B01..B12, B8A order of `BANDS`).
     pub band_keys: Vec<String>,
+    /// `file:size` of each band file when the item gives it (checked after download).
+    pub band_sizes: Vec<Option<u64>>,
     pub product_metadata_key: String,
     pub granule_metadata_key: String,
 }
@@ -89,6 +91,7 @@ impl StacItem {
             .get("assets")
             .with_context(|| format!("{what}: no assets"))?;
         let mut band_keys = Vec::new();
+        let mut band_sizes = Vec::new();
         let mut grids: Vec<Option<Grid>> = vec![None; 3];
         let mut epsg = None;
         for b in &BANDS {
@@ -97,6 +100,7 @@ impl StacItem {
                 .with_context(|| format!("{what}: no asset {}", b.name))?;
             let w = format!("{what} asset {}", b.name);
             band_keys.push(eodata_key(str_at(a, "/href", &w)?).with_context(|| w.clone())?);
+            band_sizes.push(a.get("file:size").and_then(Value::as_u64));
             let code = str_at(a, "/proj:code", &w)?;
             let e: u32 = code
                 .strip_prefix("EPSG:")
@@ -157,6 +161,7 @@ impl StacItem {
                 .map(|r| grids[r.index()].expect("every resolution has bands"))
                 .collect(),
             band_keys,
+            band_sizes,
         })
     }
 }

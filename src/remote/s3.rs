@@ -1,0 +1,103 @@
+//! Building an S3 client the way users already configure one: an AWS profile (`~/.aws/config` with
+//! `endpoint_url`, `~/.aws/credentials`) or the standard `AWS_*` environment variables, with an
+//! optional endpoint override. CDSE and most non-AWS stores (CSC Allas, MinIO, Ceph) need
+//! path-style addressing and a region name that is not an AWS one (`default`).
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
+
+/// Where and as whom to connect. Never holds secrets itself: those stay in the SDK's providers.
+#[derive(Debug, Clone, Default)]
+pub struct S3Options {
+    /// AWS profile name; `None` uses the SDK's default chain (environment, `default` profile).
+    pub profile: Option<String>,
+    /// Overrides the profile's `endpoint_url`.
+    pub endpoint: Option<String>,
+    /// Region name; `default` unless the profile or environment says otherwise.
+    pub region: Option<String>,
+}
+
+impl S3Options {
+    /// For messages: endpoint and profile, never credentials.
+    pub fn describe(&self) -> String {
+        format!(
+            "endpoint {}, profile {}",
+            self.endpoint
+                .as_deref()
+                .unwrap_or("from profile/environment"),
+            self.profile.as_deref().unwrap_or("(default chain)")
+        )
+    }
+}
+
+pub async fn client(o: &S3Options) -> aws_sdk_s3::Client {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(p) = &o.profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(e) = &o.endpoint {
+        loader = loader.endpoint_url(e);
+    }
+    let shared = loader.load().await;
+    let region = o
+        .region
+        .clone()
+        .map(Region::new)
+        .or_else(|| shared.region().cloned())
+        .unwrap_or_else(|| Region::new("default"));
+    let conf = aws_sdk_s3::config::Builder::from(&shared)
+        .region(region)
+        .force_path_style(true)
+        // Non-AWS servers do not all speak the SDK's default CRC trailers.
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// An SDK error as a one-line message: the service's code and message, or the transport cause.
+/// (SDK errors carry no credentials; request signatures are not part of their display.)
+pub fn error_message<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_s3::error::SdkError;
+    match e {
+        SdkError::ServiceError(s) => {
+            let err = s.err();
+            match (err.code(), err.message()) {
+                (Some(c), Some(m)) => format!("{c}: {m}"),
+                (Some(c), None) => c.to_string(),
+                _ => format!("{err}"),
+            }
+        }
+        other => {
+            let mut msg = other.to_string();
+            let mut src = std::error::Error::source(other);
+            while let Some(s) = src {
+                msg.push_str(": ");
+                msg.push_str(&s.to_string());
+                src = s.source();
+            }
+            msg
+        }
+    }
+}
+
+/// Whether an SDK error is worth retrying (throttling, 5xx, timeouts, broken connections).
+pub fn is_transient<E>(
+    e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> bool {
+    use aws_sdk_s3::error::SdkError;
+    match e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(s) => {
+            let status = s.raw().status().as_u16();
+            status == 429 || status >= 500
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,377 @@
+//! The Copernicus Data Space Ecosystem as a source: scenes found through the STAC API, band and
+//! metadata files downloaded whole from the `eodata` bucket into a byte-capped disk cache.
+//!
+//! Whole files, not ranged window reads: CDSE's JP2s have no TLM markers, so a window costs ~110
+//! range requests, while a whole band file is one request (DESIGN §5). Every S3 request goes
+//! through one `Limits` (connection cap and requests per minute, CDSE's quotas) and is retried
+//! with backoff; a download is checked against its `Content-Length` and, when the STAC item gives
+//! it, `file:size`, before it is renamed into the cache.
+//!
+//! Scenes are built from the product's own `MTD_MSIL1C.xml` and `MTD_TL.xml` (fetched and cached),
+//! exactly as from a SAFE directory, so both sources yield identical catalogs; the STAC item's band
+//! hrefs, EPSG code and grids must agree with them.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use anyhow::{anyhow, Context, Result};
+use futures::StreamExt;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+use super::disk_cache::DiskCache;
+use super::{BandSource, LocalFile};
+use crate::catalog::{deduplicate, ScanResult};
+use crate::remote::limits::Limits;
+use crate::remote::retry::{Failure, RetryPolicy};
+use crate::remote::s3::{self, S3Options};
+use crate::scene::Scene;
+use crate::stac::client::{StacClient, CDSE_STAC_URL, MAX_LIMIT};
+use crate::stac::StacItem;
+
+/// How to reach CDSE (or an emulation of it) and how hard to push it.
+#[derive(Debug, Clone)]
+pub struct CdseOptions {
+    pub stac_url: String,
+    pub s3: S3Options,
+    pub bucket: String,
+    /// Concurrent S3 requests, at most (CDSE: 4 connections per account).
+    pub max_connections: usize,
+    /// S3 requests per minute, at most (CDSE: 2000).
+    pub max_requests_per_minute: u32,
+    /// Search one UTC day at a time.
+    pub per_day: bool,
+    /// STAC page size.
+    pub stac_limit: usize,
+    pub cache_dir: PathBuf,
+    pub cache_bytes: u64,
+    pub retry: RetryPolicy,
+}
+
+impl Default for CdseOptions {
+    fn default() -> Self {
+        CdseOptions {
+            stac_url: CDSE_STAC_URL.into(),
+            s3: S3Options {
+                profile: Some("cdse".into()),
+                endpoint: None,
+                region: Some("default".into()),
+            },
+            bucket: crate::stac::EODATA.into(),
+            max_connections: 4,
+            max_requests_per_minute: 2000,
+            per_day: false,
+            stac_limit: MAX_LIMIT,
+            cache_dir: default_cache_dir(),
+            cache_bytes: 32 << 30,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// `$XDG_CACHE_HOME/datacube/eodata`, else `~/.cache/datacube/eodata`.
+pub fn default_cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"));
+    base.join("datacube/eodata")
+}
+
+pub struct CdseSource {
+    opts: CdseOptions,
+    stac: StacClient,
+    s3: aws_sdk_s3::Client,
+    limits: Limits,
+    cache: DiskCache,
+    /// Band sizes the STAC items promised (`file:size`), by key.
+    sizes: Mutex<HashMap<String, u64>>,
+    requests: AtomicU64,
+    failed_attempts: AtomicU64,
+}
+
+impl CdseSource {
+    pub fn new(opts: CdseOptions) -> Result<Self> {
+        let stac = StacClient::new(&opts.stac_url, opts.retry, opts.stac_limit)?;
+        let s3 = crate::remote::block_on(s3::client(&opts.s3));
+        let cache = DiskCache::open(&opts.cache_dir, opts.cache_bytes)?;
+        Ok(CdseSource {
+            limits: Limits::new(opts.max_connections, opts.max_requests_per_minute),
+            stac,
+            s3,
+            cache,
+            sizes: Mutex::new(HashMap::new()),
+            requests: AtomicU64::new(0),
+            failed_attempts: AtomicU64::new(0),
+            opts,
+        })
+    }
+
+    fn url(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.opts.bucket)
+    }
+
+    async fn cached(&self, key: &str) -> Result<LocalFile> {
+        self.cache
+            .get_or_fetch(key, |tmp| self.download(key, tmp))
+            .await
+    }
+
+    /// Downloads `key` whole into `tmp`, retrying transient failures; returns its size.
+    async fn download(&self, key: &str, tmp: PathBuf) -> Result<u64> {
+        let expected = self.sizes.lock().unwrap().get(key).copied();
+        let what = format!("downloading {}", self.url(key));
+        self.opts
+            .retry
+            .run(&what, || self.attempt(key, &tmp, expected))
+            .await
+            .map_err(|(e, n)| e.context(format!("{what}: failed after {n} attempt(s)")))
+    }
+
+    async fn attempt(
+        &self,
+        key: &str,
+        tmp: &Path,
+        expected: Option<u64>,
+    ) -> Result<u64, Failure<anyhow::Error>> {
+        let permanent = |e: anyhow::Error| Failure::Permanent(e);
+        let _permit = self.limits.acquire().await;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let fail = |f: Failure<anyhow::Error>| {
+            self.failed_attempts.fetch_add(1, Ordering::Relaxed);
+            f
+        };
+        let resp = self
+            .s3
+            .get_object()
+            .bucket(&self.opts.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| {
+                let error = anyhow!("{}", s3::error_message(&e));
+                fail(if s3::is_transient(&e) {
+                    Failure::Transient {
+                        error,
+                        retry_after: None,
+                    }
+                } else {
+                    Failure::Permanent(error)
+                })
+            })?;
+        let declared = resp.content_length().and_then(|n| u64::try_from(n).ok());
+        let mut file = tokio::fs::File::create(tmp)
+            .await
+            .with_context(|| format!("creating {}", tmp.display()))
+            .map_err(permanent)?;
+        let mut body = resp.body;
+        let mut n = 0u64;
+        loop {
+            match body.try_next().await {
+                Ok(Some(bytes)) => {
+                    file.write_all(&bytes)
+                        .await
+                        .with_context(|| format!("writing {}", tmp.display()))
+                        .map_err(permanent)?;
+                    n += bytes.len() as u64;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(fail(Failure::Transient {
+                        error: anyhow!("transfer broke off after {n} bytes: {}", chain(&e)),
+                        retry_after: None,
+                    }))
+                }
+            }
+        }
+        file.flush()
+            .await
+            .with_context(|| format!("writing {}", tmp.display()))
+            .map_err(permanent)?;
+        if let Some(d) = declared.filter(|d| *d != n) {
+            return Err(fail(Failure::Transient {
+                error: anyhow!("size mismatch: received {n} bytes, Content-Length {d}"),
+                retry_after: None,
+            }));
+        }
+        if let Some(e) = expected.filter(|e| *e != n) {
+            return Err(fail(Failure::Permanent(anyhow!(
+                "size mismatch: the object has {n} bytes, the STAC item's file:size is {e} \
+                 (truncated or replaced object)"
+            ))));
+        }
+        Ok(n)
+    }
+
+    async fn text(&self, key: &str) -> Result<String> {
+        let f = self.cached(key).await?;
+        tokio::fs::read_to_string(&*f)
+            .await
+            .with_context(|| format!("{}: reading {}", self.url(key), f.display()))
+    }
+
+    /// The scene of an item, from its metadata files. The outer error is a failed fetch (the scan
+    /// fails: a catalog must not be persisted without a scene that exists); the inner one is a
+    /// product whose metadata is invalid or disagrees with the item (reported, skipped).
+    async fn scene_of(&self, item: &StacItem) -> Result<Result<Scene, String>> {
+        let product_xml = self.text(&item.product_metadata_key).await?;
+        let tile_xml = self.text(&item.granule_metadata_key).await?;
+        Ok(self.check_scene(item, &product_xml, &tile_xml))
+    }
+
+    fn check_scene(
+        &self,
+        item: &StacItem,
+        product_xml: &str,
+        tile_xml: &str,
+    ) -> Result<Scene, String> {
+        let pfile = PathBuf::from(self.url(&item.product_metadata_key));
+        let tfile = PathBuf::from(self.url(&item.granule_metadata_key));
+        let dir = item
+            .product_metadata_key
+            .strip_suffix("/MTD_MSIL1C.xml")
+            .ok_or_else(|| {
+                format!(
+                    "STAC item {}: product_metadata {} is not a MTD_MSIL1C.xml",
+                    item.product_id, item.product_metadata_key
+                )
+            })?;
+        let product =
+            crate::safe::parse_product_mtd(product_xml, &pfile).map_err(|e| e.to_string())?;
+        let tile = crate::safe::parse_tile_mtd(tile_xml, &tfile).map_err(|e| e.to_string())?;
+        let scene = crate::safe::scene_from_parts(&product, &tile, dir, &pfile)
+            .map_err(|e| e.to_string())?;
+        let disagree = |what: &str| {
+            format!(
+                "STAC item {}: {what} disagrees with {}",
+                item.product_id,
+                pfile.display()
+            )
+        };
+        if scene.product_id != item.product_id {
+            return Err(disagree("the id"));
+        }
+        if scene.tile != item.tile {
+            return Err(disagree("grid:code"));
+        }
+        if scene.band_keys != item.band_keys {
+            return Err(disagree("the band hrefs"));
+        }
+        if scene.epsg != item.epsg {
+            return Err(disagree("proj:code"));
+        }
+        if scene.grids != item.grids {
+            return Err(disagree("proj:shape/proj:transform"));
+        }
+        let mut sizes = self.sizes.lock().unwrap();
+        for (k, s) in item.band_keys.iter().zip(&item.band_sizes) {
+            if let Some(s) = s {
+                sizes.insert(k.clone(), *s);
+            }
+        }
+        Ok(scene)
+    }
+
+    async fn scan_async(&self, tile: &str, year: i32) -> Result<ScanResult> {
+        let first = chrono::NaiveDate::from_ymd_opt(year, 1, 1).context("invalid year")?;
+        let last = chrono::NaiveDate::from_ymd_opt(year, 12, 31).context("invalid year")?;
+        let found = if self.opts.per_day {
+            self.stac.search_tile_per_day(tile, first, last).await
+        } else {
+            let start = first.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+            let end = last
+                .and_hms_milli_opt(23, 59, 59, 999)
+                .expect("valid time")
+                .and_utc();
+            self.stac.search_tile(tile, start, end).await
+        }?;
+        tracing::info!(
+            "STAC {}: {} item(s) for {tile} {year} in {} page(s)",
+            self.opts.stac_url,
+            found.items.len(),
+            found.pages
+        );
+        let mut errors = Vec::new();
+        let mut items: Vec<StacItem> = Vec::new();
+        let mut ids = std::collections::HashSet::new();
+        for v in &found.items {
+            match StacItem::parse(v) {
+                Ok(i) if i.tile == tile && ids.insert(i.product_id.clone()) => items.push(i),
+                Ok(_) => {}
+                Err(e) => errors.push(format!("{e:#}")),
+            }
+        }
+        let results: Vec<Result<Result<Scene, String>>> = futures::stream::iter(&items)
+            .map(|i| self.scene_of(i))
+            .buffer_unordered(self.opts.max_connections.max(1))
+            .collect()
+            .await;
+        let mut scenes = Vec::new();
+        for r in results {
+            match r.with_context(|| format!("scanning {tile} {year}"))? {
+                Ok(s) => scenes.push(s),
+                Err(e) => errors.push(e),
+            }
+        }
+        let (scenes, superseded) = deduplicate(scenes);
+        Ok(ScanResult {
+            scenes,
+            superseded,
+            errors,
+        })
+    }
+}
+
+impl BandSource for CdseSource {
+    fn local_path(&self, key: &str) -> Result<LocalFile> {
+        crate::remote::block_on(self.cached(key))
+    }
+
+    fn prefetch(&self, keys: &[&str]) {
+        crate::remote::block_on(futures::future::join_all(
+            keys.iter().map(|k| self.cached(k)),
+        ));
+    }
+
+    fn scan(&self, tile: &str, year: i32) -> Result<ScanResult> {
+        crate::remote::block_on(self.scan_async(tile, year))
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "cdse (STAC {}, S3 {}, bucket {})",
+            self.opts.stac_url,
+            self.opts.s3.describe(),
+            self.opts.bucket
+        )
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        let c = &self.cache.stats;
+        json!({
+            "s3_requests": self.requests.load(Ordering::Relaxed),
+            "s3_failed_attempts": self.failed_attempts.load(Ordering::Relaxed),
+            "s3_peak_in_flight": self.limits.peak(),
+            "max_connections": self.opts.max_connections,
+            "downloads": c.fetches.load(Ordering::Relaxed),
+            "downloaded_bytes": c.fetched_bytes.load(Ordering::Relaxed),
+            "cache_hits": c.hits.load(Ordering::Relaxed),
+            "cache_evictions": c.evictions.load(Ordering::Relaxed),
+            "cache_bytes": self.cache.bytes(),
+            "cache_capacity": self.opts.cache_bytes,
+        })
+    }
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}

@@ -1,0 +1,254 @@
+//! A byte-capped, least-recently-used cache of whole remote objects on a local disk.
+//!
+//! Objects live under `ROOT/<key>` (the bucket's own key layout, so a cached file is recognisable).
+//! A download goes to `<key>.part-<n>` and is renamed into place only once complete and checked,
+//! so a crash or a failed transfer never leaves a partial object where a reader would trust it;
+//! stale `.part-` files are removed when the cache opens. Concurrent requests for one key wait for
+//! a single download. A file handed out is pinned (never evicted) until its `LocalFile` is dropped,
+//! so GDAL never sees a file vanish under it; the cap can be exceeded only by pinned files.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+use lru::LruCache;
+
+use super::LocalFile;
+
+const PART: &str = ".part-";
+
+struct Entry {
+    path: PathBuf,
+    size: u64,
+}
+
+struct Inner {
+    lru: LruCache<String, Arc<Entry>>,
+    bytes: u64,
+    flights: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+}
+
+#[derive(Debug, Default)]
+pub struct DiskCacheStats {
+    pub hits: AtomicU64,
+    pub fetches: AtomicU64,
+    pub fetched_bytes: AtomicU64,
+    pub evictions: AtomicU64,
+}
+
+pub struct DiskCache {
+    root: PathBuf,
+    capacity: u64,
+    inner: Mutex<Inner>,
+    seq: AtomicU64,
+    pub stats: DiskCacheStats,
+}
+
+impl DiskCache {
+    /// Opens (creating) the cache at `root`, adopting the complete files already there (oldest
+    /// modification first in eviction order) and removing partial downloads.
+    pub fn open(root: &Path, capacity: u64) -> Result<Self> {
+        std::fs::create_dir_all(root)
+            .with_context(|| format!("source cache {}: cannot create", root.display()))?;
+        let mut found = Vec::new();
+        walk(root, &mut |p, meta| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            if name.contains(PART) {
+                let _ = std::fs::remove_file(p);
+            } else if let Ok(rel) = p.strip_prefix(root) {
+                let key = rel.to_string_lossy().into_owned();
+                found.push((meta.modified().ok(), key, p.to_path_buf(), meta.len()));
+            }
+        })
+        .with_context(|| format!("source cache {}: cannot list", root.display()))?;
+        found.sort();
+        let mut inner = Inner {
+            lru: LruCache::unbounded(),
+            bytes: 0,
+            flights: HashMap::new(),
+        };
+        for (_, key, path, size) in found {
+            inner.bytes += size;
+            inner.lru.put(key, Arc::new(Entry { path, size }));
+        }
+        let cache = DiskCache {
+            root: root.to_path_buf(),
+            capacity,
+            inner: Mutex::new(inner),
+            seq: AtomicU64::new(0),
+            stats: DiskCacheStats::default(),
+        };
+        cache.evict(&mut cache.inner.lock().unwrap());
+        Ok(cache)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Bytes held on disk.
+    pub fn bytes(&self) -> u64 {
+        self.inner.lock().unwrap().bytes
+    }
+
+    fn lookup(&self, key: &str) -> Option<LocalFile> {
+        let mut inner = self.inner.lock().unwrap();
+        inner
+            .lru
+            .get(key)
+            .cloned()
+            .map(|e| LocalFile::pinned(e.path.clone(), e))
+    }
+
+    /// The cached object `key`, fetched first if absent: `fetch(temp_path)` writes the complete,
+    /// checked object to `temp_path` and returns its size.
+    pub async fn get_or_fetch<F, Fut>(&self, key: &str, fetch: F) -> Result<LocalFile>
+    where
+        F: FnOnce(PathBuf) -> Fut,
+        Fut: Future<Output = Result<u64>>,
+    {
+        crate::store::check_key(key)?;
+        if let Some(f) = self.lookup(key) {
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(f);
+        }
+        let flight = {
+            let mut inner = self.inner.lock().unwrap();
+            inner.flights.entry(key.to_string()).or_default().clone()
+        };
+        let _guard = flight.lock().await;
+        // Whoever held the flight before us may have fetched it.
+        if let Some(f) = self.lookup(key) {
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(f);
+        }
+        let path = self.root.join(key);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("source cache: creating {}", dir.display()))?;
+        }
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        let tmp = PathBuf::from(format!(
+            "{}{PART}{}-{n}",
+            path.display(),
+            std::process::id()
+        ));
+        let result = fetch(tmp.clone()).await.and_then(|size| {
+            std::fs::rename(&tmp, &path)
+                .with_context(|| format!("source cache: renaming into {}", path.display()))?;
+            Ok(size)
+        });
+        let size = match result {
+            Ok(size) => size,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                self.inner.lock().unwrap().flights.remove(key);
+                return Err(e);
+            }
+        };
+        self.stats.fetches.fetch_add(1, Ordering::Relaxed);
+        self.stats.fetched_bytes.fetch_add(size, Ordering::Relaxed);
+        let entry = Arc::new(Entry {
+            path: path.clone(),
+            size,
+        });
+        let mut inner = self.inner.lock().unwrap();
+        inner.flights.remove(key);
+        if let Some(old) = inner.lru.put(key.to_string(), entry.clone()) {
+            inner.bytes -= old.size;
+        }
+        inner.bytes += size;
+        self.evict(&mut inner);
+        Ok(LocalFile::pinned(path, entry))
+    }
+
+    /// Drops least recently used, unpinned objects until the cache fits its capacity.
+    fn evict(&self, inner: &mut Inner) {
+        if inner.bytes <= self.capacity {
+            return;
+        }
+        let victims: Vec<String> = inner
+            .lru
+            .iter()
+            .rev()
+            .filter(|(_, e)| Arc::strong_count(e) == 1)
+            .scan(inner.bytes, |bytes, (k, e)| {
+                if *bytes <= self.capacity {
+                    return None;
+                }
+                *bytes -= e.size;
+                Some(k.clone())
+            })
+            .collect();
+        for k in victims {
+            if let Some(e) = inner.lru.pop(&k) {
+                if let Err(err) = std::fs::remove_file(&e.path) {
+                    tracing::warn!("source cache: removing {}: {err}", e.path.display());
+                }
+                inner.bytes -= e.size;
+                self.stats.evictions.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn walk(dir: &Path, f: &mut dyn FnMut(&Path, &std::fs::Metadata)) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let meta = e.metadata()?;
+        if meta.is_dir() {
+            walk(&e.path(), f)?;
+        } else if meta.is_file() {
+            f(&e.path(), &meta);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(cache: &DiskCache, key: &str, n: usize) -> Result<LocalFile> {
+        crate::remote::block_on(cache.get_or_fetch(key, |tmp| async move {
+            std::fs::write(&tmp, vec![7u8; n])?;
+            Ok(n as u64)
+        }))
+    }
+
+    #[test]
+    fn evicts_least_recently_used_unpinned_files_and_never_keeps_partials() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DiskCache::open(dir.path(), 250).unwrap();
+        drop(put(&cache, "a/1", 100).unwrap());
+        let pinned = put(&cache, "a/2", 100).unwrap();
+        drop(put(&cache, "a/1", 0).unwrap()); // a hit: refreshes a/1, nothing fetched
+        assert_eq!(cache.stats.fetches.load(Ordering::Relaxed), 2);
+        drop(put(&cache, "b/3", 100).unwrap()); // 300 > 250: a/2 is LRU but pinned, a/1 goes
+        assert!(!dir.path().join("a/1").exists());
+        assert!(pinned.exists() && dir.path().join("b/3").exists());
+        assert_eq!(cache.bytes(), 200);
+        // A failed fetch leaves nothing behind and caches nothing.
+        let err = crate::remote::block_on(cache.get_or_fetch("c/4", |tmp| async move {
+            std::fs::write(&tmp, b"half")?;
+            anyhow::bail!("connection reset")
+        }))
+        .unwrap_err();
+        assert!(err.to_string().contains("connection reset"));
+        let mut names = Vec::new();
+        walk(dir.path(), &mut |p, _| names.push(p.to_path_buf())).unwrap();
+        names.sort();
+        assert_eq!(names, vec![dir.path().join("a/2"), dir.path().join("b/3")]);
+        // Reopening adopts what is there and removes stray partial files.
+        std::fs::write(dir.path().join("b/x.part-1-2"), b"x").unwrap();
+        drop(pinned);
+        drop(cache);
+        let cache = DiskCache::open(dir.path(), 250).unwrap();
+        assert_eq!(cache.bytes(), 200);
+        assert!(!dir.path().join("b/x.part-1-2").exists());
+        assert!(put(&cache, "../x", 1).is_err());
+    }
+}

@@ -1,0 +1,87 @@
+//! Where band files come from. Only the backends here know paths or S3.
+//!
+//! A source turns a band key (`Sentinel-2/MSI/L1C/.../IMG_DATA/T35VLH_..._B02.jp2`, the same key as
+//! in CDSE's `eodata` bucket) into a local file GDAL can open: a file of a local SAFE archive
+//! (`safe`), or a whole-object download from CDSE S3 kept in a byte-capped disk cache (`cdse`).
+
+pub mod cdse;
+pub mod disk_cache;
+mod safe;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use crate::catalog::ScanResult;
+
+pub use cdse::{CdseOptions, CdseSource};
+pub use safe::SafeArchive;
+
+/// A local file holding a band object; a cached download stays on disk while this lives.
+pub struct LocalFile {
+    path: PathBuf,
+    _pin: Option<Arc<dyn Send + Sync>>,
+}
+
+impl LocalFile {
+    pub fn plain(path: PathBuf) -> Self {
+        LocalFile { path, _pin: None }
+    }
+
+    pub fn pinned(path: PathBuf, pin: Arc<dyn Send + Sync>) -> Self {
+        LocalFile {
+            path,
+            _pin: Some(pin),
+        }
+    }
+}
+
+impl std::fmt::Debug for LocalFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.path.fmt(f)
+    }
+}
+
+impl std::ops::Deref for LocalFile {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for LocalFile {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+pub trait BandSource: Send + Sync {
+    /// A local file holding the object `key`.
+    fn local_path(&self, key: &str) -> Result<LocalFile>;
+    /// Makes the objects local ahead of use, concurrently where the source can (best effort: a
+    /// failure resurfaces from `local_path` with its context).
+    fn prefetch(&self, _keys: &[&str]) {}
+    /// The scenes of a tile-year this source offers.
+    fn scan(&self, tile: &str, year: i32) -> Result<ScanResult>;
+    fn describe(&self) -> String;
+    /// Counters for the mount's stats file (`null` when the source keeps none).
+    fn stats(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+}
+
+/// Opens a source from its command-line spelling: `safe:DIR` or `cdse` (configured by `cdse`).
+pub fn open(spec: &str, cdse: &CdseOptions) -> Result<Box<dyn BandSource>> {
+    if let Some(dir) = spec.strip_prefix("safe:") {
+        return Ok(Box::new(
+            SafeArchive::new(dir).with_context(|| format!("source {spec}"))?,
+        ));
+    }
+    if spec == "cdse" {
+        return Ok(Box::new(
+            CdseSource::new(cdse.clone()).with_context(|| format!("source {spec}"))?,
+        ));
+    }
+    anyhow::bail!("source {spec:?}: expected safe:DIR or cdse")
+}

@@ -1,0 +1,178 @@
+//! A Zarr store in an S3 bucket (`s3://bucket/prefix`): CSC Allas, CDSE-style object stores, MinIO,
+//! AWS. Objects are written with a single PUT, which S3 makes atomic (readers see the old object
+//! or the new one), so there are no temporary objects to sweep. The chunk record is a single
+//! object too, written after the chunk objects it lists, as with the directory store.
+
+use anyhow::{Context, Result};
+use aws_sdk_s3::primitives::ByteStream;
+
+use super::{check_key, Store};
+use crate::remote::s3::{self, S3Options};
+
+pub struct S3Store {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    /// Key prefix without trailing slash; empty for the bucket root.
+    prefix: String,
+}
+
+impl S3Store {
+    /// Opens `s3://bucket[/prefix]`, checking that the bucket is reachable.
+    pub fn open(url: &str, opts: &S3Options) -> Result<Self> {
+        let rest = url
+            .strip_prefix("s3://")
+            .with_context(|| format!("store {url}: expected s3://bucket/prefix"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let prefix = prefix.trim_matches('/').to_string();
+        if bucket.is_empty() {
+            anyhow::bail!("store {url}: no bucket name");
+        }
+        if !prefix.is_empty() {
+            check_key(&prefix).with_context(|| format!("store {url}"))?;
+        }
+        let client = crate::remote::block_on(s3::client(opts));
+        let store = S3Store {
+            client,
+            bucket: bucket.to_string(),
+            prefix,
+        };
+        crate::remote::block_on(store.client.head_bucket().bucket(&store.bucket).send()).map_err(
+            |e| {
+                anyhow::anyhow!(
+                    "store {}: bucket not reachable ({}): {}",
+                    store.describe(),
+                    opts.describe(),
+                    s3::error_message(&e)
+                )
+            },
+        )?;
+        Ok(store)
+    }
+
+    fn object(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{key}", self.prefix)
+        }
+    }
+}
+
+impl Store for S3Store {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        check_key(key)?;
+        let r = crate::remote::block_on(async {
+            let resp = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(self.object(key))
+                .send()
+                .await;
+            match resp {
+                Ok(o) => o
+                    .body
+                    .collect()
+                    .await
+                    .map(|b| Some(b.into_bytes().to_vec()))
+                    .map_err(|e| anyhow::anyhow!("reading the body: {e}")),
+                Err(e)
+                    if e.as_service_error().is_some_and(|s| s.is_no_such_key())
+                        || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>
+                {
+                    Ok(None)
+                }
+                Err(e) => Err(anyhow::anyhow!("{}", s3::error_message(&e))),
+            }
+        });
+        r.with_context(|| format!("{}: GET {key}", self.describe()))
+    }
+
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        check_key(key)?;
+        crate::remote::block_on(
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(self.object(key))
+                .body(ByteStream::from(bytes.to_vec()))
+                .send(),
+        )
+        .map_err(|e| {
+            anyhow::anyhow!("{}: PUT {key}: {}", self.describe(), s3::error_message(&e))
+        })?;
+        Ok(())
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        check_key(key)?;
+        crate::remote::block_on(
+            self.client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(self.object(key))
+                .send(),
+        )
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{}: DELETE {key}: {}",
+                self.describe(),
+                s3::error_message(&e)
+            )
+        })?;
+        Ok(())
+    }
+
+    fn list_dir(&self, prefix: &str) -> Result<Vec<String>> {
+        let p = prefix.trim_matches('/');
+        if !p.is_empty() {
+            check_key(p)?;
+        }
+        let full = match (self.prefix.is_empty(), p.is_empty()) {
+            (true, true) => String::new(),
+            (true, false) => format!("{p}/"),
+            (false, true) => format!("{}/", self.prefix),
+            (false, false) => format!("{}/{p}/", self.prefix),
+        };
+        let mut names = std::collections::BTreeSet::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = crate::remote::block_on(
+                self.client
+                    .list_objects_v2()
+                    .bucket(&self.bucket)
+                    .prefix(&full)
+                    .delimiter("/")
+                    .set_continuation_token(token.take())
+                    .send(),
+            )
+            .map_err(|e| {
+                anyhow::anyhow!("{}: LIST {p}/: {}", self.describe(), s3::error_message(&e))
+            })?;
+            for cp in page.common_prefixes() {
+                if let Some(n) = cp.prefix().and_then(|s| s.strip_prefix(&full)) {
+                    names.insert(n.trim_end_matches('/').to_string());
+                }
+            }
+            for o in page.contents() {
+                if let Some(n) = o.key().and_then(|s| s.strip_prefix(&full)) {
+                    names.insert(n.to_string());
+                }
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        names.remove("");
+        Ok(names.into_iter().collect())
+    }
+
+    fn describe(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("s3://{}", self.bucket)
+        } else {
+            format!("s3://{}/{}", self.bucket, self.prefix)
+        }
+    }
+}
