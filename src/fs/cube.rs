@@ -332,6 +332,7 @@ impl Cube {
             "started": self.started.to_rfc3339(),
             "store": self.store.describe(),
             "source": self.source.describe(),
+            "source_io": self.source.stats(),
             "tiles": self.cfg.tiles.len(),
             "years": [self.cfg.years.first(), self.cfg.years.last()],
             "fs": self.stats.to_json(),

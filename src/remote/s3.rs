@@ -30,7 +30,9 @@ impl S3Options {
     }
 }
 
-pub async fn client(o: &S3Options) -> aws_sdk_s3::Client {
+/// `own_retries`: the caller retries whole operations itself (with its own budget and backoff), so
+/// the SDK's retries are turned off rather than multiplied with them.
+pub async fn client(o: &S3Options, own_retries: bool) -> aws_sdk_s3::Client {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(p) = &o.profile {
         loader = loader.profile_name(p);
@@ -45,7 +47,11 @@ pub async fn client(o: &S3Options) -> aws_sdk_s3::Client {
         .map(Region::new)
         .or_else(|| shared.region().cloned())
         .unwrap_or_else(|| Region::new("default"));
-    let conf = aws_sdk_s3::config::Builder::from(&shared)
+    let mut conf = aws_sdk_s3::config::Builder::from(&shared);
+    if own_retries {
+        conf = conf.retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled());
+    }
+    let conf = conf
         .region(region)
         .force_path_style(true)
         // Non-AWS servers do not all speak the SDK's default CRC trailers.

@@ -95,7 +95,7 @@ pub struct CdseSource {
 impl CdseSource {
     pub fn new(opts: CdseOptions) -> Result<Self> {
         let stac = StacClient::new(&opts.stac_url, opts.retry, opts.stac_limit)?;
-        let s3 = crate::remote::block_on(s3::client(&opts.s3));
+        let s3 = crate::remote::block_on(s3::client(&opts.s3, true));
         let cache = DiskCache::open(&opts.cache_dir, opts.cache_bytes)?;
         Ok(CdseSource {
             limits: Limits::new(opts.max_connections, opts.max_requests_per_minute),

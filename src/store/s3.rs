@@ -30,7 +30,7 @@ impl S3Store {
         if !prefix.is_empty() {
             check_key(&prefix).with_context(|| format!("store {url}"))?;
         }
-        let client = crate::remote::block_on(s3::client(opts));
+        let client = crate::remote::block_on(s3::client(opts, false));
         let store = S3Store {
             client,
             bucket: bucket.to_string(),

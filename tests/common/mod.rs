@@ -306,4 +306,6 @@ pub fn assert_same_store(a: &Path, b: &Path) {
     }
 }
 
+pub mod emulator;
 pub mod mount;
+pub mod proxy;

@@ -18,6 +18,22 @@ pub struct Mounted {
 impl Mounted {
     /// Mounts `archive` over `store` at `work/mnt` (35VLH, 2024 only) and waits until it serves.
     pub fn start(work: &Path, store: &Path, archive: &Path, extra: &[&str]) -> Mounted {
+        let mut args = vec![
+            "--source".to_string(),
+            format!("safe:{}", archive.display()),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::start_with(work, &store.display().to_string(), &args, &[])
+    }
+
+    /// Mounts over `store` (a directory or s3://...) with the given source arguments and
+    /// environment, at `work/mnt` (35VLH, 2024 only), and waits until it serves.
+    pub fn start_with(
+        work: &Path,
+        store: &str,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> Mounted {
         let mnt = work.join("mnt");
         let _ = std::fs::create_dir_all(&mnt); // fails harmlessly on a stale mount point
         let log = work.join("mount.log");
@@ -31,18 +47,17 @@ impl Mounted {
             .arg(&mnt)
             .arg("--store")
             .arg(store)
-            .arg("--source")
-            .arg(format!("safe:{}", archive.display()))
             .args(["--tiles", "35VLH", "--years", &YEAR.to_string()])
-            .args(extra)
+            .args(args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(logf)
             .spawn()
             .unwrap();
         let mut m = Mounted {
             mnt,
-            store: store.to_path_buf(),
+            store: PathBuf::from(store),
             log,
             child: Some(child),
             leave_stale: false,

@@ -1,0 +1,596 @@
+//! `--source cdse` and `--store s3://` against the CDSE emulator (`scripts/emulate-cdse`: s3s-fs and
+//! stac-fastapi-pgstac on PostgreSQL, on 127.0.0.1), with a proxy in front of a service where a
+//! test needs to count requests or inject faults. The oracle is the same fixture read through
+//! `--source safe:DIR`, itself checked against the value formula and GDAL by the intake tests.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::emulator::{Emulator, ACCESS_KEY, SECRET_KEY};
+use common::mount::{stat, Mounted};
+use common::proxy::{Fault, Proxy};
+use common::*;
+use datacube::bands::Resolution;
+
+/// Source arguments for `--source cdse` against `stac` (S3 endpoint from the profile unless given).
+fn cdse_args(stac: &str, s3: Option<&str>, cache: &Path, extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "--source",
+        "cdse",
+        "--stac-url",
+        stac,
+        "--source-cache",
+        &cache.display().to_string(),
+        "--retries",
+        "3",
+        "--retry-delay-ms",
+        "20",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if let Some(e) = s3 {
+        v.extend(["--s3-endpoint".to_string(), e.to_string()]);
+    }
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+fn intake(store: &str, args: &[String], env: &[(String, String)], rust_log: &str) -> Output {
+    Command::new(bin())
+        .args(["intake", "--store", store, "--tile", "35VLH", "--year"])
+        .arg(YEAR.to_string())
+        .arg("--no-progress")
+        .args(args)
+        .env("RUST_LOG", rust_log)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn assert_no_credentials(what: &str, text: &str) {
+    assert!(!text.is_empty(), "{what}: no output to check");
+    assert!(
+        !text.contains(ACCESS_KEY) && !text.contains(SECRET_KEY),
+        "{what} leaks a credential:\n{text}"
+    );
+}
+
+/// Every file under `dir` (relative paths).
+fn files(dir: &Path) -> BTreeSet<String> {
+    tree(dir).into_keys().collect()
+}
+
+/// Nothing partial in a source cache, and every cached object equals the archive's file.
+fn assert_cache_complete(cache: &Path, archive: &Path) -> usize {
+    let mut n = 0;
+    for (rel, bytes) in tree(cache) {
+        assert!(!rel.contains(".part-"), "partial download left: {rel}");
+        let orig = std::fs::read(archive.join(&rel)).unwrap();
+        assert!(bytes == orig, "{rel}: cached copy differs from the archive");
+        n += 1;
+    }
+    n
+}
+
+fn chunk_keys(store: &Path, res: Resolution) -> Vec<String> {
+    let base = format!("35VLH/{YEAR}/{}/data/", res.name());
+    tree(store)
+        .into_keys()
+        .filter(|k| k.starts_with(&base) && !k.ends_with("zarr.json"))
+        .collect()
+}
+
+#[test]
+fn intake_and_mount_from_cdse_equal_safe_and_xarray_reads_the_s3_store() {
+    let f = fixture();
+    let safe_store = intaken_store();
+    let work = work_dir("cdse-equal");
+    let emu = Emulator::start(&f.archive, &work);
+    let env = emu.aws_env();
+
+    // intake --source cdse into s3://cubes/intake (most verbose logging: still no credentials).
+    let args = cdse_args(
+        &emu.stac_url,
+        None,
+        &work.join("cache-intake"),
+        &["--store-profile", "cdse"],
+    );
+    let out = intake("s3://cubes/intake", &args, &env, "trace,fuser=info");
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("21 scenes"), "{log}");
+    assert_no_credentials("intake --source cdse (RUST_LOG=trace)", &log);
+    assert_same_store(safe_store, &emu.bucket_dir("cubes").join("intake"));
+    let n = assert_cache_complete(&work.join("cache-intake"), &f.archive);
+    // 22 products × 2 metadata files + 21 kept scenes × 13 bands.
+    assert_eq!(n, 22 * 2 + 21 * 13);
+
+    // info reads the S3 store.
+    let out = Command::new(bin())
+        .args([
+            "info",
+            "s3://cubes/intake",
+            "--store-profile",
+            "cdse",
+            "--json",
+        ])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 3);
+    for r in rows.as_array().unwrap() {
+        assert_eq!(r["scenes"], 21, "{r}");
+        assert_eq!(r["chunks_missing"], 0, "{r}");
+    }
+
+    // xarray opens the S3 store straight from the bucket; values equal the SAFE-made store.
+    let py = Command::new(python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/check_s3_store.py"))
+        .arg(&emu.s3_endpoint)
+        .arg(format!("s3://cubes/intake/35VLH/{YEAR}"))
+        .arg(safe_store.join(format!("35VLH/{YEAR}")))
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "{}", text(&py));
+    assert!(String::from_utf8_lossy(&py.stdout).starts_with("ok "));
+
+    // mount --source cdse over an empty directory store: everything read equals the SAFE store,
+    // and after unmounting the written-back store is byte-identical to it.
+    let store = work.join("mount-store");
+    let m = Mounted::start_with(
+        &work,
+        &store.display().to_string(),
+        &cdse_args(&emu.stac_url, None, &work.join("cache-mount"), &[]),
+        &env,
+    );
+    for res in Resolution::ALL {
+        let (shape, data) = read_data(&m.mnt, res);
+        let (shape2, data2) = read_data(safe_store, res);
+        assert_eq!(shape, shape2, "{res}");
+        assert!(
+            data == data2,
+            "{res}: values differ from the SAFE-made store"
+        );
+    }
+    let s = m.stats();
+    assert!(stat(&s, "/source_io/s3_peak_in_flight") <= 4, "{s}");
+    assert!(stat(&s, "/source_io/downloads") >= 21 * 13, "{s}");
+    let log = m.log_text();
+    assert!(m.terminate().success());
+    assert_no_credentials("mount --source cdse", &log);
+    assert_same_store(safe_store, &store);
+
+    // mount over the S3 store intake made: served from the bucket, nothing computed.
+    let m = Mounted::start_with(
+        &work,
+        "s3://cubes/intake",
+        &cdse_args(
+            &emu.stac_url,
+            None,
+            &work.join("cache-mount2"),
+            &["--store-profile", "cdse"],
+        ),
+        &env,
+    );
+    let (_, data) = read_data(&m.mnt, Resolution::R20);
+    let (_, data2) = read_data(safe_store, Resolution::R20);
+    assert!(data == data2);
+    let s = m.stats();
+    assert_eq!(stat(&s, "/fs/materializations"), 0, "{s}");
+    assert_eq!(stat(&s, "/source_io/s3_requests"), 0, "{s}");
+    assert!(stat(&s, "/fs/store_reads") > 0, "{s}");
+    assert!(m.terminate().success());
+}
+
+#[test]
+fn mount_writes_back_to_an_s3_store() {
+    let f = fixture();
+    let safe_store = intaken_store();
+    let work = work_dir("cdse-s3-writeback");
+    let emu = Emulator::start(&f.archive, &work);
+    let m = Mounted::start_with(
+        &work,
+        "s3://cubes/mounted/cube",
+        &cdse_args(
+            &emu.stac_url,
+            None,
+            &work.join("cache"),
+            &["--store-profile", "cdse"],
+        ),
+        &emu.aws_env(),
+    );
+    for res in Resolution::ALL {
+        let (_, data) = read_data(&m.mnt, res);
+        let (_, data2) = read_data(safe_store, res);
+        assert!(data == data2, "{res}");
+    }
+    assert!(m.terminate().success());
+    // The bucket holds the same objects, byte for byte (s3s-fs keeps objects as files).
+    assert_same_store(safe_store, &emu.bucket_dir("cubes").join("mounted/cube"));
+}
+
+#[test]
+fn paging_with_a_small_limit_and_per_day_search_find_every_item() {
+    use datacube::remote::retry::RetryPolicy;
+    use datacube::stac::client::StacClient;
+    let f = fixture();
+    let work = work_dir("cdse-paging");
+    let emu = Emulator::start(&f.archive, &work);
+    let expected: BTreeSet<String> = std::fs::read_dir(f.archive.join("stac/sentinel-2-l1c"))
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(expected.len(), SCENES + 1);
+    let client = StacClient::new(&emu.stac_url, RetryPolicy::default(), 3).unwrap();
+    let ids = |items: &[serde_json::Value]| -> BTreeSet<String> {
+        items
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let y0 = chrono::NaiveDate::from_ymd_opt(YEAR, 1, 1).unwrap();
+    let y1 = chrono::NaiveDate::from_ymd_opt(YEAR, 12, 31).unwrap();
+    let start = y0.and_hms_opt(0, 0, 0).unwrap().and_utc();
+    let end = y1.and_hms_milli_opt(23, 59, 59, 999).unwrap().and_utc();
+    let r = datacube::remote::block_on(client.search_tile("35VLH", start, end)).unwrap();
+    assert_eq!(r.items.len(), expected.len(), "no item twice");
+    assert_eq!(ids(&r.items), expected);
+    assert!(r.pages >= expected.len().div_ceil(3), "{} pages", r.pages);
+
+    let r = datacube::remote::block_on(client.search_tile_per_day("35VLH", y0, y1)).unwrap();
+    assert_eq!(ids(&r.items), expected);
+    assert!(r.pages >= 366);
+
+    // The CQL2 filter and the datetime range select.
+    let r = datacube::remote::block_on(client.search_tile("35VLJ", start, end)).unwrap();
+    assert!(r.items.is_empty());
+    let r = datacube::remote::block_on(client.search_tile(
+        "35VLH",
+        start + chrono::Duration::days(366),
+        end + chrono::Duration::days(366),
+    ))
+    .unwrap();
+    assert!(r.items.is_empty());
+
+    // The source's scan with a page of 3 (and per day) equals the SAFE archive's scan.
+    emu.set_aws_env();
+    let safe = datacube::catalog::scan_safe_archive(&f.archive, "35VLH", YEAR).unwrap();
+    for per_day in [false, true] {
+        let src = datacube::source::CdseSource::new(datacube::source::CdseOptions {
+            stac_url: emu.stac_url.clone(),
+            stac_limit: 3,
+            per_day,
+            cache_dir: work.join("cache"),
+            ..Default::default()
+        })
+        .unwrap();
+        let scan = datacube::source::BandSource::scan(&src, "35VLH", YEAR).unwrap();
+        assert!(scan.errors.is_empty(), "{:?}", scan.errors);
+        assert_eq!(scan.scenes, safe.scenes, "per_day {per_day}");
+        assert_eq!(scan.superseded, safe.superseded);
+    }
+}
+
+#[test]
+fn stac_429_then_200_is_retried() {
+    let f = fixture();
+    let work = work_dir("cdse-429");
+    let emu = Emulator::start(&f.archive, &work);
+    let stac = Proxy::start(&emu.stac_url);
+    stac.plan([
+        Fault {
+            retry_after: Some(1),
+            ..Fault::status(429)
+        },
+        Fault::status(429),
+    ]);
+    let store = work.join("store");
+    let out = intake(
+        &store.display().to_string(),
+        &cdse_args(&stac.url, None, &work.join("cache"), &[]),
+        &emu.aws_env(),
+        "info",
+    );
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert_eq!(
+        stac.state
+            .faults_served
+            .load(std::sync::atomic::Ordering::SeqCst),
+        2
+    );
+    assert_eq!(log.matches("HTTP 429").count(), 2, "{log}");
+    assert_same_store(intaken_store(), &store);
+}
+
+#[test]
+fn stac_500_forever_fails_clearly_and_persists_nothing() {
+    let f = fixture();
+    let work = work_dir("cdse-500");
+    let emu = Emulator::start(&f.archive, &work);
+    let stac = Proxy::start(&emu.stac_url);
+    stac.always(Some(Fault::status(500)));
+    let store = work.join("store");
+    let out = intake(
+        &store.display().to_string(),
+        &cdse_args(&stac.url, None, &work.join("cache"), &[]),
+        &emu.aws_env(),
+        "info",
+    );
+    let log = text(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(log.contains(&format!("POST {}/search", stac.url)), "{log}");
+    assert!(
+        log.contains("HTTP 500") && log.contains("failed after 4 attempt(s)"),
+        "{log}"
+    );
+    assert_eq!(stac.requests(), 4, "1 attempt + 3 retries");
+    assert_no_credentials("intake with STAC down", &log);
+    assert!(
+        files(&store).iter().all(|k| !k.starts_with("35VLH")),
+        "persisted: {:?}",
+        files(&store)
+    );
+
+    // The mount answers EIO for the year, keeps serving, and resolves it once STAC recovers.
+    let m = Mounted::start_with(
+        &work,
+        &store.display().to_string(),
+        &cdse_args(&stac.url, None, &work.join("cache"), &[]),
+        &emu.aws_env(),
+    );
+    let year_meta = m.path(&format!("35VLH/{YEAR}/zarr.json"));
+    let e = std::fs::read(&year_meta).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    assert!(stat(&m.stats(), "/fs/year_errors") >= 1);
+    assert!(files(&store).iter().all(|k| !k.starts_with("35VLH")));
+    stac.always(None);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&year_meta).unwrap()).unwrap();
+    assert_eq!(meta["node_type"], "group");
+    let names: BTreeSet<String> = std::fs::read_dir(m.path(&format!("35VLH/{YEAR}")))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.contains("10m") && names.contains("zarr.json"),
+        "{names:?}"
+    );
+    let log = m.log_text();
+    assert!(m.terminate().success());
+    assert_no_credentials("mount with STAC down", &log);
+}
+
+#[test]
+fn stac_malformed_json_fails_clearly_without_retrying() {
+    let f = fixture();
+    let work = work_dir("cdse-badjson");
+    let emu = Emulator::start(&f.archive, &work);
+    let stac = Proxy::start(&emu.stac_url);
+    stac.always(Some(Fault {
+        status: 200,
+        retry_after: None,
+        body: "{\"type\": \"FeatureCollection\", \"features\": [{\"id\": ".into(),
+    }));
+    let store = work.join("store");
+    let out = intake(
+        &store.display().to_string(),
+        &cdse_args(&stac.url, None, &work.join("cache"), &[]),
+        &emu.aws_env(),
+        "info",
+    );
+    let log = text(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(
+        log.contains("invalid JSON") && log.contains("FeatureCollection"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("POST {}/search (page 1)", stac.url)),
+        "{log}"
+    );
+    assert_eq!(stac.requests(), 1, "malformed JSON is not retried");
+    assert!(files(&store).iter().all(|k| !k.starts_with("35VLH")));
+}
+
+#[test]
+fn s3_stopped_mid_download_gives_eio_then_the_same_read_succeeds() {
+    let f = fixture();
+    let work = work_dir("cdse-s3-down");
+    let mut emu = Emulator::start(&f.archive, &work);
+    let s3 = Proxy::start(&emu.s3_endpoint);
+    let cache = work.join("cache");
+    let store = work.join("store");
+    let m = Mounted::start_with(
+        &work,
+        &store.display().to_string(),
+        &cdse_args(&emu.stac_url, Some(&s3.url), &cache, &[]),
+        &emu.aws_env(),
+    );
+    // Resolve the year (metadata downloads) before slowing the band transfers down.
+    assert!(m.path(&format!("35VLH/{YEAR}/10m/zarr.json")).exists());
+    s3.throttle(Some(100_000));
+    let rel = format!("35VLH/{YEAR}/10m/data/c/0/0/0/0");
+    let path = m.path(&rel);
+    let reader = std::thread::spawn(move || std::fs::read(path));
+    let t0 = Instant::now();
+    while s3.state.streaming.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "no download started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Mid-download: the server dies (in-flight responses cut, connections refused).
+    s3.set_outage(true);
+    emu.stop_s3();
+    let e = reader.join().unwrap().unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    // The daemon lives and serves what needs no download.
+    let s = m.stats();
+    assert!(stat(&s, "/fs/materialize_errors") >= 1, "{s}");
+    assert!(stat(&s, "/source_io/s3_failed_attempts") >= 1, "{s}");
+    assert!(m.path(&format!("35VLH/{YEAR}/20m/band")).exists());
+    // Nothing partial anywhere.
+    assert_cache_complete(&cache, &f.archive);
+    assert!(!store.join(&rel).exists());
+    // Server back: the same read succeeds, byte-identical to the SAFE-made store's chunk.
+    emu.start_s3();
+    s3.set_outage(false);
+    s3.throttle(None);
+    let bytes = std::fs::read(m.path(&rel)).unwrap();
+    assert!(bytes == std::fs::read(intaken_store().join(&rel)).unwrap());
+    let log = m.log_text();
+    assert!(m.terminate().success());
+    assert!(
+        log.contains("materializing") && log.contains("eodata/Sentinel-2/MSI/L1C"),
+        "{log}"
+    );
+    assert_no_credentials("mount with S3 down", &log);
+    assert!(std::fs::read(store.join(&rel)).unwrap() == bytes);
+    assert_cache_complete(&cache, &f.archive);
+}
+
+#[test]
+fn a_truncated_object_is_detected_and_nothing_partial_is_kept() {
+    let f = fixture();
+    let archive = copy_archive("cdse-truncated-archive");
+    let work = work_dir("cdse-truncated");
+    let p = f.kept()[0];
+    let band = band_file(f, p, "B04");
+    let rel = band.strip_prefix(&f.archive).unwrap().to_path_buf();
+    let full = std::fs::metadata(&band).unwrap().len();
+    let cut = archive.join(&rel);
+    let fh = std::fs::OpenOptions::new().write(true).open(&cut).unwrap();
+    fh.set_len(full / 2).unwrap();
+    drop(fh);
+    let emu = Emulator::start(&archive, &work);
+    let store = work.join("store");
+    let cache = work.join("cache");
+    let out = intake(
+        &store.display().to_string(),
+        &cdse_args(&emu.stac_url, None, &cache, &[]),
+        &emu.aws_env(),
+        "info",
+    );
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    let key = rel.display().to_string();
+    assert!(log.contains("size mismatch") && log.contains(&key), "{log}");
+    assert!(log.contains(&format!("file:size is {full}")), "{log}");
+    assert!(!cache.join(&key).exists(), "a truncated object was cached");
+    assert_cache_complete(&cache, &archive);
+    // The 10 m chunks of the first time chunk are missing, everything else is there.
+    let stored = files(&store);
+    assert!(!stored.contains(&format!("35VLH/{YEAR}/10m/data/c/0/0/0/0")));
+    let safe = files(intaken_store());
+    for k in &safe {
+        if k.contains("/20m/data/c/") || k.contains("/60m/data/c/") {
+            assert!(stored.contains(k), "{k} missing");
+        }
+    }
+}
+
+#[test]
+fn the_s3_server_never_sees_more_than_max_connections() {
+    let f = fixture();
+    let work = work_dir("cdse-connections");
+    let emu = Emulator::start(&f.archive, &work);
+    let s3 = Proxy::start(&emu.s3_endpoint);
+
+    // A mount capped at 3, read by 8 concurrent readers over every chunk.
+    let m = Mounted::start_with(
+        &work,
+        &work.join("store").display().to_string(),
+        &cdse_args(
+            &emu.stac_url,
+            Some(&s3.url),
+            &work.join("cache-mount"),
+            &["--max-connections", "3", "--threads", "4"],
+        ),
+        &emu.aws_env(),
+    );
+    let mut keys: Vec<PathBuf> = Vec::new();
+    for res in Resolution::ALL {
+        for k in chunk_keys(intaken_store(), res) {
+            keys.push(m.path(&k));
+        }
+    }
+    let keys = std::sync::Arc::new(keys);
+    let readers: Vec<_> = (0..8)
+        .map(|i| {
+            let keys = keys.clone();
+            std::thread::spawn(move || {
+                for k in keys.iter().skip(i).step_by(8) {
+                    std::fs::read(k).unwrap();
+                }
+            })
+        })
+        .collect();
+    for r in readers {
+        r.join().unwrap();
+    }
+    let s = m.stats();
+    assert!(m.terminate().success());
+    eprintln!(
+        "mount: {} S3 requests, peak {} in flight at the server",
+        s3.requests(),
+        s3.peak()
+    );
+    assert!(
+        s3.peak() <= 3,
+        "server saw {} concurrent requests",
+        s3.peak()
+    );
+    assert!(
+        s3.peak() >= 2,
+        "the readers never overlapped: test too weak"
+    );
+    assert_eq!(stat(&s, "/source_io/s3_requests") as usize, s3.requests());
+
+    // Intake with the default cap (4).
+    let s3 = Proxy::start(&emu.s3_endpoint);
+    let out = intake(
+        &work.join("store-intake").display().to_string(),
+        &cdse_args(
+            &emu.stac_url,
+            Some(&s3.url),
+            &work.join("cache-intake"),
+            &[],
+        ),
+        &emu.aws_env(),
+        "info",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    eprintln!("intake: {} S3 requests, peak {}", s3.requests(), s3.peak());
+    assert!(
+        s3.peak() <= 4,
+        "server saw {} concurrent requests",
+        s3.peak()
+    );
+    assert!(s3.peak() >= 2);
+}
