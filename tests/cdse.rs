@@ -594,3 +594,42 @@ fn the_s3_server_never_sees_more_than_max_connections() {
     );
     assert!(s3.peak() >= 2);
 }
+
+#[test]
+fn wrong_credentials_fail_clearly_without_leaking_them() {
+    let f = fixture();
+    let work = work_dir("cdse-wrong-credentials");
+    let emu = Emulator::start(&f.archive, &work);
+    let wrong_secret = "Wr0ngSecretDatacube/TestValue+42";
+    let creds = work.join("wrong-credentials");
+    std::fs::write(
+        &creds,
+        format!(
+            "[cdse]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {wrong_secret}\n"
+        ),
+    )
+    .unwrap();
+    let mut env = emu.aws_env();
+    env.retain(|(k, _)| k != "AWS_SHARED_CREDENTIALS_FILE");
+    env.push((
+        "AWS_SHARED_CREDENTIALS_FILE".into(),
+        creds.display().to_string(),
+    ));
+    let store = work.join("store");
+    let out = intake(
+        &store.display().to_string(),
+        &cdse_args(&emu.stac_url, None, &work.join("cache"), &[]),
+        &env,
+        "debug",
+    );
+    let log = text(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(log.contains("SignatureDoesNotMatch"), "{log}");
+    assert!(
+        log.contains("downloading s3://eodata/Sentinel-2/MSI/L1C/"),
+        "{log}"
+    );
+    assert!(!log.contains(wrong_secret), "{log}");
+    assert_no_credentials("intake with wrong credentials", &log);
+    assert!(files(&store).iter().all(|k| !k.starts_with("35VLH")));
+}

@@ -131,6 +131,54 @@ mod tests {
     }
 
     #[test]
+    fn a_longer_retry_after_wins_and_is_capped() {
+        // Virtual time (paused clock): the delays are exact, nothing waits for real.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let policy = RetryPolicy {
+            max_retries: 2,
+            min_delay: Duration::from_millis(1),
+            max_delay: Duration::from_secs(30),
+        };
+        let waited = |retry_after: Duration| {
+            rt.block_on(async {
+                let t0 = tokio::time::Instant::now();
+                let calls = AtomicUsize::new(0);
+                let r: Result<(), (String, usize)> = policy
+                    .run("t", || {
+                        let n = calls.fetch_add(1, Ordering::SeqCst);
+                        async move {
+                            if n == 0 {
+                                Err(Failure::Transient {
+                                    error: "429".to_string(),
+                                    retry_after: Some(retry_after),
+                                })
+                            } else {
+                                Ok(())
+                            }
+                        }
+                    })
+                    .await;
+                r.unwrap();
+                t0.elapsed()
+            })
+        };
+        let w = waited(Duration::from_secs(7));
+        assert!(
+            w >= Duration::from_secs(7) && w < Duration::from_millis(7010),
+            "{w:?}"
+        );
+        let w = waited(Duration::from_secs(3600));
+        assert!(
+            w >= Duration::from_secs(30) && w < Duration::from_millis(30010),
+            "{w:?}"
+        );
+    }
+
+    #[test]
     fn retry_after_seconds() {
         assert_eq!(parse_retry_after(Some("2")), Some(Duration::from_secs(2)));
         assert_eq!(
