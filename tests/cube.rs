@@ -3,15 +3,21 @@
 mod common;
 
 use std::sync::mpsc::channel;
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, Mutex};
 
 use common::*;
 use datacube::fs::cube::{Cube, CubeConfig, FsError, Kind};
-use datacube::source::SafeArchive;
+use datacube::source::{BandSource, SafeArchive};
 use datacube::store::DirStore;
 
 fn cube(work: &std::path::Path) -> Arc<Cube> {
-    let f = fixture();
+    cube_with(
+        work,
+        Arc::new(SafeArchive::new(&fixture().archive).unwrap()),
+    )
+}
+
+fn cube_with(work: &std::path::Path, source: Arc<dyn BandSource>) -> Arc<Cube> {
     let (chunk_cache_bytes, decode_cache_bytes) = CubeConfig::split_budget(1 << 30, 4);
     Cube::new(
         CubeConfig {
@@ -23,9 +29,75 @@ fn cube(work: &std::path::Path) -> Arc<Cube> {
             writeback: Default::default(),
         },
         Arc::new(DirStore::create(work.join("store")).unwrap()),
-        Arc::new(SafeArchive::new(&f.archive).unwrap()),
+        source,
     )
     .unwrap()
+}
+
+/// A source whose scans wait until released (a slow STAC search, say).
+struct SlowScan {
+    inner: SafeArchive,
+    release: Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl BandSource for SlowScan {
+    fn local_path(&self, key: &str) -> anyhow::Result<datacube::source::LocalFile> {
+        self.inner.local_path(key)
+    }
+    fn scan(&self, tile: &str, year: i32) -> anyhow::Result<datacube::catalog::ScanResult> {
+        self.release.lock().unwrap().recv().unwrap();
+        self.inner.scan(tile, year)
+    }
+    fn describe(&self) -> String {
+        "slow".into()
+    }
+}
+
+#[test]
+fn a_slow_year_resolution_never_holds_the_calling_thread() {
+    let work = work_dir("cube-slow-year");
+    let (release, rx) = channel();
+    let c = cube_with(
+        &work,
+        Arc::new(SlowScan {
+            inner: SafeArchive::new(&fixture().archive).unwrap(),
+            release: Mutex::new(rx),
+        }),
+    );
+    // Two requests inside the unresolved year return at once (their answers wait)...
+    let (tx, answers) = channel();
+    for path in [
+        format!("35VLH/{YEAR}/zarr.json"),
+        format!("35VLH/{YEAR}/10m/band/c/0"),
+    ] {
+        let (c2, tx) = (c.clone(), tx.clone());
+        c.when_year_ready(&path.clone(), move || {
+            c2.lookup(&path, move |r| tx.send(r.map(|a| a.size)).unwrap())
+        });
+    }
+    assert!(
+        answers.try_recv().is_err(),
+        "answered before the year was resolved"
+    );
+    // ...while requests outside it are answered on the calling thread.
+    let ran = Arc::new(Mutex::new(false));
+    let r2 = ran.clone();
+    c.when_year_ready("35VLH/zarr.json", move || *r2.lock().unwrap() = true);
+    assert!(*ran.lock().unwrap());
+    assert!(lookup(&c, ".datacube/stats.json").is_ok());
+    release.send(()).unwrap();
+    let sizes: Vec<u64> = (0..2).map(|_| answers.recv().unwrap().unwrap()).collect();
+    assert!(sizes.iter().all(|s| *s > 0), "{sizes:?}");
+    // Resolved once; now answered in place.
+    let ran = Arc::new(Mutex::new(false));
+    let r2 = ran.clone();
+    c.when_year_ready(&format!("35VLH/{YEAR}/zarr.json"), move || {
+        *r2.lock().unwrap() = true
+    });
+    assert!(*ran.lock().unwrap());
+    let s: serde_json::Value = serde_json::from_slice(&c.stats_json()).unwrap();
+    assert_eq!(s["fs"]["years_resolved"], 1, "{s}");
+    c.shutdown();
 }
 
 fn lookup(c: &Arc<Cube>, path: &str) -> Result<datacube::fs::cube::Attr, FsError> {

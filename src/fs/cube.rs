@@ -147,6 +147,9 @@ pub struct Cube {
     years: Mutex<HashMap<(String, i32), YearSlot>>,
     flights: Mutex<HashMap<String, Vec<Waiter>>>,
     pool: WorkPool,
+    /// Resolves tile-years (a catalog scan; with CDSE, a STAC search and metadata downloads),
+    /// so no FUSE thread waits on one.
+    resolver: WorkPool,
     root_meta: Bytes,
     tile_meta: HashMap<String, Bytes>,
     started: chrono::DateTime<chrono::Utc>,
@@ -169,6 +172,7 @@ impl Cube {
             cache: ChunkCache::new(cfg.chunk_cache_bytes),
             writeback: Writeback::start(store.clone(), cfg.writeback),
             pool: WorkPool::new("materialize", cfg.workers),
+            resolver: WorkPool::new("resolve-year", 2),
             years: Mutex::new(HashMap::new()),
             flights: Mutex::new(HashMap::new()),
             root_meta: crate::layout::root_group_file().into(),
@@ -183,6 +187,33 @@ impl Cube {
 
     pub fn config(&self) -> &CubeConfig {
         &self.cfg
+    }
+
+    /// Runs `answer` (a request about `path`) at once, unless answering may first have to resolve
+    /// the path's tile-year: then on the resolver pool, so the calling FUSE thread is free.
+    pub fn when_year_ready(&self, path: &str, answer: impl FnOnce() + Send + 'static) {
+        if self.year_pending(path) {
+            self.resolver.spawn(answer);
+        } else {
+            answer();
+        }
+    }
+
+    /// Whether `path` lies in a tile-year not resolved yet.
+    fn year_pending(&self, path: &str) -> bool {
+        let (tile, year) = match classify(path, &self.cfg.tiles, &self.cfg.years) {
+            Some(Node::Year(t, y))
+            | Some(Node::InYear {
+                tile: t, year: y, ..
+            }) => (t, y),
+            _ => return false,
+        };
+        !self
+            .years
+            .lock()
+            .unwrap()
+            .get(&(tile.to_string(), year))
+            .is_some_and(|slot| slot.get().is_some_and(|r| r.is_ok()))
     }
 
     /// Attributes of `path`; a chunk not computed yet is materialized first (on the worker pool;
@@ -368,6 +399,7 @@ impl Cube {
 
     /// Finishes queued work and writes everything computed to the store.
     pub fn shutdown(&self) {
+        self.resolver.shutdown();
         self.pool.shutdown();
         self.writeback.close();
     }

@@ -185,12 +185,15 @@ impl Filesystem for DatacubeFs {
         let path = child_path(&parent, name);
         let inodes = self.inodes.clone();
         let make = self.attr_maker();
-        self.cube.lookup(&path.clone(), move |r| match r {
-            Ok(a) => {
-                let ino = inodes.lock().unwrap().lookup(&path);
-                reply.entry(&ttl(&a), &make(ino, &a), Generation(0));
-            }
-            Err(e) => reply.error(errno(e)),
+        let cube = self.cube.clone();
+        self.cube.when_year_ready(&path.clone(), move || {
+            cube.lookup(&path.clone(), move |r| match r {
+                Ok(a) => {
+                    let ino = inodes.lock().unwrap().lookup(&path);
+                    reply.entry(&ttl(&a), &make(ino, &a), Generation(0));
+                }
+                Err(e) => reply.error(errno(e)),
+            })
         });
     }
 
@@ -201,10 +204,15 @@ impl Filesystem for DatacubeFs {
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.path(ino) {
             Err(e) => reply.error(e),
-            Ok(path) => match self.cube.getattr(&path) {
-                Ok(a) => reply.attr(&ttl(&a), &(self.attr_maker())(ino.0, &a)),
-                Err(e) => reply.error(errno(e)),
-            },
+            Ok(path) => {
+                let cube = self.cube.clone();
+                let make = self.attr_maker();
+                self.cube
+                    .when_year_ready(&path.clone(), move || match cube.getattr(&path) {
+                        Ok(a) => reply.attr(&ttl(&a), &make(ino.0, &a)),
+                        Err(e) => reply.error(errno(e)),
+                    });
+            }
         }
     }
 
@@ -219,18 +227,21 @@ impl Filesystem for DatacubeFs {
         let volatile = path == super::node::STATS_FILE;
         let handles = self.handles.clone();
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.cube.open(&path, move |r| match r {
-            Ok(bytes) => {
-                handles.lock().unwrap().insert(fh, bytes);
-                // Chunk and metadata files never change while mounted: keep the page cache.
-                let flags = if volatile {
-                    FopenFlags::FOPEN_DIRECT_IO
-                } else {
-                    FopenFlags::FOPEN_KEEP_CACHE
-                };
-                reply.opened(FileHandle(fh), flags);
-            }
-            Err(e) => reply.error(errno(e)),
+        let cube = self.cube.clone();
+        self.cube.when_year_ready(&path.clone(), move || {
+            cube.open(&path, move |r| match r {
+                Ok(bytes) => {
+                    handles.lock().unwrap().insert(fh, bytes);
+                    // Chunk and metadata files never change while mounted: keep the page cache.
+                    let flags = if volatile {
+                        FopenFlags::FOPEN_DIRECT_IO
+                    } else {
+                        FopenFlags::FOPEN_KEEP_CACHE
+                    };
+                    reply.opened(FileHandle(fh), flags);
+                }
+                Err(e) => reply.error(errno(e)),
+            })
         });
     }
 
@@ -304,35 +315,39 @@ impl Filesystem for DatacubeFs {
             Ok(p) => p,
             Err(e) => return reply.error(e),
         };
-        let children = match self.cube.list(&path) {
-            Ok(c) => c,
-            Err(e) => return reply.error(errno(e)),
-        };
-        let parent_ino = {
-            let parent = path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
-            self.inodes.lock().unwrap().peek(parent)
-        };
-        let mut entries = vec![
-            (ino.0, FileType::Directory, ".".to_string()),
-            (parent_ino, FileType::Directory, "..".to_string()),
-        ];
-        {
-            let mut inodes = self.inodes.lock().unwrap();
-            for (name, kind) in children {
-                let child = inodes.peek(&child_path(&path, &name));
-                let t = match kind {
-                    Kind::Dir => FileType::Directory,
-                    Kind::File => FileType::RegularFile,
-                };
-                entries.push((child, t, name));
+        let cube = self.cube.clone();
+        let inodes = self.inodes.clone();
+        self.cube.when_year_ready(&path.clone(), move || {
+            let children = match cube.list(&path) {
+                Ok(c) => c,
+                Err(e) => return reply.error(errno(e)),
+            };
+            let parent_ino = {
+                let parent = path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+                inodes.lock().unwrap().peek(parent)
+            };
+            let mut entries = vec![
+                (ino.0, FileType::Directory, ".".to_string()),
+                (parent_ino, FileType::Directory, "..".to_string()),
+            ];
+            {
+                let mut inodes = inodes.lock().unwrap();
+                for (name, kind) in children {
+                    let child = inodes.peek(&child_path(&path, &name));
+                    let t = match kind {
+                        Kind::Dir => FileType::Directory,
+                        Kind::File => FileType::RegularFile,
+                    };
+                    entries.push((child, t, name));
+                }
             }
-        }
-        for (i, (ino, kind, name)) in entries.into_iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(ino), (i + 1) as u64, kind, &name) {
-                break;
+            for (i, (ino, kind, name)) in entries.into_iter().enumerate().skip(offset as usize) {
+                if reply.add(INodeNo(ino), (i + 1) as u64, kind, &name) {
+                    break;
+                }
             }
-        }
-        reply.ok();
+            reply.ok();
+        });
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

@@ -144,6 +144,7 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, st: Arc<State>) {
         }
         resp.push_str("\r\n");
         resp.push_str(&f.body);
+        drop(_active);
         let _ = client.write_all(resp.as_bytes()).await;
         let _ = client.shutdown().await;
         return;
@@ -170,11 +171,13 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, st: Arc<State>) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if client.write_all(&buf[..got]).await.is_err() {
-            break;
-        }
+        // Out of flight before the client can see the last byte: a client that waits for a
+        // response to end before sending the next request can never be counted twice.
         if response.forwarded(&buf[..got]) {
             active = None;
+        }
+        if client.write_all(&buf[..got]).await.is_err() {
+            break;
         }
         if !streaming {
             streaming = true;
