@@ -52,6 +52,25 @@ fn intake(store: &str, args: &[String], env: &[(String, String)], rust_log: &str
         .unwrap()
 }
 
+/// `datacube intake --source cdse` of the fixture's tile-year into `work/store` (source cache
+/// `work/cache`): the store directory, the result and everything it printed.
+fn intake_cdse(
+    work: &Path,
+    stac: &str,
+    s3: Option<&str>,
+    env: &[(String, String)],
+) -> (PathBuf, Output, String) {
+    let store = work.join("store");
+    let out = intake(
+        &store.display().to_string(),
+        &cdse_args(stac, s3, &work.join("cache"), &[]),
+        env,
+        "info",
+    );
+    let log = text(&out);
+    (store, out, log)
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -308,14 +327,7 @@ fn stac_429_then_200_is_retried() {
         },
         Fault::status(429),
     ]);
-    let store = work.join("store");
-    let out = intake(
-        &store.display().to_string(),
-        &cdse_args(&stac.url, None, &work.join("cache"), &[]),
-        &emu.aws_env(),
-        "info",
-    );
-    let log = text(&out);
+    let (store, out, log) = intake_cdse(&work, &stac.url, None, &emu.aws_env());
     assert!(out.status.success(), "{log}");
     assert_eq!(
         stac.state
@@ -334,14 +346,7 @@ fn stac_500_forever_fails_clearly_and_persists_nothing() {
     let emu = Emulator::start(&f.archive, &work);
     let stac = Proxy::start(&emu.stac_url);
     stac.always(Some(Fault::status(500)));
-    let store = work.join("store");
-    let out = intake(
-        &store.display().to_string(),
-        &cdse_args(&stac.url, None, &work.join("cache"), &[]),
-        &emu.aws_env(),
-        "info",
-    );
-    let log = text(&out);
+    let (store, out, log) = intake_cdse(&work, &stac.url, None, &emu.aws_env());
     assert!(!out.status.success(), "{log}");
     assert!(log.contains(&format!("POST {}/search", stac.url)), "{log}");
     assert!(
@@ -396,14 +401,7 @@ fn stac_malformed_json_fails_clearly_without_retrying() {
         retry_after: None,
         body: "{\"type\": \"FeatureCollection\", \"features\": [{\"id\": ".into(),
     }));
-    let store = work.join("store");
-    let out = intake(
-        &store.display().to_string(),
-        &cdse_args(&stac.url, None, &work.join("cache"), &[]),
-        &emu.aws_env(),
-        "info",
-    );
-    let log = text(&out);
+    let (store, out, log) = intake_cdse(&work, &stac.url, None, &emu.aws_env());
     assert!(!out.status.success(), "{log}");
     assert!(
         log.contains("invalid JSON") && log.contains("FeatureCollection"),
@@ -489,15 +487,8 @@ fn a_truncated_object_is_detected_and_nothing_partial_is_kept() {
     fh.set_len(full / 2).unwrap();
     drop(fh);
     let emu = Emulator::start(&archive, &work);
-    let store = work.join("store");
+    let (store, out, log) = intake_cdse(&work, &emu.stac_url, None, &emu.aws_env());
     let cache = work.join("cache");
-    let out = intake(
-        &store.display().to_string(),
-        &cdse_args(&emu.stac_url, None, &cache, &[]),
-        &emu.aws_env(),
-        "info",
-    );
-    let log = text(&out);
     assert_eq!(out.status.code(), Some(1), "{log}");
     let key = rel.display().to_string();
     assert!(log.contains("size mismatch") && log.contains(&key), "{log}");

@@ -26,3 +26,16 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     runtime().block_on(f)
 }
+
+/// An error and its causes on one line (HTTP clients put the useful part, e.g. "connection
+/// refused", several sources deep).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}

@@ -78,16 +78,7 @@ where
                 _ => format!("{err}"),
             }
         }
-        other => {
-            let mut msg = other.to_string();
-            let mut src = std::error::Error::source(other);
-            while let Some(s) = src {
-                msg.push_str(": ");
-                msg.push_str(&s.to_string());
-                src = s.source();
-            }
-            msg
-        }
+        other => super::error_chain(other),
     }
 }
 

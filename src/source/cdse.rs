@@ -180,7 +180,10 @@ impl CdseSource {
                 Ok(None) => break,
                 Err(e) => {
                     return Err(fail(Failure::Transient {
-                        error: anyhow!("transfer broke off after {n} bytes: {}", chain(&e)),
+                        error: anyhow!(
+                            "transfer broke off after {n} bytes: {}",
+                            crate::remote::error_chain(&e)
+                        ),
                         retry_after: None,
                     }))
                 }
@@ -363,15 +366,4 @@ impl BandSource for CdseSource {
             "cache_capacity": self.opts.cache_bytes,
         })
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }

@@ -144,7 +144,7 @@ impl StacClient {
                     Request::Post(u, b) => self.http.post(u).json(b),
                 };
                 let resp = send.send().await.map_err(|e| Failure::Transient {
-                    error: anyhow::anyhow!("{}", chain(&e)),
+                    error: anyhow::anyhow!("{}", crate::remote::error_chain(&e)),
                     retry_after: None,
                 })?;
                 let status = resp.status();
@@ -154,7 +154,10 @@ impl StacClient {
                         .and_then(|v| v.to_str().ok()),
                 );
                 let body = resp.bytes().await.map_err(|e| Failure::Transient {
-                    error: anyhow::anyhow!("reading the response: {}", chain(&e)),
+                    error: anyhow::anyhow!(
+                        "reading the response: {}",
+                        crate::remote::error_chain(&e)
+                    ),
                     retry_after: None,
                 })?;
                 if status.as_u16() == 429 || status.is_server_error() {
@@ -221,18 +224,6 @@ fn next_request(page: &Value, current: &Request) -> Result<Option<Request>> {
 
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
-}
-
-/// An error and its causes on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }
 
 /// The start of a response body, for error messages.
