@@ -28,7 +28,9 @@ struct Entry {
 struct Inner {
     lru: LruCache<String, Arc<Entry>>,
     bytes: u64,
-    flights: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    /// One download at a time per key; a failed download leaves its error for those who waited
+    /// on it (they fail with it rather than each retrying in turn).
+    flights: HashMap<String, Arc<tokio::sync::Mutex<Option<String>>>>,
 }
 
 #[derive(Debug, Default)]
@@ -119,11 +121,14 @@ impl DiskCache {
             let mut inner = self.inner.lock().unwrap();
             inner.flights.entry(key.to_string()).or_default().clone()
         };
-        let _guard = flight.lock().await;
-        // Whoever held the flight before us may have fetched it.
+        let mut guard = flight.lock().await;
+        // Whoever held the flight before us may have fetched it, or failed to.
         if let Some(f) = self.lookup(key) {
             self.stats.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(f);
+        }
+        if let Some(e) = guard.as_ref() {
+            anyhow::bail!("{e}");
         }
         let path = self.root.join(key);
         if let Some(dir) = path.parent() {
@@ -145,6 +150,7 @@ impl DiskCache {
             Ok(size) => size,
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
+                *guard = Some(format!("{e:#}"));
                 self.inner.lock().unwrap().flights.remove(key);
                 return Err(e);
             }
@@ -217,6 +223,42 @@ mod tests {
             std::fs::write(&tmp, vec![7u8; n])?;
             Ok(n as u64)
         }))
+    }
+
+    #[test]
+    fn waiters_share_one_download_and_its_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DiskCache::open(dir.path(), 1 << 20).unwrap();
+        let calls = AtomicU64::new(0);
+        let fetch = |ok: bool| {
+            let calls = &calls;
+            move |tmp: PathBuf| async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                if !ok {
+                    anyhow::bail!("server down");
+                }
+                std::fs::write(&tmp, b"abc")?;
+                Ok(3)
+            }
+        };
+        let r = crate::remote::block_on(futures::future::join_all(
+            (0..5).map(|_| cache.get_or_fetch("k/1", fetch(false))),
+        ));
+        assert!(r
+            .iter()
+            .all(|r| r.as_ref().unwrap_err().to_string().contains("server down")));
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "one attempt for five waiters"
+        );
+        // The failure is not remembered: the next request downloads again.
+        let r = crate::remote::block_on(futures::future::join_all(
+            (0..5).map(|_| cache.get_or_fetch("k/1", fetch(true))),
+        ));
+        assert!(r.iter().all(|r| r.is_ok()));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
     #[test]
