@@ -71,6 +71,37 @@ fn intake_cdse(
     (store, out, log)
 }
 
+/// A data array read with zarrs straight from the bucket over S3 (object_store), not via datacube.
+fn read_data_s3(
+    endpoint: &str,
+    bucket: &str,
+    prefix: &str,
+    res: Resolution,
+) -> (Vec<u64>, Vec<u16>) {
+    use object_store::aws::AmazonS3Builder;
+    let s3 = AmazonS3Builder::new()
+        .with_endpoint(endpoint)
+        .with_bucket_name(bucket)
+        .with_region("default")
+        .with_access_key_id(ACCESS_KEY)
+        .with_secret_access_key(SECRET_KEY)
+        .with_allow_http(true)
+        .with_virtual_hosted_style_request(false)
+        .build()
+        .unwrap();
+    let store: zarrs::storage::AsyncReadableListableStorage =
+        std::sync::Arc::new(zarrs_object_store::AsyncObjectStore::new(s3));
+    let path = format!("/{prefix}/35VLH/{YEAR}/{}/data", res.name());
+    datacube::remote::block_on(async {
+        let a = zarrs::array::Array::async_open(store, &path).await.unwrap();
+        let data = a
+            .async_retrieve_array_subset::<Vec<u16>>(&a.subset_all())
+            .await
+            .unwrap();
+        (a.shape().to_vec(), data)
+    })
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -169,6 +200,16 @@ fn intake_and_mount_from_cdse_equal_safe_and_xarray_reads_the_s3_store() {
         .unwrap();
     assert!(py.status.success(), "{}", text(&py));
     assert!(String::from_utf8_lossy(&py.stdout).starts_with("ok "));
+    // So does zarrs (object_store over S3).
+    for res in Resolution::ALL {
+        let (shape, data) = read_data_s3(&emu.s3_endpoint, "cubes", "intake", res);
+        let (shape2, data2) = read_data(safe_store, res);
+        assert_eq!(shape, shape2, "{res}");
+        assert!(
+            data == data2,
+            "{res}: zarrs over S3 differs from the SAFE-made store"
+        );
+    }
 
     // mount --source cdse over an empty directory store: everything read equals the SAFE store,
     // and after unmounting the written-back store is byte-identical to it.

@@ -259,6 +259,9 @@ impl CdseSource {
         if scene.tile != item.tile {
             return Err(disagree("grid:code"));
         }
+        if scene.baseline != item.baseline {
+            return Err(disagree("processing:version"));
+        }
         if scene.band_keys != item.band_keys {
             return Err(disagree("the band hrefs"));
         }
