@@ -1,5 +1,5 @@
-//! The scenes of a tile-year: found by scanning a local SAFE archive (later: STAC), deduplicated,
-//! sorted, and persisted in the store so a scene keeps its time index forever.
+//! The scenes of a tile-year: found by scanning a local SAFE archive or searching STAC (the sources),
+//! deduplicated, sorted, and persisted in the store so a scene keeps its time index forever.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,4 +1,4 @@
-//! datacube: a virtual Sentinel-2 L1C datacube (Zarr v3) over SAFE archives.
+//! datacube: a virtual Sentinel-2 L1C datacube (Zarr v3) over SAFE archives or CDSE.
 //!
 //! Data flows catalog → source → raster → chunk → cache → fs (FUSE), with writeback to the store;
 //! `intake` drives catalog → store in bulk. Every module

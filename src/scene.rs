@@ -1,5 +1,5 @@
 //! Typed metadata of one Sentinel-2 L1C product (one scene of one MGRS tile), whatever it came from
-//! (a SAFE directory or, later, a STAC item). The catalog persists these as JSON.
+//! (a SAFE directory, or a STAC item with its metadata files). The catalog persists these as JSON.
 
 use serde::{Deserialize, Serialize};
 
