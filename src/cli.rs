@@ -12,7 +12,7 @@ use crate::fixture::{FixtureSize, FixtureSpec};
 #[command(
     name = "datacube",
     version,
-    about = "A virtual Sentinel-2 L1C datacube (Zarr v3) over SAFE archives"
+    about = "A virtual Sentinel-2 L1C datacube (Zarr v3) over SAFE archives or CDSE"
 )]
 pub struct Cli {
     #[command(subcommand)]
