@@ -102,6 +102,17 @@ fn read_data_s3(
     })
 }
 
+/// Asserts a data array read some other way equals the SAFE-made store's (shape and values).
+fn assert_reads_like_safe(read: (Vec<u64>, Vec<u16>), res: Resolution, what: &str) {
+    let (shape, data) = read;
+    let (shape2, data2) = read_data(intaken_store(), res);
+    assert_eq!(shape, shape2, "{what} {res}");
+    assert!(
+        data == data2,
+        "{what} {res}: values differ from the SAFE-made store"
+    );
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -202,13 +213,8 @@ fn intake_and_mount_from_cdse_equal_safe_and_xarray_reads_the_s3_store() {
     assert!(String::from_utf8_lossy(&py.stdout).starts_with("ok "));
     // So does zarrs (object_store over S3).
     for res in Resolution::ALL {
-        let (shape, data) = read_data_s3(&emu.s3_endpoint, "cubes", "intake", res);
-        let (shape2, data2) = read_data(safe_store, res);
-        assert_eq!(shape, shape2, "{res}");
-        assert!(
-            data == data2,
-            "{res}: zarrs over S3 differs from the SAFE-made store"
-        );
+        let read = read_data_s3(&emu.s3_endpoint, "cubes", "intake", res);
+        assert_reads_like_safe(read, res, "zarrs over S3");
     }
 
     // mount --source cdse over an empty directory store: everything read equals the SAFE store,
@@ -221,13 +227,7 @@ fn intake_and_mount_from_cdse_equal_safe_and_xarray_reads_the_s3_store() {
         &env,
     );
     for res in Resolution::ALL {
-        let (shape, data) = read_data(&m.mnt, res);
-        let (shape2, data2) = read_data(safe_store, res);
-        assert_eq!(shape, shape2, "{res}");
-        assert!(
-            data == data2,
-            "{res}: values differ from the SAFE-made store"
-        );
+        assert_reads_like_safe(read_data(&m.mnt, res), res, "the cdse mount");
     }
     let s = m.stats();
     assert!(stat(&s, "/source_io/s3_peak_in_flight") <= 4, "{s}");
@@ -249,9 +249,8 @@ fn intake_and_mount_from_cdse_equal_safe_and_xarray_reads_the_s3_store() {
         ),
         &env,
     );
-    let (_, data) = read_data(&m.mnt, Resolution::R20);
-    let (_, data2) = read_data(safe_store, Resolution::R20);
-    assert!(data == data2);
+    let res = Resolution::R20;
+    assert_reads_like_safe(read_data(&m.mnt, res), res, "a mount over the S3 store");
     let s = m.stats();
     assert_eq!(stat(&s, "/fs/materializations"), 0, "{s}");
     assert_eq!(stat(&s, "/source_io/s3_requests"), 0, "{s}");
@@ -277,9 +276,7 @@ fn mount_writes_back_to_an_s3_store() {
         &emu.aws_env(),
     );
     for res in Resolution::ALL {
-        let (_, data) = read_data(&m.mnt, res);
-        let (_, data2) = read_data(safe_store, res);
-        assert!(data == data2, "{res}");
+        assert_reads_like_safe(read_data(&m.mnt, res), res, "a mount writing back to S3");
     }
     assert!(m.terminate().success());
     // The bucket holds the same objects, byte for byte (s3s-fs keeps objects as files).

@@ -253,23 +253,16 @@ impl CdseSource {
                 pfile.display()
             )
         };
-        if scene.product_id != item.product_id {
-            return Err(disagree("the id"));
-        }
-        if scene.tile != item.tile {
-            return Err(disagree("grid:code"));
-        }
-        if scene.baseline != item.baseline {
-            return Err(disagree("processing:version"));
-        }
-        if scene.band_keys != item.band_keys {
-            return Err(disagree("the band hrefs"));
-        }
-        if scene.epsg != item.epsg {
-            return Err(disagree("proj:code"));
-        }
-        if scene.grids != item.grids {
-            return Err(disagree("proj:shape/proj:transform"));
+        let checks = [
+            (scene.product_id == item.product_id, "the id"),
+            (scene.tile == item.tile, "grid:code"),
+            (scene.baseline == item.baseline, "processing:version"),
+            (scene.band_keys == item.band_keys, "the band hrefs"),
+            (scene.epsg == item.epsg, "proj:code"),
+            (scene.grids == item.grids, "proj:shape/proj:transform"),
+        ];
+        if let Some((_, what)) = checks.iter().find(|(agree, _)| !agree) {
+            return Err(disagree(what));
         }
         let mut sizes = self.sizes.lock().unwrap();
         for (k, s) in item.band_keys.iter().zip(&item.band_sizes) {
