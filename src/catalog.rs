@@ -26,7 +26,7 @@ pub struct Catalog {
 
 impl Catalog {
     pub fn key(tile: &str, year: i32) -> String {
-        format!("{tile}/{year}/.datacube/catalog.json")
+        crate::key::TileYear::new(tile, year).catalog_key()
     }
 
     pub fn load(store: &dyn Store, tile: &str, year: i32) -> Result<Option<Catalog>> {

@@ -19,19 +19,7 @@ use crate::layout::{array_from_json, DataGeometry, YearLayout};
 use crate::raster::{RasterReader, Window};
 use crate::source::BandSource;
 
-/// Index of a chunk of a `data` array: (time, y, x); the band axis has a single chunk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ChunkIndex {
-    pub t: u64,
-    pub y: u64,
-    pub x: u64,
-}
-
-impl std::fmt::Display for ChunkIndex {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "c/{}/0/{}/{}", self.t, self.y, self.x)
-    }
-}
+pub use crate::key::ChunkIndex;
 
 /// The result of materializing a chunk.
 #[derive(Debug, Clone, PartialEq, Eq)]

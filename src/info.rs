@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::bands::Resolution;
 use crate::catalog::Catalog;
+use crate::key::TileYear;
 use crate::layout::DataGeometry;
 use crate::store::{ChunkRecord, Store};
 
@@ -35,7 +36,7 @@ pub fn info(store: &dyn Store) -> Result<Vec<InfoRow>> {
             };
             for res in Resolution::ALL {
                 let geom = DataGeometry::new(&catalog, res)?;
-                let record = ChunkRecord::load(store, &ChunkRecord::key(&tile, y, res.name()))?;
+                let record = ChunkRecord::load(store, &TileYear::new(&tile, y).record_key(res))?;
                 let total = geom.total_chunks();
                 rows.push(InfoRow {
                     tile: tile.clone(),

@@ -27,20 +27,6 @@ use crate::scene::Grid;
 pub const LAYOUT_VERSION: u32 = 1;
 pub const COLLECTION: &str = "sentinel-2-l1c";
 
-/// Key of a data chunk relative to the store root.
-pub fn data_chunk_key(tile: &str, year: i32, res: Resolution, t: u64, y: u64, x: u64) -> String {
-    format!(
-        "{tile}/{year}/{}/data/{}",
-        res.name(),
-        chunk_rel_key(t, y, x)
-    )
-}
-
-/// Chunk key relative to the data array (default encoding, `/` separator).
-pub fn chunk_rel_key(t: u64, y: u64, x: u64) -> String {
-    format!("c/{t}/0/{y}/{x}")
-}
-
 /// Geometry of one resolution's data array.
 #[derive(Debug, Clone, Copy)]
 pub struct DataGeometry {

@@ -7,12 +7,12 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::{anyhow, Context, Result};
 use gdal::Dataset;
-use lru::LruCache;
+
+use crate::util::{ByteLru, SingleFlight};
 
 /// Size and tiling of a band file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,26 +43,17 @@ pub struct Block {
 }
 
 type BlockKey = (PathBuf, usize, usize);
-type Flight = Arc<OnceLock<std::result::Result<Arc<Block>, String>>>;
 
-struct Inner {
-    lru: LruCache<BlockKey, Arc<Block>>,
-    bytes: usize,
-    inflight: HashMap<BlockKey, Flight>,
-    infos: HashMap<PathBuf, RasterInfo>,
-}
-
-/// Counters, for tests and stats.
-#[derive(Debug, Default)]
-pub struct RasterStats {
-    pub decodes: AtomicU64,
-    pub hits: AtomicU64,
+crate::counters! {
+    /// What the decoded-tile cache did (hits and evictions are the LRU's).
+    pub struct RasterStats { decodes }
 }
 
 /// Reads windows of band files; shareable across threads.
 pub struct RasterReader {
-    inner: Mutex<Inner>,
-    capacity: usize,
+    blocks: Mutex<ByteLru<BlockKey, Arc<Block>>>,
+    flights: Arc<SingleFlight<BlockKey, Arc<Block>, String>>,
+    infos: Mutex<HashMap<PathBuf, RasterInfo>>,
     pub stats: RasterStats,
 }
 
@@ -70,20 +61,18 @@ impl RasterReader {
     /// `capacity_bytes`: the most decoded data kept.
     pub fn new(capacity_bytes: usize) -> Self {
         RasterReader {
-            inner: Mutex::new(Inner {
-                lru: LruCache::unbounded(),
-                bytes: 0,
-                inflight: HashMap::new(),
-                infos: HashMap::new(),
-            }),
-            capacity: capacity_bytes,
+            blocks: Mutex::new(ByteLru::unpinned(capacity_bytes, |b: &Arc<Block>| {
+                b.data.len() * 2
+            })),
+            flights: Arc::new(SingleFlight::new()),
+            infos: Mutex::new(HashMap::new()),
             stats: RasterStats::default(),
         }
     }
 
     /// Size and tiling of `path` (cached).
     pub fn info(&self, path: &Path) -> Result<RasterInfo> {
-        if let Some(i) = self.inner.lock().unwrap().infos.get(path) {
+        if let Some(i) = self.infos.lock().unwrap().get(path) {
             return Ok(*i);
         }
         let ds = open(path)?;
@@ -98,11 +87,7 @@ impl RasterReader {
             block_w: bw.max(1),
             block_h: bh.max(1),
         };
-        self.inner
-            .lock()
-            .unwrap()
-            .infos
-            .insert(path.to_path_buf(), info);
+        self.infos.lock().unwrap().insert(path.to_path_buf(), info);
         Ok(info)
     }
 
@@ -142,7 +127,8 @@ impl RasterReader {
         Ok(())
     }
 
-    /// The decoded tile (`bx`, `by`) of `path`, decoding it at most once while it is cached.
+    /// The decoded tile (`bx`, `by`) of `path`, decoding it at most once while it is cached
+    /// (concurrent requests share one decode).
     pub fn block(
         &self,
         path: &Path,
@@ -151,39 +137,39 @@ impl RasterReader {
         by: usize,
     ) -> Result<Arc<Block>> {
         let key: BlockKey = (path.to_path_buf(), bx, by);
-        let flight = {
-            let mut g = self.inner.lock().unwrap();
-            if let Some(b) = g.lru.get(&key) {
-                self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(b.clone());
-            }
-            g.inflight.entry(key.clone()).or_default().clone()
-        };
-        let result = flight
-            .get_or_init(|| {
-                self.stats.decodes.fetch_add(1, Ordering::Relaxed);
-                decode_block(path, info, bx, by)
-                    .map(Arc::new)
-                    .map_err(|e| format!("{e:#}"))
-            })
-            .clone();
-        let mut g = self.inner.lock().unwrap();
-        if g.inflight.remove(&key).is_some() {
-            if let Ok(b) = &result {
-                g.bytes += b.data.len() * 2;
-                g.lru.put(key, b.clone());
-                while g.bytes > self.capacity && g.lru.len() > 1 {
-                    if let Some((_, old)) = g.lru.pop_lru() {
-                        g.bytes -= old.data.len() * 2;
-                    }
-                }
-            }
+        if let Some(b) = self.blocks.lock().unwrap().get(&key) {
+            return Ok(b);
         }
-        result.map_err(|e| anyhow!(e))
+        self.flights
+            .run(key.clone(), || {
+                // Decoded by a flight that ended between our miss and our join?
+                if let Some(b) = self.blocks.lock().unwrap().get(&key) {
+                    return Ok(b);
+                }
+                self.stats.decodes.inc();
+                let b = decode_block(path, info, bx, by)
+                    .map(Arc::new)
+                    .map_err(|e| format!("{e:#}"))?;
+                self.blocks.lock().unwrap().insert(key.clone(), b.clone());
+                Ok(b)
+            })
+            .map_err(|e| anyhow!(e))
+    }
+
+    /// The statistics served in `stats.json`.
+    pub fn to_json(&self, capacity: usize) -> serde_json::Value {
+        let g = self.blocks.lock().unwrap();
+        serde_json::json!({
+            "decodes": self.stats.decodes.get(),
+            "hits": g.stats.hits.get(),
+            "evictions": g.stats.evictions.get(),
+            "bytes": g.bytes(),
+            "capacity": capacity,
+        })
     }
 
     pub fn cached_bytes(&self) -> usize {
-        self.inner.lock().unwrap().bytes
+        self.blocks.lock().unwrap().bytes()
     }
 }
 

@@ -31,6 +31,17 @@ pub fn dn(s: u64, b: u64, r: u64, c: u64, res: u64, width_m: u64) -> u16 {
     (1000 + 100 * b + smooth + noise) as u16
 }
 
+/// A whole band of the formula: scene `s`, bandId `b`, `n`×`n` pixels of `res` metres, row-major.
+pub fn band(s: u64, b: u64, n: u64, res: u64, width_m: u64) -> Vec<u16> {
+    let mut v = Vec::with_capacity((n * n) as usize);
+    for r in 0..n {
+        for c in 0..n {
+            v.push(dn(s, b, r, c, res, width_m));
+        }
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

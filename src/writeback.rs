@@ -4,16 +4,19 @@
 //! Bounded in jobs and bytes: a full queue blocks the producer (back-pressure, never a drop).
 //! Chunk files are written atomically first, then the batch's entries are added to the chunk
 //! records (also atomic), so after a crash every recorded chunk has its file. Queued bytes stay
-//! readable through `pending` until they are in the store. `close` drains the queue.
+//! readable through `pending` until they are in the store. Transient store failures (throttling,
+//! 5xx) are retried with the remote retry policy while the chunk stays readable from the queue;
+//! a permanent failure, or one that outlasts the retries, is counted and logged, and the chunk is
+//! left unrecorded (it is computed again when next needed). `close` drains the queue.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use crate::bands::Resolution;
 use crate::cache::Bytes;
-use crate::store::{ChunkEntry, ChunkRecord, Store};
+use crate::key::ChunkKey;
+use crate::remote::retry::RetryPolicy;
+use crate::store::{with_retries, ChunkEntry, ChunkRecord, Store};
 
 /// What to persist for one chunk.
 #[derive(Debug, Clone)]
@@ -28,26 +31,11 @@ pub enum WriteEntry {
 
 #[derive(Debug, Clone)]
 pub struct WriteJob {
-    pub tile: String,
-    pub year: i32,
-    pub res: Resolution,
-    /// Chunk key relative to the `data` array (`c/0/0/1/2`).
-    pub rel: String,
+    pub key: ChunkKey,
     pub entry: WriteEntry,
 }
 
 impl WriteJob {
-    /// The chunk file's store key.
-    pub fn store_key(&self) -> String {
-        format!(
-            "{}/{}/{}/data/{}",
-            self.tile,
-            self.year,
-            self.res.name(),
-            self.rel
-        )
-    }
-
     fn bytes(&self) -> usize {
         match &self.entry {
             WriteEntry::Data(b) => b.len(),
@@ -56,13 +44,15 @@ impl WriteJob {
     }
 }
 
-/// Queue bounds.
+/// Queue bounds and persistence.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_jobs: usize,
     pub max_bytes: usize,
     /// Pause before each batch: a test hook to hold chunks in the queue (zero in production).
     pub batch_delay: std::time::Duration,
+    /// How transient store failures are retried.
+    pub retry: RetryPolicy,
 }
 
 impl Default for Limits {
@@ -71,19 +61,23 @@ impl Default for Limits {
             max_jobs: 256,
             max_bytes: 256 << 20,
             batch_delay: std::time::Duration::ZERO,
+            retry: RetryPolicy::default(),
         }
     }
 }
 
-#[derive(Debug, Default)]
-pub struct WritebackStats {
-    pub enqueued: AtomicU64,
-    pub chunks_written: AtomicU64,
-    pub bytes_written: AtomicU64,
-    pub records_saved: AtomicU64,
-    pub errors: AtomicU64,
-    /// Times a producer waited on a full queue.
-    pub waits: AtomicU64,
+crate::counters! {
+    /// What the writer did.
+    pub struct WritebackStats {
+        enqueued,
+        chunks_written,
+        bytes_written,
+        records_saved,
+        /// Failures that were given up on (permanent, or transient past the retries).
+        errors,
+        /// Times a producer waited on a full queue.
+        full_waits,
+    }
 }
 
 struct State {
@@ -92,8 +86,8 @@ struct State {
     jobs: usize,
     bytes: usize,
     closed: bool,
-    /// Store key → bytes not yet in the store.
-    pending: HashMap<String, Bytes>,
+    /// Chunk → bytes not yet in the store.
+    pending: HashMap<ChunkKey, Bytes>,
 }
 
 struct Shared {
@@ -145,7 +139,7 @@ impl Writeback {
                     || g.bytes + n > self.shared.limits.max_bytes)
         };
         if full(&g) && !g.closed {
-            self.shared.stats.waits.fetch_add(1, Ordering::Relaxed);
+            self.shared.stats.full_waits.inc();
         }
         while full(&g) && !g.closed {
             g = self.shared.changed.wait(g).unwrap();
@@ -154,25 +148,19 @@ impl Writeback {
             return false;
         }
         if let WriteEntry::Data(b) = &job.entry {
-            g.pending.insert(job.store_key(), b.clone());
+            g.pending.insert(job.key.clone(), b.clone());
         }
         g.jobs += 1;
         g.bytes += n;
         g.queue.push_back(job);
-        self.shared.stats.enqueued.fetch_add(1, Ordering::Relaxed);
+        self.shared.stats.enqueued.inc();
         self.shared.changed.notify_all();
         true
     }
 
     /// Bytes of a chunk that is queued but not yet in the store.
-    pub fn pending(&self, store_key: &str) -> Option<Bytes> {
-        self.shared
-            .state
-            .lock()
-            .unwrap()
-            .pending
-            .get(store_key)
-            .cloned()
+    pub fn pending(&self, key: &ChunkKey) -> Option<Bytes> {
+        self.shared.state.lock().unwrap().pending.get(key).cloned()
     }
 
     /// (jobs, bytes) queued or being written.
@@ -183,6 +171,16 @@ impl Writeback {
 
     pub fn stats(&self) -> &WritebackStats {
         &self.shared.stats
+    }
+
+    /// The statistics served in `stats.json`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let (jobs, bytes) = self.depth();
+        let mut m = serde_json::Map::new();
+        m.insert("queue_jobs".into(), jobs.into());
+        m.insert("queue_bytes".into(), bytes.into());
+        m.extend(self.shared.stats.to_json());
+        serde_json::Value::Object(m)
     }
 
     /// Waits until everything queued so far is in the store.
@@ -232,9 +230,8 @@ fn writer(s: &Shared) {
         let mut g = s.state.lock().unwrap();
         for job in &batch {
             if let WriteEntry::Data(b) = &job.entry {
-                let key = job.store_key();
-                if g.pending.get(&key).is_some_and(|p| Arc::ptr_eq(p, b)) {
-                    g.pending.remove(&key);
+                if g.pending.get(&job.key).is_some_and(|p| Arc::ptr_eq(p, b)) {
+                    g.pending.remove(&job.key);
                 }
             }
             g.jobs -= 1;
@@ -245,20 +242,23 @@ fn writer(s: &Shared) {
 }
 
 fn write_batch(s: &Shared, batch: &[WriteJob], records: &mut HashMap<String, ChunkRecord>) {
-    let mut entries: BTreeMap<String, Vec<(String, ChunkEntry)>> = BTreeMap::new();
+    let store = s.store.as_ref();
+    let retry = &s.limits.retry;
+    let failed = |what: &str, e: anyhow::Error| {
+        s.stats.errors.inc();
+        tracing::error!("writeback: {what} in {}: {e:#}", store.describe());
+    };
+    let mut entries: BTreeMap<String, Vec<(crate::key::ChunkIndex, ChunkEntry)>> = BTreeMap::new();
     for job in batch {
         let entry = match &job.entry {
             WriteEntry::Data(b) => {
-                let key = job.store_key();
-                if let Err(e) = s.store.put(&key, b) {
-                    s.stats.errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!("writeback of {key} to {} failed: {e:#}", s.store.describe());
+                let key = job.key.to_string();
+                if let Err(e) = with_retries(retry, &format!("PUT {key}"), || store.put(&key, b)) {
+                    failed(&format!("writing {key}"), e);
                     continue;
                 }
-                s.stats.chunks_written.fetch_add(1, Ordering::Relaxed);
-                s.stats
-                    .bytes_written
-                    .fetch_add(b.len() as u64, Ordering::Relaxed);
+                s.stats.chunks_written.inc();
+                s.stats.bytes_written.add(b.len() as u64);
                 ChunkEntry::Data {
                     bytes: b.len() as u64,
                 }
@@ -267,33 +267,29 @@ fn write_batch(s: &Shared, batch: &[WriteJob], records: &mut HashMap<String, Chu
             WriteEntry::Stored(n) => ChunkEntry::Data { bytes: *n },
         };
         entries
-            .entry(ChunkRecord::key(&job.tile, job.year, job.res.name()))
+            .entry(job.key.tile_year().record_key(job.key.res))
             .or_default()
-            .push((job.rel.clone(), entry));
+            .push((job.key.idx, entry));
     }
     for (key, new) in entries {
         let record = match records.get_mut(&key) {
             Some(r) => r,
-            None => match ChunkRecord::load(s.store.as_ref(), &key) {
+            None => match with_retries(retry, &format!("GET {key}"), || {
+                ChunkRecord::load(store, &key)
+            }) {
                 Ok(r) => records.entry(key.clone()).or_insert(r),
                 Err(e) => {
-                    s.stats.errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!("writeback: cannot read chunk record {key}: {e:#}");
+                    failed(&format!("reading chunk record {key}"), e);
                     continue;
                 }
             },
         };
-        for (rel, entry) in new {
-            record.chunks.insert(rel, entry);
+        for (idx, entry) in new {
+            record.chunks.insert(idx, entry);
         }
-        match record.save(s.store.as_ref(), &key) {
-            Ok(()) => {
-                s.stats.records_saved.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => {
-                s.stats.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::error!("writeback: cannot save chunk record {key}: {e:#}");
-            }
+        match with_retries(retry, &format!("PUT {key}"), || record.save(store, &key)) {
+            Ok(()) => s.stats.records_saved.inc(),
+            Err(e) => failed(&format!("saving chunk record {key}"), e),
         }
     }
 }
@@ -305,12 +301,13 @@ mod tests {
 
     fn job(rel: &str, entry: WriteEntry) -> WriteJob {
         WriteJob {
-            tile: "35VLH".into(),
-            year: 2024,
-            res: Resolution::R60,
-            rel: rel.into(),
+            key: format!("35VLH/2024/60m/data/{rel}").parse().unwrap(),
             entry,
         }
+    }
+
+    fn idx(rel: &str) -> crate::key::ChunkIndex {
+        rel.parse().unwrap()
     }
 
     #[test]
@@ -339,17 +336,14 @@ mod tests {
             let key = format!("35VLH/2024/60m/data/c/0/0/0/{i}");
             assert_eq!(store.get(&key).unwrap().unwrap(), vec![i; 10 + i as usize]);
             assert_eq!(
-                rec.chunks[&format!("c/0/0/0/{i}")],
+                rec.chunks[&idx(&format!("c/0/0/0/{i}"))],
                 ChunkEntry::Data {
                     bytes: 10 + i as u64
                 }
             );
         }
-        assert_eq!(rec.chunks["c/1/0/0/0"], ChunkEntry::Empty);
+        assert_eq!(rec.chunks[&idx("c/1/0/0/0")], ChunkEntry::Empty);
         assert_eq!(wb.depth(), (0, 0));
-        assert!(
-            wb.stats().waits.load(Ordering::Relaxed) > 0,
-            "bound of 2 jobs held"
-        );
+        assert!(wb.stats().full_waits.get() > 0, "bound of 2 jobs held");
     }
 }

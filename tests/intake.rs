@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use datacube::bands::Resolution;
+use datacube::key::TileYear;
 use datacube::store::{ChunkEntry, ChunkRecord, DirStore};
 
 #[test]
@@ -40,7 +41,7 @@ fn record_marks_every_chunk_and_empty_chunks_have_no_file() {
     let store = DirStore::create(store_dir).unwrap();
     let mut empties = 0;
     for res in Resolution::ALL {
-        let rec = ChunkRecord::load(&store, &ChunkRecord::key("35VLH", YEAR, res.name())).unwrap();
+        let rec = ChunkRecord::load(&store, &TileYear::new("35VLH", YEAR).record_key(res)).unwrap();
         let ctx_geom = {
             let cat = datacube::catalog::Catalog::load(&store, "35VLH", YEAR)
                 .unwrap()
@@ -188,7 +189,7 @@ fn bad_input_is_named_and_nothing_wrong_is_stored() {
         .unwrap();
     assert_eq!(cat.scenes.len(), SCENES - 1);
     for res in Resolution::ALL {
-        let rec = ChunkRecord::load(&store, &ChunkRecord::key("35VLH", YEAR, res.name())).unwrap();
+        let rec = ChunkRecord::load(&store, &TileYear::new("35VLH", YEAR).record_key(res)).unwrap();
         let (shape, data) = read_data(&store_dir, res);
         // Missing chunks read as fill (0); recorded chunks must hold exactly the formula.
         let ct = res.time_chunk() as usize;
@@ -196,6 +197,7 @@ fn bad_input_is_named_and_nothing_wrong_is_stored() {
         let (nb, ny, nx) = (shape[1] as usize, shape[2] as usize, shape[3] as usize);
         for key in rec.chunks.keys() {
             let idx: Vec<usize> = key
+                .to_string()
                 .trim_start_matches("c/")
                 .split('/')
                 .map(|v| v.parse().unwrap())

@@ -15,7 +15,6 @@ use fuser::{
 };
 
 use super::cube::{Attr, Cube, FsError, Kind};
-use super::stats::{add, bump};
 use crate::cache::Bytes;
 
 /// Immutable files (chunks, metadata) may be cached by the kernel for long.
@@ -262,8 +261,8 @@ impl Filesystem for DatacubeFs {
         let start = (offset as usize).min(bytes.len());
         let end = start.saturating_add(size as usize).min(bytes.len());
         let stats = &self.cube.stats;
-        bump(&stats.reads);
-        add(&stats.bytes_served, (end - start) as u64);
+        stats.reads.inc();
+        stats.bytes_served.add((end - start) as u64);
         reply.data(&bytes[start..end]);
     }
 

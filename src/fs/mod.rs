@@ -6,7 +6,9 @@ pub mod fuse;
 pub mod mountpoint;
 pub mod node;
 pub mod pool;
-pub mod stats;
+pub mod resolver;
+pub mod tree;
+pub mod year;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

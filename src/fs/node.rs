@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::bands::Resolution;
-use crate::chunk::ChunkIndex;
+use crate::key::{canonical_u64, ChunkIndex};
 
 /// Directory of daemon-generated files at the root.
 pub const STATS_DIR: &str = ".datacube";
@@ -133,17 +133,6 @@ pub fn static_children(key: &str, files: &BTreeMap<String, Vec<u8>>) -> Vec<(Str
         }
     }
     out
-}
-
-/// A decimal number in canonical form (no sign, no leading zeros), as Zarr writes chunk keys.
-pub fn canonical_u64(s: &str) -> Option<u64> {
-    if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    if s.len() > 1 && s.starts_with('0') {
-        return None;
-    }
-    s.parse().ok()
 }
 
 #[cfg(test)]

@@ -1,5 +1,9 @@
 //! A fixed set of worker threads for the slow half of FUSE requests (materializing chunks,
 //! reading them back from the store), so the FUSE threads never wait on a chunk.
+//!
+//! A job that panics is caught and logged; its worker carries on, so the pool stays at full
+//! strength. (Jobs that owe answers to waiters complete them through guards that answer on
+//! unwinding — see `util::single_flight` — so a panic never leaves a request hanging.)
 
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -54,10 +58,62 @@ impl WorkPool {
 
 fn work(rx: &Mutex<Receiver<Job>>) {
     loop {
-        let job = rx.lock().unwrap().recv();
+        let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
         match job {
-            Ok(job) => job(),
+            Ok(job) => {
+                if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)) {
+                    tracing::error!(
+                        "a job on {} panicked: {}",
+                        std::thread::current().name().unwrap_or("a worker"),
+                        panic_message(&panic)
+                    );
+                }
+            }
             Err(_) => return,
         }
+    }
+}
+
+/// The message of a caught panic.
+pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_job_leaves_the_pool_at_full_strength() {
+        let pool = WorkPool::new("t", 2);
+        for _ in 0..4 {
+            pool.spawn(|| panic!("boom"));
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        for i in 0..8 {
+            let tx = tx.clone();
+            pool.spawn(move || {
+                tx.send((i, std::thread::current().name().map(String::from)))
+                    .unwrap()
+            });
+        }
+        let mut got: Vec<_> = (0..8).map(|_| rx.recv().unwrap()).collect();
+        got.sort();
+        assert_eq!(
+            got.iter().map(|g| g.0).collect::<Vec<_>>(),
+            (0..8).collect::<Vec<_>>()
+        );
+        assert!(
+            got.iter()
+                .all(|g| g.1.as_deref().is_some_and(|n| n.starts_with("t-"))),
+            "{got:?}"
+        );
+        pool.shutdown();
     }
 }

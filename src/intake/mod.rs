@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use crate::bands::Resolution;
 use crate::catalog::{merge, Catalog, MergeReport};
 use crate::chunk::{ChunkIndex, ChunkOutcome, YearContext};
-use crate::layout::chunk_rel_key;
+use crate::key::TileYear;
 use crate::raster::{RasterReader, Window};
 use crate::source::BandSource;
 use crate::store::{ChunkEntry, ChunkRecord, Store};
@@ -93,21 +93,22 @@ pub fn prepare_scanned(
         anyhow::bail!(msg);
     }
     if report.appended > 0 && report.previous_len > 0 {
+        let ty = TileYear::new(tile, year);
         for res in Resolution::ALL {
             let first_stale = report.previous_len as u64 / res.time_chunk();
-            let key = ChunkRecord::key(tile, year, res.name());
+            let key = ty.record_key(res);
             let mut record = ChunkRecord::load(store, &key)?;
-            let stale: Vec<String> = record
+            let stale: Vec<ChunkIndex> = record
                 .chunks
                 .keys()
-                .filter(|k| chunk_time_index(k).is_some_and(|t| t >= first_stale))
-                .cloned()
+                .filter(|k| k.t >= first_stale)
+                .copied()
                 .collect();
             // Files first, then the record, then (below) the catalog: a crash in between
             // repeats the invalidation on the next run, and no stale file outlives it unrecorded
             // (the mount trusts unrecorded chunk files, which only an atomic write can leave).
             for k in &stale {
-                store.delete(&format!("{tile}/{year}/{}/data/{k}", res.name()))?;
+                store.delete(&ty.chunk(res, *k).to_string())?;
             }
             for k in &stale {
                 record.chunks.remove(k);
@@ -123,10 +124,6 @@ pub fn prepare_scanned(
         }
     }
     Ok((ctx, report))
-}
-
-fn chunk_time_index(rel_key: &str) -> Option<u64> {
-    rel_key.strip_prefix("c/")?.split('/').next()?.parse().ok()
 }
 
 /// A unit of intake work: chunks of one time chunk inside one JP2 tile region.
@@ -171,7 +168,7 @@ pub fn intake(
         let geom = *ctx.geometry(res);
         let [nt, ny, nx] = geom.chunk_counts();
         report.chunks_total += nt * ny * nx;
-        let key = ChunkRecord::key(&opts.tile, opts.year, res.name());
+        let key = TileYear::new(&opts.tile, opts.year).record_key(res);
         let record = ChunkRecord::load(store, &key)?;
         let cs = res.space_chunk();
         let per = (JP2_TILE / cs).max(1);
@@ -187,10 +184,11 @@ pub fn intake(
                     let mut chunks = Vec::new();
                     for y in ry * per..((ry + 1) * per).min(ny) {
                         for x in rx * per..((rx + 1) * per).min(nx) {
-                            if record.chunks.contains_key(&chunk_rel_key(t, y, x)) {
+                            let idx = ChunkIndex { t, y, x };
+                            if record.chunks.contains_key(&idx) {
                                 report.chunks_skipped += 1;
                             } else {
-                                chunks.push(ChunkIndex { t, y, x });
+                                chunks.push(idx);
                             }
                         }
                     }
@@ -246,10 +244,7 @@ pub fn intake(
         }
     }
     bar.finish_and_clear();
-    report.decodes = raster
-        .stats
-        .decodes
-        .load(std::sync::atomic::Ordering::Relaxed);
+    report.decodes = raster.stats.decodes.get();
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
@@ -297,7 +292,7 @@ fn run_group(
         .par_iter()
         .map(|&idx| {
             let r = (|| -> Result<ChunkEntry> {
-                let key = crate::layout::data_chunk_key(tile, year, res, idx.t, idx.y, idx.x);
+                let key = TileYear::new(tile, year).chunk(res, idx).to_string();
                 match ctx.materialize(source, raster, res, idx)? {
                     ChunkOutcome::Data(bytes) => {
                         store.put(&key, &bytes)?;
@@ -325,12 +320,10 @@ fn run_group(
                     }
                     ChunkEntry::Empty => report.chunks_empty += 1,
                 }
-                record
-                    .chunks
-                    .insert(chunk_rel_key(idx.t, idx.y, idx.x), entry);
+                record.chunks.insert(idx, entry);
             }
             Err(e) => {
-                let msg = format!("{tile}/{year}/{res}/data/{idx}: {e:#}");
+                let msg = format!("{}: {e:#}", TileYear::new(tile, year).chunk(res, idx));
                 tracing::error!("{msg}");
                 report.errors.push(msg);
             }

@@ -56,21 +56,57 @@ impl RetryPolicy {
         let mut n = 0;
         loop {
             n += 1;
-            match attempt().await {
-                Ok(v) => return Ok(v),
-                Err(Failure::Permanent(e)) => return Err((e, n)),
-                Err(Failure::Transient { error, retry_after }) => match delays.next() {
-                    None => return Err((error, n)),
-                    Some(d) => {
-                        // A server's Retry-After wins when longer, bounded by our own ceiling.
-                        let d = retry_after.map_or(d, |r| r.min(self.max_delay).max(d));
-                        tracing::warn!("{what}: attempt {n} failed ({error}); retrying in {d:?}");
-                        tokio::time::sleep(d).await;
-                    }
-                },
+            match self.next_step(what, n, attempt().await, &mut delays) {
+                Step::Done(r) => return r,
+                Step::Wait(d) => tokio::time::sleep(d).await,
             }
         }
     }
+
+    /// `run` for synchronous callers (a writer thread): the waits block the calling thread.
+    pub fn run_blocking<T, E, F>(&self, what: &str, mut attempt: F) -> Result<T, (E, usize)>
+    where
+        F: FnMut() -> Result<T, Failure<E>>,
+        E: std::fmt::Display,
+    {
+        let mut delays = self.delays();
+        let mut n = 0;
+        loop {
+            n += 1;
+            match self.next_step(what, n, attempt(), &mut delays) {
+                Step::Done(r) => return r,
+                Step::Wait(d) => std::thread::sleep(d),
+            }
+        }
+    }
+
+    /// What follows attempt `n`'s outcome: the result, or how long to wait before the next one.
+    fn next_step<T, E: std::fmt::Display>(
+        &self,
+        what: &str,
+        n: usize,
+        outcome: Result<T, Failure<E>>,
+        delays: &mut impl Iterator<Item = Duration>,
+    ) -> Step<T, E> {
+        match outcome {
+            Ok(v) => Step::Done(Ok(v)),
+            Err(Failure::Permanent(e)) => Step::Done(Err((e, n))),
+            Err(Failure::Transient { error, retry_after }) => match delays.next() {
+                None => Step::Done(Err((error, n))),
+                Some(d) => {
+                    // A server's Retry-After wins when longer, bounded by our own ceiling.
+                    let d = retry_after.map_or(d, |r| r.min(self.max_delay).max(d));
+                    tracing::warn!("{what}: attempt {n} failed ({error}); retrying in {d:?}");
+                    Step::Wait(d)
+                }
+            },
+        }
+    }
+}
+
+enum Step<T, E> {
+    Done(Result<T, (E, usize)>),
+    Wait(Duration),
 }
 
 /// `Retry-After` as seconds (the HTTP-date form is rare for APIs and treated as absent).

@@ -349,15 +349,16 @@ impl BandSource for CdseSource {
 
     fn stats(&self) -> serde_json::Value {
         let c = &self.cache.stats;
+        let (hits, evictions) = self.cache.lru_counts();
         json!({
             "s3_requests": self.requests.load(Ordering::Relaxed),
             "s3_failed_attempts": self.failed_attempts.load(Ordering::Relaxed),
             "s3_peak_in_flight": self.limits.peak(),
             "max_connections": self.opts.max_connections,
-            "downloads": c.fetches.load(Ordering::Relaxed),
-            "downloaded_bytes": c.fetched_bytes.load(Ordering::Relaxed),
-            "cache_hits": c.hits.load(Ordering::Relaxed),
-            "cache_evictions": c.evictions.load(Ordering::Relaxed),
+            "downloads": c.fetches.get(),
+            "downloaded_bytes": c.fetched_bytes.get(),
+            "cache_hits": hits,
+            "cache_evictions": evictions,
             "cache_bytes": self.cache.bytes(),
             "cache_capacity": self.opts.cache_bytes,
         })

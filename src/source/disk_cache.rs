@@ -7,16 +7,15 @@
 //! a single download. A file handed out is pinned (never evicted) until its `LocalFile` is dropped,
 //! so GDAL never sees a file vanish under it; the cap can be exceeded only by pinned files.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
-use lru::LruCache;
 
 use super::LocalFile;
+use crate::util::{ByteLru, SingleFlight};
 
 const PART: &str = ".part-";
 
@@ -25,28 +24,28 @@ struct Entry {
     size: u64,
 }
 
-struct Inner {
-    lru: LruCache<String, Arc<Entry>>,
-    bytes: u64,
-    /// One download at a time per key; a failed download leaves its error for those who waited
-    /// on it (they fail with it rather than each retrying in turn).
-    flights: HashMap<String, Arc<tokio::sync::Mutex<Option<String>>>>,
-}
-
-#[derive(Debug, Default)]
-pub struct DiskCacheStats {
-    pub hits: AtomicU64,
-    pub fetches: AtomicU64,
-    pub fetched_bytes: AtomicU64,
-    pub evictions: AtomicU64,
+crate::counters! {
+    /// Downloads (hits and evictions are the LRU's).
+    pub struct DiskCacheStats { fetches, fetched_bytes }
 }
 
 pub struct DiskCache {
     root: PathBuf,
-    capacity: u64,
-    inner: Mutex<Inner>,
+    /// Pinned = handed out in a `LocalFile` still alive (the LRU holds the only other reference).
+    files: Mutex<ByteLru<String, Arc<Entry>>>,
+    /// One download at a time per key; a failed download leaves its error for those who waited
+    /// on it (they fail with it rather than each retrying in turn).
+    flights: Arc<SingleFlight<String, Arc<Entry>, String>>,
     seq: AtomicU64,
     pub stats: DiskCacheStats,
+}
+
+fn weigh(e: &Arc<Entry>) -> usize {
+    e.size as usize
+}
+
+fn pinned(e: &Arc<Entry>) -> bool {
+    Arc::strong_count(e) > 1
 }
 
 impl DiskCache {
@@ -67,23 +66,21 @@ impl DiskCache {
         })
         .with_context(|| format!("source cache {}: cannot list", root.display()))?;
         found.sort();
-        let mut inner = Inner {
-            lru: LruCache::unbounded(),
-            bytes: 0,
-            flights: HashMap::new(),
-        };
-        for (_, key, path, size) in found {
-            inner.bytes += size;
-            inner.lru.put(key, Arc::new(Entry { path, size }));
-        }
         let cache = DiskCache {
             root: root.to_path_buf(),
-            capacity,
-            inner: Mutex::new(inner),
+            files: Mutex::new(ByteLru::new(capacity as usize, weigh, pinned)),
+            flights: Arc::new(SingleFlight::new()),
             seq: AtomicU64::new(0),
             stats: DiskCacheStats::default(),
         };
-        cache.evict(&mut cache.inner.lock().unwrap());
+        for (_, key, path, size) in found {
+            let evicted = cache
+                .files
+                .lock()
+                .unwrap()
+                .insert(key, Arc::new(Entry { path, size }));
+            remove_files(evicted);
+        }
         Ok(cache)
     }
 
@@ -93,16 +90,17 @@ impl DiskCache {
 
     /// Bytes held on disk.
     pub fn bytes(&self) -> u64 {
-        self.inner.lock().unwrap().bytes
+        self.files.lock().unwrap().bytes() as u64
     }
 
-    fn lookup(&self, key: &str) -> Option<LocalFile> {
-        let mut inner = self.inner.lock().unwrap();
-        inner
-            .lru
-            .get(key)
-            .cloned()
-            .map(|e| LocalFile::pinned(e.path.clone(), e))
+    /// (hits, evictions) of the cache.
+    pub fn lru_counts(&self) -> (u64, u64) {
+        let g = self.files.lock().unwrap();
+        (g.stats.hits.get(), g.stats.evictions.get())
+    }
+
+    fn lookup(&self, key: &str) -> Option<Arc<Entry>> {
+        self.files.lock().unwrap().get(key)
     }
 
     /// The cached object `key`, fetched first if absent: `fetch(temp_path)` writes the complete,
@@ -113,23 +111,31 @@ impl DiskCache {
         Fut: Future<Output = Result<u64>>,
     {
         crate::store::check_key(key)?;
-        if let Some(f) = self.lookup(key) {
-            self.stats.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(f);
+        if let Some(e) = self.lookup(key) {
+            return Ok(LocalFile::pinned(e.path.clone(), e));
         }
-        let flight = {
-            let mut inner = self.inner.lock().unwrap();
-            inner.flights.entry(key.to_string()).or_default().clone()
+        let download = async {
+            // Whoever flew before us may have fetched it meanwhile.
+            if let Some(e) = self.lookup(key) {
+                return Ok(e);
+            }
+            self.download(key, fetch)
+                .await
+                .map_err(|e| format!("{e:#}"))
         };
-        let mut guard = flight.lock().await;
-        // Whoever held the flight before us may have fetched it, or failed to.
-        if let Some(f) = self.lookup(key) {
-            self.stats.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(f);
-        }
-        if let Some(e) = guard.as_ref() {
-            anyhow::bail!("{e}");
-        }
+        let entry = self
+            .flights
+            .run_async(key.to_string(), download)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        Ok(LocalFile::pinned(entry.path.clone(), entry))
+    }
+
+    async fn download<F, Fut>(&self, key: &str, fetch: F) -> Result<Arc<Entry>>
+    where
+        F: FnOnce(PathBuf) -> Fut,
+        Fut: Future<Output = Result<u64>>,
+    {
         let path = self.root.join(key);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
@@ -150,53 +156,28 @@ impl DiskCache {
             Ok(size) => size,
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
-                *guard = Some(format!("{e:#}"));
-                self.inner.lock().unwrap().flights.remove(key);
                 return Err(e);
             }
         };
-        self.stats.fetches.fetch_add(1, Ordering::Relaxed);
-        self.stats.fetched_bytes.fetch_add(size, Ordering::Relaxed);
-        let entry = Arc::new(Entry {
-            path: path.clone(),
-            size,
-        });
-        let mut inner = self.inner.lock().unwrap();
-        inner.flights.remove(key);
-        if let Some(old) = inner.lru.put(key.to_string(), entry.clone()) {
-            inner.bytes -= old.size;
-        }
-        inner.bytes += size;
-        self.evict(&mut inner);
-        Ok(LocalFile::pinned(path, entry))
+        self.stats.fetches.inc();
+        self.stats.fetched_bytes.add(size);
+        let entry = Arc::new(Entry { path, size });
+        // The clone we return pins the entry through the insert's eviction.
+        let evicted = self
+            .files
+            .lock()
+            .unwrap()
+            .insert(key.to_string(), entry.clone());
+        remove_files(evicted);
+        Ok(entry)
     }
+}
 
-    /// Drops least recently used, unpinned objects until the cache fits its capacity.
-    fn evict(&self, inner: &mut Inner) {
-        if inner.bytes <= self.capacity {
-            return;
-        }
-        let victims: Vec<String> = inner
-            .lru
-            .iter()
-            .rev()
-            .filter(|(_, e)| Arc::strong_count(e) == 1)
-            .scan(inner.bytes, |bytes, (k, e)| {
-                if *bytes <= self.capacity {
-                    return None;
-                }
-                *bytes -= e.size;
-                Some(k.clone())
-            })
-            .collect();
-        for k in victims {
-            if let Some(e) = inner.lru.pop(&k) {
-                if let Err(err) = std::fs::remove_file(&e.path) {
-                    tracing::warn!("source cache: removing {}: {err}", e.path.display());
-                }
-                inner.bytes -= e.size;
-                self.stats.evictions.fetch_add(1, Ordering::Relaxed);
-            }
+/// Deletes the files of evicted entries.
+fn remove_files(evicted: Vec<(String, Arc<Entry>)>) {
+    for (_, e) in evicted {
+        if let Err(err) = std::fs::remove_file(&e.path) {
+            tracing::warn!("source cache: removing {}: {err}", e.path.display());
         }
     }
 }
@@ -268,7 +249,7 @@ mod tests {
         drop(put(&cache, "a/1", 100).unwrap());
         let pinned = put(&cache, "a/2", 100).unwrap();
         drop(put(&cache, "a/1", 0).unwrap()); // a hit: refreshes a/1, nothing fetched
-        assert_eq!(cache.stats.fetches.load(Ordering::Relaxed), 2);
+        assert_eq!(cache.stats.fetches.get(), 2);
         drop(put(&cache, "b/3", 100).unwrap()); // 300 > 250: a/2 is LRU but pinned, a/1 goes
         assert!(!dir.path().join("a/1").exists());
         assert!(pinned.exists() && dir.path().join("b/3").exists());

@@ -6,6 +6,8 @@
 
 pub mod cdse;
 pub mod disk_cache;
+mod faulty;
+mod memory;
 mod safe;
 
 use std::path::{Path, PathBuf};
@@ -16,6 +18,8 @@ use anyhow::{Context, Result};
 use crate::catalog::ScanResult;
 
 pub use cdse::{CdseOptions, CdseSource};
+pub use faulty::{FaultySource, SourceOp};
+pub use memory::MemSource;
 pub use safe::SafeArchive;
 
 /// A local file holding a band object; a cached download stays on disk while this lives.

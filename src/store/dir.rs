@@ -55,6 +55,7 @@ impl Store for DirStore {
     }
 
     fn list_dir(&self, prefix: &str) -> Result<Vec<String>> {
+        let prefix = prefix.trim_matches('/');
         let dir = if prefix.is_empty() {
             self.root.clone()
         } else {

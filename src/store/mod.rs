@@ -5,13 +5,18 @@
 //! (`35VLH/2024/10m/data/c/0/0/1/2`). Every write is atomic: a reader (or a crash) sees the old
 //! object or the new one, never a torn one.
 
+pub mod conformance;
 mod dir;
+mod faulty;
+mod memory;
 mod record;
 mod s3;
 
 use anyhow::Result;
 
 pub use dir::{atomic_write, DirStore};
+pub use faulty::{FaultyStore, StoreOp};
+pub use memory::MemStore;
 pub use record::{ChunkEntry, ChunkRecord};
 pub use s3::S3Store;
 
@@ -33,6 +38,46 @@ pub trait Store: Send + Sync {
     fn sweep_temp(&self, _prefix: &str) -> Result<usize> {
         Ok(0)
     }
+}
+
+/// A store failure that may succeed when repeated (throttling, a 5xx, a timeout, a broken
+/// connection). Backends put it in an error's chain; writers retry those and nothing else.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Transient(pub String);
+
+/// Whether `e` (or one of its causes) is a `Transient` failure.
+pub fn is_transient(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<Transient>())
+}
+
+/// Runs a store call under `policy`, retrying transient failures.
+pub fn with_retries<T>(
+    policy: &crate::remote::retry::RetryPolicy,
+    what: &str,
+    mut call: impl FnMut() -> Result<T>,
+) -> Result<T> {
+    use crate::remote::retry::Failure;
+    policy
+        .run_blocking(what, || {
+            call().map_err(|e| {
+                if is_transient(&e) {
+                    Failure::Transient {
+                        error: e,
+                        retry_after: None,
+                    }
+                } else {
+                    Failure::Permanent(e)
+                }
+            })
+        })
+        .map_err(|(e, n)| {
+            if n > 1 {
+                e.context(format!("{what}: gave up after {n} attempts"))
+            } else {
+                e
+            }
+        })
 }
 
 /// Opens a store from its command-line spelling: a directory, or `s3://bucket/prefix` (reached

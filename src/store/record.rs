@@ -1,7 +1,7 @@
 //! The record of materialized chunks of one data array, so a partly filled store can tell an
 //! all-fill chunk (not stored, by Zarr's missing-chunk rule) from one not computed yet.
 //!
-//! Kept at `TILE/YEAR/.datacube/chunks-RES.json`, sorted, rewritten atomically. A chunk file is
+//! Kept at `TileYear::record_key` (`TILE/YEAR/.datacube/chunks-RES.json`), sorted, rewritten atomically. A chunk file is
 //! written before its entry, so after a crash an entry always has its file; a file without an entry
 //! is simply recomputed (identically) on the next run.
 
@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::Store;
+use crate::key::ChunkIndex;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -23,15 +24,11 @@ pub enum ChunkEntry {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChunkRecord {
-    /// Chunk key relative to the array (`c/0/0/1/2`) → entry.
-    pub chunks: BTreeMap<String, ChunkEntry>,
+    /// Chunk (its key relative to the array, `c/0/0/1/2`, in JSON) → entry.
+    pub chunks: BTreeMap<ChunkIndex, ChunkEntry>,
 }
 
 impl ChunkRecord {
-    pub fn key(tile: &str, year: i32, res: &str) -> String {
-        format!("{tile}/{year}/.datacube/chunks-{res}.json")
-    }
-
     pub fn load(store: &dyn Store, key: &str) -> Result<Self> {
         match store.get(key)? {
             None => Ok(Self::default()),

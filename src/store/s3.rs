@@ -6,7 +6,7 @@
 use anyhow::{Context, Result};
 use aws_sdk_s3::primitives::ByteStream;
 
-use super::{check_key, Store};
+use super::{check_key, Store, Transient};
 use crate::remote::s3::{self, S3Options};
 
 pub struct S3Store {
@@ -75,14 +75,14 @@ impl Store for S3Store {
                     .collect()
                     .await
                     .map(|b| Some(b.into_bytes().to_vec()))
-                    .map_err(|e| anyhow::anyhow!("reading the body: {e}")),
+                    .map_err(|e| anyhow::Error::new(Transient(format!("reading the body: {e}")))),
                 Err(e)
                     if e.as_service_error().is_some_and(|s| s.is_no_such_key())
                         || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>
                 {
                     Ok(None)
                 }
-                Err(e) => Err(anyhow::anyhow!("{}", s3::error_message(&e))),
+                Err(e) => Err(sdk_error(&e)),
             }
         });
         r.with_context(|| format!("{}: GET {key}", self.describe()))
@@ -98,9 +98,7 @@ impl Store for S3Store {
                 .body(ByteStream::from(bytes.to_vec()))
                 .send(),
         )
-        .map_err(|e| {
-            anyhow::anyhow!("{}: PUT {key}: {}", self.describe(), s3::error_message(&e))
-        })?;
+        .map_err(|e| sdk_error(&e).context(format!("{}: PUT {key}", self.describe())))?;
         Ok(())
     }
 
@@ -113,13 +111,7 @@ impl Store for S3Store {
                 .key(self.object(key))
                 .send(),
         )
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "{}: DELETE {key}: {}",
-                self.describe(),
-                s3::error_message(&e)
-            )
-        })?;
+        .map_err(|e| sdk_error(&e).context(format!("{}: DELETE {key}", self.describe())))?;
         Ok(())
     }
 
@@ -146,9 +138,7 @@ impl Store for S3Store {
                     .set_continuation_token(token.take())
                     .send(),
             )
-            .map_err(|e| {
-                anyhow::anyhow!("{}: LIST {p}/: {}", self.describe(), s3::error_message(&e))
-            })?;
+            .map_err(|e| sdk_error(&e).context(format!("{}: LIST {p}/", self.describe())))?;
             for cp in page.common_prefixes() {
                 if let Some(n) = cp.prefix().and_then(|s| s.strip_prefix(&full)) {
                     names.insert(n.trim_end_matches('/').to_string());
@@ -174,5 +164,20 @@ impl Store for S3Store {
         } else {
             format!("s3://{}/{}", self.bucket, self.prefix)
         }
+    }
+}
+
+/// An SDK error as an `anyhow` error, marked `Transient` when worth retrying.
+fn sdk_error<E>(
+    e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> anyhow::Error
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let msg = s3::error_message(e);
+    if s3::is_transient(e) {
+        anyhow::Error::new(Transient(msg))
+    } else {
+        anyhow::anyhow!(msg)
     }
 }

@@ -1,0 +1,302 @@
+//! Chunk files of the mount: where a chunk's bytes come from, computed at most once.
+//!
+//! Tiers, in order: the year's record of computed chunks (an all-fill chunk is known to have no
+//! file) → the chunk cache → the writeback queue → the store → materialization from the source.
+//! Requests for one chunk share one flight: the first starts a job on the worker pool, later ones
+//! join its waiters, so no thread waits on a chunk. A job that fails or panics answers `Io` to
+//! every waiter, logs one line naming the chunk, and leaves nothing cached or persisted.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+
+use super::cube::{Attr, FsError};
+use super::pool::WorkPool;
+use super::year::YearState;
+use crate::cache::{Bytes, ChunkCache};
+use crate::chunk::ChunkOutcome;
+use crate::key::ChunkKey;
+use crate::raster::RasterReader;
+use crate::source::BandSource;
+use crate::store::{ChunkEntry, Store};
+use crate::util::SingleFlight;
+use crate::writeback::{Limits, WriteEntry, WriteJob, Writeback};
+
+/// A computed chunk.
+#[derive(Clone)]
+pub enum ChunkState {
+    Data(Bytes),
+    Empty,
+}
+
+type Done<T> = Box<dyn FnOnce(std::result::Result<T, FsError>) + Send>;
+
+crate::counters! {
+    /// What the resolver did.
+    pub struct ResolverStats {
+        /// Chunks computed from the source (data or all-fill).
+        materializations,
+        materialized_empty,
+        materialized_bytes,
+        materialize_micros,
+        /// Materializations that failed or panicked.
+        materialize_errors,
+        /// Materializations running now.
+        inflight,
+        /// Chunks read back from the persistent store.
+        store_reads,
+        store_read_bytes,
+        store_errors,
+    }
+}
+
+/// How the resolver is set up.
+pub struct ResolverConfig {
+    pub chunk_cache_bytes: usize,
+    pub decode_cache_bytes: usize,
+    pub workers: usize,
+    pub writeback: Limits,
+}
+
+pub struct ChunkResolver {
+    store: Arc<dyn Store>,
+    source: Arc<dyn BandSource>,
+    raster: RasterReader,
+    decode_cache_bytes: usize,
+    cache: ChunkCache,
+    writeback: Writeback,
+    flights: Arc<SingleFlight<ChunkKey, ChunkState, FsError>>,
+    pool: WorkPool,
+    pub stats: ResolverStats,
+}
+
+impl ChunkResolver {
+    pub fn new(store: Arc<dyn Store>, source: Arc<dyn BandSource>, cfg: ResolverConfig) -> Self {
+        ChunkResolver {
+            raster: RasterReader::new(cfg.decode_cache_bytes),
+            decode_cache_bytes: cfg.decode_cache_bytes,
+            cache: ChunkCache::new(cfg.chunk_cache_bytes),
+            writeback: Writeback::start(store.clone(), cfg.writeback),
+            flights: Arc::new(SingleFlight::new()),
+            pool: WorkPool::new("materialize", cfg.workers),
+            stats: ResolverStats::default(),
+            store,
+            source,
+        }
+    }
+
+    /// Attributes of chunk `key`, computing it first if nothing is known of it.
+    pub fn attr(self: &Arc<Self>, ys: Arc<YearState>, key: ChunkKey, done: Done<Attr>) {
+        match ys.known(key.res, key.idx) {
+            Some(ChunkEntry::Data { bytes }) => done(Ok(Attr::file(bytes))),
+            Some(ChunkEntry::Empty) => done(Err(FsError::NotFound)),
+            None => self.flight(
+                ys,
+                key,
+                Box::new(move |r| {
+                    done(r.and_then(|s| match s {
+                        ChunkState::Data(b) => Ok(Attr::file(b.len() as u64)),
+                        ChunkState::Empty => Err(FsError::NotFound),
+                    }))
+                }),
+            ),
+        }
+    }
+
+    /// Attributes of a chunk already looked up (never starts work).
+    pub fn known_attr(&self, ys: &YearState, key: &ChunkKey) -> std::result::Result<Attr, FsError> {
+        match ys.known(key.res, key.idx) {
+            Some(ChunkEntry::Data { bytes }) => Ok(Attr::file(bytes)),
+            _ => Err(FsError::NotFound),
+        }
+    }
+
+    /// The bytes of chunk `key`.
+    pub fn bytes(self: &Arc<Self>, ys: Arc<YearState>, key: ChunkKey, done: Done<Bytes>) {
+        let key_s = key.to_string();
+        if let Some(b) = self
+            .cache
+            .get(&key_s)
+            .or_else(|| self.writeback.pending(&key))
+        {
+            return done(Ok(b));
+        }
+        self.flight(
+            ys,
+            key,
+            Box::new(move |r| {
+                done(r.and_then(|s| match s {
+                    ChunkState::Data(b) => Ok(b),
+                    ChunkState::Empty => Err(FsError::NotFound),
+                }))
+            }),
+        );
+    }
+
+    /// Joins the flight for `key`, starting one on the worker pool if none is in the air.
+    fn flight(self: &Arc<Self>, ys: Arc<YearState>, key: ChunkKey, waiter: Done<ChunkState>) {
+        let Some(leader) = self.flights.join(key.clone(), waiter) else {
+            return;
+        };
+        let me = self.clone();
+        self.pool.spawn(move || {
+            let run = std::panic::AssertUnwindSafe(|| me.settle(&ys, &key));
+            let result = std::panic::catch_unwind(run).unwrap_or_else(|panic| {
+                me.stats.materialize_errors.inc();
+                tracing::error!(
+                    "materializing {key}: panicked: {}",
+                    super::pool::panic_message(&panic)
+                );
+                Err(FsError::Io)
+            });
+            leader.complete(result);
+        });
+    }
+
+    /// Produces a chunk: from what is known (cache, queue, store) or by materializing it. Runs on
+    /// the worker pool, inside the chunk's flight.
+    fn settle(&self, ys: &YearState, key: &ChunkKey) -> std::result::Result<ChunkState, FsError> {
+        let key_s = key.to_string();
+        match ys.known(key.res, key.idx) {
+            Some(ChunkEntry::Empty) => return Ok(ChunkState::Empty),
+            Some(ChunkEntry::Data { .. }) => {
+                if let Some(b) = self
+                    .cache
+                    .get(&key_s)
+                    .or_else(|| self.writeback.pending(key))
+                {
+                    return Ok(ChunkState::Data(b));
+                }
+                match self.read_store(&key_s)? {
+                    Some(b) => return Ok(ChunkState::Data(b)),
+                    None => tracing::warn!(
+                        "{key} is recorded but missing from {}; computing it again",
+                        self.store.describe()
+                    ),
+                }
+            }
+            None => {
+                // Written by a run that died before recording it: complete (atomic write).
+                if let Some(b) = self.read_store(&key_s)? {
+                    let n = b.len() as u64;
+                    ys.record(key.res, key.idx, ChunkEntry::Data { bytes: n });
+                    self.writeback.push(WriteJob {
+                        key: key.clone(),
+                        entry: WriteEntry::Stored(n),
+                    });
+                    return Ok(ChunkState::Data(b));
+                }
+            }
+        }
+        let (state, entry, write) = self.materialize(ys, key)?;
+        self.writeback.push(WriteJob {
+            key: key.clone(),
+            entry: write,
+        });
+        ys.record(key.res, key.idx, entry);
+        Ok(state)
+    }
+
+    /// Computes a chunk from the source and caches it.
+    fn materialize(
+        &self,
+        ys: &YearState,
+        key: &ChunkKey,
+    ) -> std::result::Result<(ChunkState, ChunkEntry, WriteEntry), FsError> {
+        struct InFlight<'a>(&'a ResolverStats);
+        impl Drop for InFlight<'_> {
+            fn drop(&mut self) {
+                self.0.inflight.sub(1);
+            }
+        }
+        self.stats.inflight.inc();
+        let _in_flight = InFlight(&self.stats);
+        let t0 = Instant::now();
+        let outcome = ys
+            .ctx
+            .materialize(self.source.as_ref(), &self.raster, key.res, key.idx)
+            .with_context(|| format!("materializing {key}"));
+        self.stats
+            .materialize_micros
+            .add(t0.elapsed().as_micros() as u64);
+        let r = match outcome {
+            Err(e) => {
+                self.stats.materialize_errors.inc();
+                tracing::error!("{e:#}");
+                return Err(FsError::Io);
+            }
+            Ok(ChunkOutcome::Data(v)) => {
+                let b: Bytes = v.into();
+                self.stats.materializations.inc();
+                self.stats.materialized_bytes.add(b.len() as u64);
+                self.cache.insert(&key.to_string(), b.clone());
+                let n = b.len() as u64;
+                (
+                    ChunkState::Data(b.clone()),
+                    ChunkEntry::Data { bytes: n },
+                    WriteEntry::Data(b),
+                )
+            }
+            Ok(ChunkOutcome::Empty) => {
+                self.stats.materializations.inc();
+                self.stats.materialized_empty.inc();
+                (ChunkState::Empty, ChunkEntry::Empty, WriteEntry::Empty)
+            }
+        };
+        tracing::debug!("{key}: materialized in {:.2} s", t0.elapsed().as_secs_f64());
+        Ok(r)
+    }
+
+    fn read_store(&self, key: &str) -> std::result::Result<Option<Bytes>, FsError> {
+        match self.store.get(key) {
+            Ok(Some(v)) => {
+                self.stats.store_reads.inc();
+                self.stats.store_read_bytes.add(v.len() as u64);
+                let b: Bytes = v.into();
+                self.cache.insert(key, b.clone());
+                Ok(Some(b))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => {
+                self.stats.store_errors.inc();
+                tracing::error!("reading {key} from {}: {e:#}", self.store.describe());
+                Err(FsError::Io)
+            }
+        }
+    }
+
+    /// Counters for the `fs` section of `stats.json`, and the sections of the caches and queue.
+    pub fn stats_json(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut fs = self.stats.to_json();
+        let micros = fs.remove("materialize_micros").and_then(|v| v.as_u64());
+        fs.insert(
+            "materialize_seconds".into(),
+            (micros.unwrap_or(0) as f64 / 1e6).into(),
+        );
+        fs.insert(
+            "single_flight_joins".into(),
+            self.flights.joins.get().into(),
+        );
+        let mut m = serde_json::Map::new();
+        m.insert("fs".into(), fs.into());
+        m.insert("chunk_cache".into(), self.cache.to_json());
+        m.insert(
+            "decoded_tiles".into(),
+            self.raster.to_json(self.decode_cache_bytes),
+        );
+        m.insert("writeback".into(), self.writeback.to_json());
+        m
+    }
+
+    /// Finishes queued work and writes everything computed to the store.
+    pub fn shutdown(&self) {
+        self.pool.shutdown();
+        self.writeback.close();
+    }
+
+    /// Waits until every computed chunk is in the store.
+    pub fn flush(&self) {
+        self.writeback.flush();
+    }
+}

@@ -1,0 +1,228 @@
+//! Typed addresses in the store's namespace, each with one `Display` (its key) and one parser, so
+//! the layout of keys lives in exactly one place.
+//!
+//! ```text
+//! 35VLH/2024                                    TileYear
+//! 35VLH/2024/.datacube/catalog.json             TileYear::catalog_key
+//! 35VLH/2024/.datacube/chunks-10m.json          TileYear::record_key
+//! c/3/0/1/2                                     ChunkIndex (relative to its array)
+//! 35VLH/2024/10m/data/c/3/0/1/2                 ChunkKey
+//! ```
+//!
+//! Chunk keys use Zarr's default chunk key encoding (`c` prefix, `/` separator) over the
+//! `data` array's dimensions [time, band, y, x], whose band axis has a single chunk (always `0`).
+//! Parsers accept only canonical keys (decimal without sign or leading zeros), so a key has one
+//! spelling and the virtual tree has no aliases.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::bands::Resolution;
+
+/// The array of a resolution group that holds the chunked pixel data.
+pub const DATA_ARRAY: &str = "data";
+
+/// A decimal number in canonical form (no sign, no leading zeros), as Zarr writes chunk keys.
+pub fn canonical_u64(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if s.len() > 1 && s.starts_with('0') {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn resolution(name: &str) -> Option<Resolution> {
+    Resolution::ALL.into_iter().find(|r| r.name() == name)
+}
+
+/// One tile-year of the store.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TileYear {
+    pub tile: String,
+    pub year: i32,
+}
+
+impl TileYear {
+    pub fn new(tile: &str, year: i32) -> Self {
+        TileYear {
+            tile: tile.to_string(),
+            year,
+        }
+    }
+
+    /// The persisted catalog (time axis) of the tile-year.
+    pub fn catalog_key(&self) -> String {
+        format!("{self}/.datacube/catalog.json")
+    }
+
+    /// The record of materialized chunks of one resolution's data array.
+    pub fn record_key(&self, res: Resolution) -> String {
+        format!("{self}/.datacube/chunks-{}.json", res.name())
+    }
+
+    /// The chunk `idx` of `res`'s data array.
+    pub fn chunk(&self, res: Resolution, idx: ChunkIndex) -> ChunkKey {
+        ChunkKey {
+            tile: self.tile.clone(),
+            year: self.year,
+            res,
+            idx,
+        }
+    }
+}
+
+impl fmt::Display for TileYear {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.tile, self.year)
+    }
+}
+
+/// Index of a chunk of a `data` array: (time, y, x); the band axis has a single chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChunkIndex {
+    pub t: u64,
+    pub y: u64,
+    pub x: u64,
+}
+
+impl fmt::Display for ChunkIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "c/{}/0/{}/{}", self.t, self.y, self.x)
+    }
+}
+
+impl FromStr for ChunkIndex {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parse = || -> Option<ChunkIndex> {
+            let p: Vec<&str> = s.split('/').collect();
+            match p.as_slice() {
+                ["c", t, "0", y, x] => Some(ChunkIndex {
+                    t: canonical_u64(t)?,
+                    y: canonical_u64(y)?,
+                    x: canonical_u64(x)?,
+                }),
+                _ => None,
+            }
+        };
+        parse().ok_or_else(|| format!("not a data chunk key (c/T/0/Y/X): {s:?}"))
+    }
+}
+
+impl Serialize for ChunkIndex {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ChunkIndex {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The full address of a data chunk: `TILE/YEAR/RES/data/c/T/0/Y/X`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChunkKey {
+    pub tile: String,
+    pub year: i32,
+    pub res: Resolution,
+    pub idx: ChunkIndex,
+}
+
+impl ChunkKey {
+    pub fn tile_year(&self) -> TileYear {
+        TileYear::new(&self.tile, self.year)
+    }
+}
+
+impl fmt::Display for ChunkKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{}/{}/{DATA_ARRAY}/{}",
+            self.tile,
+            self.year,
+            self.res.name(),
+            self.idx
+        )
+    }
+}
+
+impl FromStr for ChunkKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("not a data chunk key (TILE/YEAR/RES/data/c/T/0/Y/X): {s:?}");
+        let mut parts = s.splitn(5, '/');
+        let (Some(tile), Some(year), Some(res), Some(DATA_ARRAY), Some(rest)) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return Err(bad());
+        };
+        if tile.is_empty() {
+            return Err(bad());
+        }
+        Ok(ChunkKey {
+            tile: tile.to_string(),
+            year: canonical_u64(year)
+                .and_then(|y| i32::try_from(y).ok())
+                .ok_or_else(bad)?,
+            res: resolution(res).ok_or_else(bad)?,
+            idx: rest.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_through_display_and_parse() {
+        let ty = TileYear::new("35VLH", 2024);
+        let k = ty.chunk(Resolution::R20, ChunkIndex { t: 3, y: 10, x: 0 });
+        assert_eq!(k.to_string(), "35VLH/2024/20m/data/c/3/0/10/0");
+        assert_eq!(k.to_string().parse::<ChunkKey>(), Ok(k.clone()));
+        assert_eq!(k.idx.to_string().parse::<ChunkIndex>(), Ok(k.idx));
+        assert_eq!(
+            ty.record_key(Resolution::R60),
+            "35VLH/2024/.datacube/chunks-60m.json"
+        );
+        assert_eq!(ty.catalog_key(), "35VLH/2024/.datacube/catalog.json");
+        assert_eq!(k.tile_year(), ty);
+        assert_eq!(
+            serde_json::to_string(&k.idx).unwrap(),
+            "\"c/3/0/10/0\"",
+            "the record's JSON keeps its string keys"
+        );
+    }
+
+    #[test]
+    fn only_canonical_keys_parse() {
+        for bad in [
+            "35VLH/2024/20m/data/c/3/0/10",
+            "35VLH/2024/20m/data/c/3/1/10/0",
+            "35VLH/2024/20m/data/c/03/0/10/0",
+            "35VLH/02024/20m/data/c/3/0/10/0",
+            "35VLH/2024/20/data/c/3/0/10/0",
+            "35VLH/2024/20m/time/c/3/0/10/0",
+            "35VLH/2024/20m/data/c/3/0/10/0/0",
+            "35VLH/2024/20m/data/c/+3/0/10/0",
+            "/2024/20m/data/c/3/0/10/0",
+        ] {
+            assert!(bad.parse::<ChunkKey>().is_err(), "{bad}");
+        }
+        assert!("c/1/0/2".parse::<ChunkIndex>().is_err());
+        assert_eq!(canonical_u64("0"), Some(0));
+        assert_eq!(canonical_u64("00"), None);
+    }
+}

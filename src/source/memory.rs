@@ -1,0 +1,163 @@
+//! A band source in memory: synthetic products (the fixture's plan and value formula) whose band
+//! rasters live in GDAL's in-memory filesystem (`/vsimem/`) as tiled GeoTIFFs, so the whole
+//! pipeline — catalog, decode, assemble, encode — runs in process without an archive on disk.
+//! Values equal the SAFE fixture's (same plan, same formula); only the file format differs, which
+//! nothing above `raster` can tell.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+use gdal::raster::Buffer;
+use gdal::spatial_ref::SpatialRef;
+use gdal::DriverManager;
+
+use super::{BandSource, LocalFile};
+use crate::bands::BANDS;
+use crate::catalog::{deduplicate, ScanResult};
+use crate::fixture::{plan, FixtureSpec, PlannedProduct};
+use crate::scene::{product_dir_key, Grid, Scene};
+
+pub struct MemSource {
+    spec: FixtureSpec,
+    /// Every product of the archive (reprocessed duplicates too), by time.
+    scenes: Mutex<Vec<Scene>>,
+    /// Band key → `/vsimem/` path.
+    files: Mutex<HashMap<String, String>>,
+    dir: String,
+}
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl MemSource {
+    /// The products of `spec` (with the first `available` acquisitions offered; the rest can be
+    /// added later with `release`).
+    pub fn synthetic(spec: &FixtureSpec) -> Result<Self> {
+        crate::raster::configure_gdal();
+        let src = MemSource {
+            spec: spec.clone(),
+            scenes: Mutex::new(Vec::new()),
+            files: Mutex::new(HashMap::new()),
+            dir: format!(
+                "/vsimem/datacube-memsource-{}-{}",
+                std::process::id(),
+                SEQ.fetch_add(1, Ordering::Relaxed)
+            ),
+        };
+        for p in plan(spec) {
+            src.add_product(&p)?;
+        }
+        Ok(src)
+    }
+
+    fn add_product(&self, p: &PlannedProduct) -> Result<()> {
+        let spec = &self.spec;
+        let dir_key = product_dir_key(&p.product_id, p.sensing_ms);
+        let mut band_keys = Vec::new();
+        for b in &BANDS {
+            let res = b.resolution.metres();
+            let key = format!(
+                "{dir_key}/GRANULE/{}/IMG_DATA/{}.tif",
+                p.granule_id,
+                p.band_stem(&spec.tile, b.name)
+            );
+            let n = spec.pixels(res);
+            let values =
+                crate::synth::band(p.value_scene, b.id as u64, n, res as u64, spec.width_m());
+            let gt = [spec.ulx, res as f64, 0.0, spec.uly, 0.0, -(res as f64)];
+            let path = format!("{}/{key}", self.dir);
+            write_tiff(&path, values, n as usize, gt, spec.epsg)
+                .with_context(|| format!("memory source: writing {key}"))?;
+            self.files.lock().unwrap().insert(key.clone(), path);
+            band_keys.push(key);
+        }
+        let grid = |res: u32| Grid {
+            nrows: spec.pixels(res),
+            ncols: spec.pixels(res),
+            ulx: spec.ulx,
+            uly: spec.uly,
+            res: res as f64,
+        };
+        let scene = Scene {
+            product_id: p.product_id.clone(),
+            tile: spec.tile.clone(),
+            sensing_time_ms: p.sensing_ms,
+            baseline: p.baseline.clone(),
+            platform: format!("sentinel-2{}", p.unit.to_ascii_lowercase()),
+            relative_orbit: p.relative_orbit,
+            cloud_cover: p.cloud_cover,
+            mean_sun_zenith: p.sun_zenith,
+            mean_sun_azimuth: p.sun_azimuth,
+            quantification: 10000.0,
+            radio_offsets: vec![if p.has_offsets() { -1000 } else { 0 }; BANDS.len()],
+            epsg: spec.epsg,
+            grids: vec![grid(10), grid(20), grid(60)],
+            band_keys,
+        };
+        scene.validate().map_err(|e| anyhow::anyhow!(e))?;
+        let mut scenes = self.scenes.lock().unwrap();
+        scenes.push(scene);
+        scenes.sort_by_key(|s| s.sensing_time_ms);
+        Ok(())
+    }
+
+    /// The fixture spec the products follow.
+    pub fn spec(&self) -> &FixtureSpec {
+        &self.spec
+    }
+}
+
+impl Drop for MemSource {
+    fn drop(&mut self) {
+        for path in self.files.lock().unwrap().values() {
+            let _ = gdal::vsi::unlink_mem_file(path);
+        }
+    }
+}
+
+impl BandSource for MemSource {
+    fn local_path(&self, key: &str) -> Result<LocalFile> {
+        match self.files.lock().unwrap().get(key) {
+            Some(p) => Ok(LocalFile::plain(PathBuf::from(p))),
+            None => anyhow::bail!("{key}: no such band file in the memory source"),
+        }
+    }
+
+    fn scan(&self, tile: &str, year: i32) -> Result<ScanResult> {
+        if tile != self.spec.tile || year != self.spec.year {
+            return Ok(ScanResult::default());
+        }
+        let (scenes, superseded) = deduplicate(self.scenes.lock().unwrap().clone());
+        Ok(ScanResult {
+            scenes,
+            superseded,
+            errors: Vec::new(),
+        })
+    }
+
+    fn describe(&self) -> String {
+        "memory".into()
+    }
+}
+
+/// Writes a tiled (1024², the JP2 tiling), uncompressed GeoTIFF into `/vsimem/`.
+fn write_tiff(path: &str, values: Vec<u16>, n: usize, gt: [f64; 6], epsg: u32) -> Result<()> {
+    let mem = DriverManager::get_driver_by_name("MEM")?;
+    let mut ds = mem.create_with_band_type::<u16, _>("", n, n, 1)?;
+    ds.set_geo_transform(&gt)?;
+    ds.set_spatial_ref(&SpatialRef::from_epsg(epsg)?)?;
+    {
+        let mut band = ds.rasterband(1)?;
+        let mut buf = Buffer::new((n, n), values);
+        band.write((0, 0), (n, n), &mut buf)?;
+    }
+    let gtiff = DriverManager::get_driver_by_name("GTiff")?;
+    let mut opts = gdal::cpl::CslStringList::new();
+    opts.set_name_value("TILED", "YES")?;
+    opts.set_name_value("BLOCKXSIZE", "1024")?;
+    opts.set_name_value("BLOCKYSIZE", "1024")?;
+    ds.create_copy(&gtiff, path, &opts)?;
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! The contract every `Store` keeps, as one suite run against each backend (directory, S3,
+//! memory), so the layers above can rely on it whatever the store. In the manner of zarrs's
+//! storage tests: one function, called from each backend's tests.
+//!
+//! It works under `conformance/` and expects nothing to be there.
+
+use anyhow::{ensure, Result};
+
+use super::Store;
+
+/// Runs the suite; the error says which rule `store` broke.
+pub fn run(store: &dyn Store) -> Result<()> {
+    let d = store.describe();
+    let k = |s: &str| format!("conformance/{s}");
+
+    // Absent keys read as absent; deleting them is fine; listing an absent prefix is empty.
+    ensure!(
+        store.get(&k("absent"))?.is_none(),
+        "{d}: absent key read as present"
+    );
+    store.delete(&k("absent"))?;
+    ensure!(
+        store.list_dir(&k("nowhere"))?.is_empty(),
+        "{d}: absent prefix lists names"
+    );
+
+    // Round trips: binary content, empty objects, overwrite, large objects.
+    let binary: Vec<u8> = (0..=255u8).cycle().take(4099).collect();
+    store.put(&k("a/bin"), &binary)?;
+    ensure!(
+        store.get(&k("a/bin"))?.as_deref() == Some(&binary[..]),
+        "{d}: binary round trip"
+    );
+    store.put(&k("a/empty"), &[])?;
+    ensure!(
+        store.get(&k("a/empty"))?.as_deref() == Some(&[][..]),
+        "{d}: empty object"
+    );
+    store.put(&k("a/bin"), b"new")?;
+    ensure!(
+        store.get(&k("a/bin"))?.as_deref() == Some(&b"new"[..]),
+        "{d}: overwrite"
+    );
+    let large: Vec<u8> = (0..6u32 << 20).map(|i| (i % 251) as u8).collect();
+    store.put(&k("large"), &large)?;
+    ensure!(
+        store.get(&k("large"))?.as_deref() == Some(&large[..]),
+        "{d}: 6 MiB object"
+    );
+
+    // Listing: immediate children only, each once, sorted; the root lists the top level.
+    for key in ["a/b/c/0", "a/b/c/1", "a/b/zarr.json", "a/c/1/0/2"] {
+        store.put(&k(key), key.as_bytes())?;
+    }
+    let names = store.list_dir(&k("a"))?;
+    ensure!(
+        names == ["b", "bin", "c", "empty"],
+        "{d}: list of conformance/a: {names:?}"
+    );
+    let names = store.list_dir(&k("a/b"))?;
+    ensure!(
+        names == ["c", "zarr.json"],
+        "{d}: list of conformance/a/b: {names:?}"
+    );
+    ensure!(
+        store.list_dir("")?.contains(&"conformance".to_string()),
+        "{d}: root listing"
+    );
+    ensure!(
+        store.list_dir(&k("a/"))? == store.list_dir(&k("a"))?,
+        "{d}: trailing slash"
+    );
+
+    // Deleting removes the object (a directory store may keep the emptied directory).
+    store.delete(&k("a/c/1/0/2"))?;
+    ensure!(
+        store.get(&k("a/c/1/0/2"))?.is_none(),
+        "{d}: deleted key still reads"
+    );
+    ensure!(
+        store.list_dir(&k("a/c/1/0"))?.is_empty(),
+        "{d}: deleted key still listed"
+    );
+
+    // Keys that could escape the store or are not plain Zarr keys are refused, for every call.
+    for bad in ["", "/abs", "a//b", "a/../b", "./a", "a/.", "a\0b"] {
+        ensure!(store.get(bad).is_err(), "{d}: GET accepted {bad:?}");
+        ensure!(store.put(bad, b"x").is_err(), "{d}: PUT accepted {bad:?}");
+        ensure!(store.delete(bad).is_err(), "{d}: DELETE accepted {bad:?}");
+    }
+    ensure!(store.list_dir("../x").is_err(), "{d}: LIST accepted ../x");
+
+    // Concurrent writers of distinct keys all land.
+    std::thread::scope(|s| -> Result<()> {
+        let handles: Vec<_> = (0..8)
+            .map(|i| s.spawn(move || store.put(&k(&format!("par/{i}")), &[i as u8; 100])))
+            .collect();
+        for h in handles {
+            h.join().expect("writer thread")?;
+        }
+        Ok(())
+    })?;
+    for i in 0..8u8 {
+        ensure!(
+            store.get(&k(&format!("par/{i}")))?.as_deref() == Some(&[i; 100][..]),
+            "{d}: concurrent put {i}"
+        );
+    }
+    ensure!(
+        store.list_dir(&k("par"))?.len() == 8,
+        "{d}: concurrent puts listed"
+    );
+
+    // Sweeping temporary objects leaves every real object alone.
+    store.sweep_temp("conformance")?;
+    ensure!(
+        store.get(&k("a/bin"))?.as_deref() == Some(&b"new"[..]),
+        "{d}: sweep removed data"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_store_conforms() {
+        run(&super::super::MemStore::new()).unwrap();
+    }
+
+    #[test]
+    fn the_directory_store_conforms() {
+        let dir = tempfile::tempdir().unwrap();
+        run(&super::super::DirStore::create(dir.path()).unwrap()).unwrap();
+    }
+}

@@ -1,0 +1,11 @@
+//! Generic building blocks every cache and queue of the daemon shares: counters, a byte-capped
+//! LRU and single flight. Each is tested once, here.
+
+pub mod byte_lru;
+pub mod counters;
+pub mod faults;
+pub mod single_flight;
+
+pub use byte_lru::ByteLru;
+pub use counters::Counter;
+pub use single_flight::{Abandoned, Leader, SingleFlight};
