@@ -226,7 +226,18 @@ fn writer(s: &Shared) {
         if !s.limits.batch_delay.is_zero() {
             std::thread::sleep(s.limits.batch_delay);
         }
-        write_batch(s, &batch, &mut records);
+        // A panic while writing (a store bug) must not stop the writer: every queued job would
+        // wait forever. The batch counts as failed; its chunks stay unrecorded.
+        let write = std::panic::AssertUnwindSafe(|| write_batch(s, &batch, &mut records));
+        if let Err(panic) = std::panic::catch_unwind(write) {
+            s.stats.errors.inc();
+            records.clear();
+            tracing::error!(
+                "writeback: writing a batch of {} chunk(s) panicked: {}",
+                batch.len(),
+                crate::util::panic_message(&panic)
+            );
+        }
         let mut g = s.state.lock().unwrap();
         for job in &batch {
             if let WriteEntry::Data(b) = &job.entry {

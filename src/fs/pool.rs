@@ -65,23 +65,12 @@ fn work(rx: &Mutex<Receiver<Job>>) {
                     tracing::error!(
                         "a job on {} panicked: {}",
                         std::thread::current().name().unwrap_or("a worker"),
-                        panic_message(&panic)
+                        crate::util::panic_message(&panic)
                     );
                 }
             }
             Err(_) => return,
         }
-    }
-}
-
-/// The message of a caught panic.
-pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(no message)".to_string()
     }
 }
 

@@ -146,7 +146,7 @@ impl ChunkResolver {
                 me.stats.materialize_errors.inc();
                 tracing::error!(
                     "materializing {key}: panicked: {}",
-                    super::pool::panic_message(&panic)
+                    crate::util::panic_message(&panic)
                 );
                 Err(FsError::Io)
             });

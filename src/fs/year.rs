@@ -120,7 +120,7 @@ impl Years {
             .or_default()
             .clone();
         let r = slot
-            .get_or_init(|| match self.resolve(ty) {
+            .get_or_init(|| match self.resolve_caught(ty) {
                 Ok(ys) => {
                     self.stats.years_resolved.inc();
                     Ok(ys.map(Arc::new))
@@ -140,6 +140,13 @@ impl Years {
             }
         }
         r.map_err(|_| FsError::Io)
+    }
+
+    /// `resolve`, with a panic turned into an error (a request must be answered either way).
+    fn resolve_caught(&self, ty: &TileYear) -> Result<Option<YearState>> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.resolve(ty))).unwrap_or_else(
+            |panic| anyhow::bail!("panicked: {}", crate::util::panic_message(&panic)),
+        )
     }
 
     /// Loads the persisted catalog, or resolves it from the source and persists it; makes sure
