@@ -91,7 +91,7 @@ impl Resolution {
         BANDS.iter().filter(|b| b.resolution == self).collect()
     }
 
-    /// Scenes per chunk along `time` (DESIGN §2): the reference user's layout keeps a chunk near
+    /// Scenes per chunk along `time` (docs/design.md §2): the reference user's layout keeps a chunk near
     /// 20 MiB uncompressed at every resolution.
     pub fn time_chunk(self) -> u64 {
         match self {

@@ -43,7 +43,7 @@ enum Command {
         scenes: usize,
         #[arg(long, value_enum, default_value = "mini")]
         size: FixtureSize,
-        #[arg(long)]
+        #[arg(long, value_parser = positive::<usize>())]
         threads: Option<usize>,
     },
     /// Convert a tile-year (or a date range of it) into a Zarr v3 directory store, resumably.
@@ -78,7 +78,7 @@ enum Command {
         #[arg(long, default_value = "2GiB", value_parser = parse_bytes)]
         memory: u64,
         /// Worker threads (default: all cores)
-        #[arg(long)]
+        #[arg(long, value_parser = positive::<usize>())]
         threads: Option<usize>,
         #[arg(long)]
         no_progress: bool,
@@ -131,10 +131,10 @@ Live counters: cat /mnt/cube/.datacube/stats.json")]
         #[arg(long, default_value = "2015..2026", value_parser = parse_years)]
         years: Years,
         /// Decode threads and concurrent materializations (default: all cores)
-        #[arg(long)]
+        #[arg(long, value_parser = positive::<usize>())]
         threads: Option<usize>,
         /// Threads serving FUSE requests
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, value_parser = positive::<usize>(), default_value_t = 4)]
         fuse_threads: usize,
         /// Let other users read the mount (needs user_allow_other in /etc/fuse.conf unless root)
         #[arg(long)]
@@ -164,7 +164,7 @@ Example:
         tile: String,
         #[arg(long)]
         year: i32,
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, value_parser = positive::<usize>(), default_value_t = 10)]
         patches: usize,
         /// Patch side in metres (a multiple of 60)
         #[arg(long, default_value_t = 5100)]
@@ -189,12 +189,12 @@ Example:
         #[arg(long)]
         cog: Option<PathBuf>,
         /// Counted repeats (after one warm-up repeat)
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, value_parser = positive::<usize>(), default_value_t = 3)]
         repeats: usize,
         /// The mount's --cache-size (mount targets)
         #[arg(long, default_value = "2GiB", value_parser = parse_bytes)]
         cache_size: u64,
-        #[arg(long)]
+        #[arg(long, value_parser = positive::<usize>())]
         threads: Option<usize>,
         /// Python with xarray, zarr and dask (target xarray)
         #[arg(long, default_value = ".venv/bin/python")]
@@ -217,7 +217,7 @@ Example:
         /// Scratch directory (its store is emptied first; the mount point is WORK/mnt)
         #[arg(long)]
         work: PathBuf,
-        #[arg(long, default_value_t = 8)]
+        #[arg(long, value_parser = positive::<usize>(), default_value_t = 8)]
         patches: usize,
         #[arg(long, default_value_t = 5100)]
         patch_size: u64,
@@ -226,14 +226,14 @@ Example:
         #[arg(long, default_value = "1GiB", value_parser = parse_bytes)]
         cache_size: u64,
         /// Warm repeats (after one uncounted warm-up)
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, value_parser = positive::<usize>(), default_value_t = 5)]
         repeats: usize,
         /// Concurrent readers in the memory phase
         #[arg(long, default_value_t = 16)]
         readers: usize,
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, value_parser = positive::<usize>(), default_value_t = 1)]
         patches_per_reader: usize,
-        #[arg(long)]
+        #[arg(long, value_parser = positive::<usize>())]
         threads: Option<usize>,
         /// Write the JSON report here too
         #[arg(long)]
@@ -257,7 +257,7 @@ Example:
         /// Scratch store directory (emptied first)
         #[arg(long)]
         store: PathBuf,
-        #[arg(long)]
+        #[arg(long, value_parser = positive::<usize>())]
         threads: Option<usize>,
         #[arg(long, default_value = "2GiB", value_parser = parse_bytes)]
         memory: u64,
@@ -278,16 +278,16 @@ struct CdseArgs {
     #[arg(long, default_value = "cdse")]
     profile: String,
     /// Concurrent S3 requests, at most (CDSE allows 4 connections per account)
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, value_parser = positive::<usize>(), default_value_t = 4)]
     max_connections: usize,
     /// S3 requests per minute, at most (CDSE allows 2000)
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, value_parser = positive::<u32>(), default_value_t = 2000)]
     max_requests_per_minute: u32,
     /// Search STAC one UTC day at a time
     #[arg(long)]
     per_day: bool,
     /// STAC page size (at most 1000)
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, value_parser = stac_limit(), default_value_t = 1000)]
     stac_limit: usize,
     /// Where downloaded band and metadata files are kept [default: ~/.cache/datacube/eodata]
     #[arg(long)]
@@ -313,8 +313,8 @@ impl CdseArgs {
                 endpoint: self.s3_endpoint.clone(),
                 region: Some("default".into()),
             },
-            max_connections: self.max_connections.max(1),
-            max_requests_per_minute: self.max_requests_per_minute.max(1),
+            max_connections: self.max_connections,
+            max_requests_per_minute: self.max_requests_per_minute,
             per_day: self.per_day,
             stac_limit: self.stac_limit,
             cache_dir: self.source_cache.clone().unwrap_or(d.cache_dir),
@@ -369,7 +369,7 @@ enum ConvertTo {
         tile: String,
         #[arg(long)]
         year: i32,
-        #[arg(long)]
+        #[arg(long, value_parser = positive::<usize>())]
         threads: Option<usize>,
     },
 }
@@ -543,6 +543,7 @@ pub fn main() -> Result<std::process::ExitCode> {
             json,
             store_args,
         } => {
+            quiet_on_closed_pipe();
             let st = store_args.open(&store)?;
             let rows = crate::info::info(st.as_ref())?;
             if json {
@@ -567,6 +568,7 @@ pub fn main() -> Result<std::process::ExitCode> {
             store_args,
         } => {
             set_threads(threads)?;
+            log_panics_in_one_line();
             let workers = threads.unwrap_or_else(rayon::current_num_threads).max(2);
             let (chunk_cache_bytes, decode_cache_bytes) =
                 crate::fs::CubeConfig::split_budget(cache_size as usize, workers);
@@ -626,7 +628,7 @@ pub fn main() -> Result<std::process::ExitCode> {
                 patches,
                 patch_size_m: patch_size,
                 seed,
-                repeats: repeats.max(1),
+                repeats,
                 targets,
                 out: std::path::absolute(&out)?,
                 cache_size,
@@ -717,6 +719,7 @@ pub fn main() -> Result<std::process::ExitCode> {
             }
         }
         Command::Tiles { set } => {
+            quiet_on_closed_pipe();
             let tiles = crate::tiles::named_set(&set)
                 .with_context(|| format!("unknown tile set {set:?} (known: finland)"))?;
             println!("{}", tiles.join(" "));
@@ -765,4 +768,51 @@ fn print_intake(r: &crate::intake::IntakeReport) {
             eprintln!("  {e}");
         }
     }
+}
+
+/// Lets a closed stdout end the process quietly, as command-line tools do (`datacube info | head`),
+/// instead of a panic in `println!`. Only for commands that print; the daemon keeps ignoring
+/// SIGPIPE.
+fn quiet_on_closed_pipe() {
+    // SAFETY: restoring the default disposition of one signal before any output; no handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// A count of at least 1 (a zero is rejected with clap's own message, never silently clamped).
+fn positive<T>() -> clap::builder::RangedU64ValueParser<T>
+where
+    T: TryFrom<u64> + Clone + Send + Sync + 'static,
+    <T as TryFrom<u64>>::Error: std::fmt::Display,
+{
+    clap::builder::RangedU64ValueParser::<T>::new().range(1..)
+}
+
+/// A STAC page size: 1 to 1000 (the API's maximum).
+fn stac_limit() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1000)
+}
+
+/// The daemon catches panics (a failed chunk answers EIO); this makes each one a single log line
+/// instead of the default multi-line report on stderr.
+fn log_panics_in_one_line() {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let thread = std::thread::current();
+        tracing::error!(
+            "panic on thread {} at {at}: {}",
+            thread.name().unwrap_or("?"),
+            msg.replace('\n', " ")
+        );
+    }));
 }

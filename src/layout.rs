@@ -1,4 +1,4 @@
-//! The Zarr v3 hierarchy of DESIGN §2, generated from a catalog: every metadata document and every
+//! The Zarr v3 hierarchy of docs/design.md §2, generated from a catalog: every metadata document and every
 //! coordinate chunk of a tile-year, as (key, bytes). The mount serves exactly these bytes and
 //! intake writes exactly these bytes, so the two are identical by construction.
 //!

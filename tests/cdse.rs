@@ -662,3 +662,49 @@ fn wrong_credentials_fail_clearly_without_leaking_them() {
     assert_no_credentials("intake with wrong credentials", &log);
     assert!(files(&store).iter().all(|k| !k.starts_with("35VLH")));
 }
+
+#[test]
+fn the_s3_store_keeps_the_store_contract() {
+    let f = fixture();
+    let work = work_dir("cdse-s3-conformance");
+    let emu = Emulator::start(&f.archive, &work);
+    emu.set_aws_env();
+    let opts = datacube::remote::s3::S3Options {
+        profile: Some("cdse".into()),
+        endpoint: Some(emu.s3_endpoint.clone()),
+        region: None,
+    };
+    let store = datacube::store::S3Store::open("s3://cubes/conformance-suite", &opts).unwrap();
+    datacube::store::conformance::run(&store).unwrap();
+
+    // A profile without a region, and nothing telling the SDK to leave metadata endpoints alone:
+    // the client must settle on region `default` without probing EC2/ECS metadata (which would
+    // log WARN lines, and wait on a network that is not there).
+    let aws = work.join("aws-no-region");
+    std::fs::create_dir_all(&aws).unwrap();
+    std::fs::write(
+        aws.join("config"),
+        format!("[profile cdse]\nendpoint_url = {}\n", emu.s3_endpoint),
+    )
+    .unwrap();
+    std::fs::copy(work.join("aws/credentials"), aws.join("credentials")).unwrap();
+    let out = Command::new(bin())
+        .args([
+            "info",
+            "s3://cubes/conformance-suite",
+            "--store-profile",
+            "cdse",
+        ])
+        .env("RUST_LOG", "info")
+        .env_remove("AWS_EC2_METADATA_DISABLED")
+        .env("AWS_CONFIG_FILE", aws.join("config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", aws.join("credentials"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        !err.contains("WARN"),
+        "warnings without a configured region: {err}"
+    );
+}

@@ -303,3 +303,23 @@ fn fixture_stac_items_describe_the_same_products_as_the_safe_files() {
         assert!(f.archive.join(&it.granule_metadata_key).is_file());
     }
 }
+
+#[test]
+fn info_into_a_closed_pipe_exits_quietly() {
+    use std::os::fd::FromRawFd;
+    let store = intaken_store();
+    // A pipe whose reader is already gone, as after `datacube info --json | head -0`.
+    let mut fds = [0; 2];
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    unsafe { libc::close(fds[0]) };
+    let stdout = unsafe { std::process::Stdio::from_raw_fd(fds[1]) };
+    let out = Command::new(bin())
+        .args(["info", "--json"])
+        .arg(store)
+        .stdout(stdout)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.is_empty(), "{err}");
+}

@@ -1,5 +1,5 @@
-//! SAFE metadata parsing against the real CDSE files in tests/data/reference/ (copied from
-//! shared/reference), and the errors for broken ones.
+//! SAFE metadata parsing against the real CDSE files in tests/data/reference/ (real products'
+//! metadata), and the errors for broken ones.
 
 use std::path::Path;
 

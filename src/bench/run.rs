@@ -22,7 +22,7 @@ use crate::store::DirStore;
 pub const CDSE_CONNECTIONS: f64 = 4.0;
 pub const CDSE_BYTES_PER_SECOND_PER_CONNECTION: f64 = 20e6;
 pub const CDSE_REQUESTS_PER_MINUTE: f64 = 2000.0;
-/// Range requests for one window of a remote JP2 without TLM markers (DESIGN §5).
+/// Range requests for one window of a remote JP2 without TLM markers (docs/design.md §5).
 pub const RANGE_REQUESTS_PER_WINDOW: u64 = 110;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, Serialize)]

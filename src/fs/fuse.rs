@@ -497,6 +497,21 @@ impl Filesystem for DatacubeFs {
     ) {
         reply.error(Errno::EROFS);
     }
+    /// No ioctls: ENOTTY, quietly (Python's `open()` asks one of every file it opens).
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        reply.error(Errno::ENOTTY);
+    }
+
     fn copy_file_range(
         &self,
         _req: &Request,

@@ -33,7 +33,36 @@ impl S3Options {
 /// `own_retries`: the caller retries whole operations itself (with its own budget and backoff), so
 /// the SDK's retries are turned off rather than multiplied with them.
 pub async fn client(o: &S3Options, own_retries: bool) -> aws_sdk_s3::Client {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    use aws_config::environment::{
+        EnvironmentVariableCredentialsProvider, EnvironmentVariableRegionProvider,
+    };
+    use aws_config::meta::credentials::CredentialsProviderChain;
+    use aws_config::meta::region::RegionProviderChain;
+    use aws_config::profile::{ProfileFileCredentialsProvider, ProfileFileRegionProvider};
+
+    // Only the environment and the profile files: the SDK's default chains would also ask the
+    // EC2/ECS metadata endpoints (a network probe, and three WARN lines per run off AWS). A region
+    // found nowhere is CDSE's and Allas's `default`.
+    let mut profile_region = ProfileFileRegionProvider::builder();
+    let mut profile_creds = ProfileFileCredentialsProvider::builder();
+    if let Some(p) = &o.profile {
+        profile_region = profile_region.profile_name(p);
+        profile_creds = profile_creds.profile_name(p);
+    }
+    let region = match &o.region {
+        Some(r) => RegionProviderChain::first_try(Region::new(r.clone())),
+        None => RegionProviderChain::first_try(EnvironmentVariableRegionProvider::new())
+            .or_else(profile_region.build())
+            .or_else(Region::new("default")),
+    };
+    let credentials = CredentialsProviderChain::first_try(
+        "environment",
+        EnvironmentVariableCredentialsProvider::new(),
+    )
+    .or_else("profile", profile_creds.build());
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(region)
+        .credentials_provider(credentials);
     if let Some(p) = &o.profile {
         loader = loader.profile_name(p);
     }
@@ -41,18 +70,11 @@ pub async fn client(o: &S3Options, own_retries: bool) -> aws_sdk_s3::Client {
         loader = loader.endpoint_url(e);
     }
     let shared = loader.load().await;
-    let region = o
-        .region
-        .clone()
-        .map(Region::new)
-        .or_else(|| shared.region().cloned())
-        .unwrap_or_else(|| Region::new("default"));
     let mut conf = aws_sdk_s3::config::Builder::from(&shared);
     if own_retries {
         conf = conf.retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled());
     }
     let conf = conf
-        .region(region)
         .force_path_style(true)
         // Non-AWS servers do not all speak the SDK's default CRC trailers.
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
