@@ -226,3 +226,23 @@ impl RasterReader {
         Ok(())
     }
 }
+
+/// A one-band uint16 GDAL dataset in memory holding `values` (`n`×`n`, row-major) on the grid
+/// `geotransform` in `EPSG:epsg`: what the fixture writers turn into JP2s and GeoTIFFs.
+pub fn mem_dataset(
+    values: Vec<u16>,
+    n: usize,
+    geotransform: [f64; 6],
+    epsg: u32,
+) -> Result<Dataset> {
+    let mem = gdal::DriverManager::get_driver_by_name("MEM")?;
+    let mut ds = mem.create_with_band_type::<u16, _>("", n, n, 1)?;
+    ds.set_geo_transform(&geotransform)?;
+    ds.set_spatial_ref(&gdal::spatial_ref::SpatialRef::from_epsg(epsg)?)?;
+    {
+        let mut band = ds.rasterband(1)?;
+        let mut buf = gdal::raster::Buffer::new((n, n), values);
+        band.write((0, 0), (n, n), &mut buf)?;
+    }
+    Ok(ds)
+}

@@ -321,38 +321,42 @@ enum Req {
     Flush,
 }
 
-/// A fault of the model test: which call kind, which call numbers, what happens.
+/// A fault of the model test: which call kind, of which keys, which call numbers, what happens.
 #[derive(Debug, Clone)]
 enum Fault {
-    Store(StoreOp, u64, u64, Effect),
+    Store(StoreOp, Option<&'static str>, u64, u64, Effect),
     Source(SourceOp, u64, u64, Effect),
 }
 
 fn effect() -> impl Strategy<Value = Effect> {
     prop_oneof![
-        Just(Effect::Fail { transient: true }),
-        Just(Effect::Fail { transient: false }),
-        Just(Effect::Panic),
-        (1u64..20).prop_map(|ms| Effect::Delay(Duration::from_millis(ms))),
+        2 => Just(Effect::Fail { transient: true }),
+        2 => Just(Effect::Fail { transient: false }),
+        1 => Just(Effect::Panic),
+        1 => (1u64..20).prop_map(|ms| Effect::Delay(Duration::from_millis(ms))),
     ]
 }
 
 fn fault() -> impl Strategy<Value = Fault> {
-    let store_op = prop_oneof![Just(StoreOp::Get), Just(StoreOp::Put), Just(StoreOp::List)];
+    let store_op = prop_oneof![
+        1 => Just(StoreOp::Get),
+        2 => Just(StoreOp::Put),
+        1 => Just(StoreOp::List)
+    ];
+    // Calls on every key (year resolution writes ~50 metadata objects first), or only on chunk
+    // files, chunk records or the catalog.
+    let keys = prop_oneof![
+        1 => Just(None),
+        3 => Just(Some("/data/c/")),
+        2 => Just(Some("/.datacube/chunks-")),
+        1 => Just(Some("catalog.json")),
+    ];
     let source_op = prop_oneof![Just(SourceOp::Fetch), Just(SourceOp::Scan)];
     prop_oneof![
-        (store_op, 1u64..40, 1u64..4, effect()).prop_map(|(o, a, n, e)| Fault::Store(
-            o,
-            a,
-            a + n,
-            e
-        )),
-        (source_op, 1u64..200, 1u64..4, effect()).prop_map(|(o, a, n, e)| Fault::Source(
-            o,
-            a,
-            a + n,
-            e
-        )),
+        2 => (store_op, keys, 1u64..24, 0u64..4, effect())
+            .prop_map(|(o, k, a, n, e)| Fault::Store(o, k, a, a + n, e)),
+        1 => (source_op, 1u64..200, 0u64..4, effect())
+            .prop_map(|(o, a, n, e)| Fault::Source(o, a, a + n, e)),
     ]
 }
 
@@ -378,7 +382,7 @@ proptest! {
     /// hangs, nothing wrong is persisted, and once the faults are gone every chunk is served right.
     #[test]
     fn the_cube_serves_and_persists_what_the_model_says(
-        faults in proptest::collection::vec(fault(), 0..4),
+        faults in proptest::collection::vec(fault(), 0..6),
         reqs in proptest::collection::vec(req(), 1..24),
         parallel in 1usize..4,
     ) {
@@ -386,7 +390,7 @@ proptest! {
         let chunks = all_chunks();
         for f in &faults {
             match f {
-                Fault::Store(op, a, b, e) => r.store.faults.add(*op, None, *a..=*b, e.clone()),
+                Fault::Store(op, k, a, b, e) => r.store.faults.add(*op, *k, *a..=*b, e.clone()),
                 Fault::Source(op, a, b, e) => r.source.faults.add(*op, None, *a..=*b, e.clone()),
             }
         }

@@ -65,13 +65,9 @@ impl Tree {
             Node::TileMeta(t) => file(&self.tile_meta[t]),
             Node::StatsFile => Resolved::Stats,
             Node::InYear { tile, year, rest } => {
-                let ys = years
-                    .get(&TileYear::new(tile, year))?
-                    .ok_or(FsError::NotFound)?;
+                let (ys, node) = in_year(years, path, tile, year, rest)?;
                 let files = &ys.ctx.layout.files;
-                match classify_in_year(path, rest, files, |r| ys.ctx.geometry(r).chunk_counts())
-                    .ok_or(FsError::NotFound)?
-                {
+                match node {
                     YearNode::StaticFile => {
                         let b: Bytes = files[path].as_slice().into();
                         file(&b)
@@ -108,13 +104,9 @@ impl Tree {
                 Some(ys) => to_kinds(static_children(path, &ys.ctx.layout.files)),
             },
             Node::InYear { tile, year, rest } => {
-                let ys = years
-                    .get(&TileYear::new(tile, year))?
-                    .ok_or(FsError::NotFound)?;
+                let (ys, node) = in_year(years, path, tile, year, rest)?;
                 let files = &ys.ctx.layout.files;
-                match classify_in_year(path, rest, files, |r| ys.ctx.geometry(r).chunk_counts())
-                    .ok_or(FsError::NotFound)?
-                {
+                match node {
                     YearNode::StaticFile | YearNode::Chunk(..) => return Err(FsError::NotDir),
                     YearNode::StaticDir => {
                         let mut v = to_kinds(static_children(path, files));
@@ -136,6 +128,24 @@ impl Tree {
             }
         })
     }
+}
+
+/// The resolved tile-year of a path below it, and what the path names there.
+fn in_year(
+    years: &Years,
+    path: &str,
+    tile: &str,
+    year: i32,
+    rest: &str,
+) -> Result<(Arc<YearState>, YearNode), FsError> {
+    let ys = years
+        .get(&TileYear::new(tile, year))?
+        .ok_or(FsError::NotFound)?;
+    let node = classify_in_year(path, rest, &ys.ctx.layout.files, |r| {
+        ys.ctx.geometry(r).chunk_counts()
+    })
+    .ok_or(FsError::NotFound)?;
+    Ok((ys, node))
 }
 
 fn to_kinds(v: Vec<(String, bool)>) -> Vec<(String, Kind)> {

@@ -10,8 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use anyhow::{Context, Result};
-use gdal::raster::Buffer;
-use gdal::spatial_ref::SpatialRef;
 use gdal::DriverManager;
 
 use super::{BandSource, LocalFile};
@@ -144,15 +142,7 @@ impl BandSource for MemSource {
 
 /// Writes a tiled (1024², the JP2 tiling), uncompressed GeoTIFF into `/vsimem/`.
 fn write_tiff(path: &str, values: Vec<u16>, n: usize, gt: [f64; 6], epsg: u32) -> Result<()> {
-    let mem = DriverManager::get_driver_by_name("MEM")?;
-    let mut ds = mem.create_with_band_type::<u16, _>("", n, n, 1)?;
-    ds.set_geo_transform(&gt)?;
-    ds.set_spatial_ref(&SpatialRef::from_epsg(epsg)?)?;
-    {
-        let mut band = ds.rasterband(1)?;
-        let mut buf = Buffer::new((n, n), values);
-        band.write((0, 0), (n, n), &mut buf)?;
-    }
+    let ds = crate::raster::mem_dataset(values, n, gt, epsg)?;
     let gtiff = DriverManager::get_driver_by_name("GTiff")?;
     let mut opts = gdal::cpl::CslStringList::new();
     opts.set_name_value("TILED", "YES")?;
