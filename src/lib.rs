@@ -5,12 +5,10 @@
 //! except the store and source backends is independent of paths and protocols.
 
 pub mod bands;
-pub mod bench;
 pub mod cache;
 pub mod catalog;
 pub mod chunk;
 pub mod cli;
-pub mod convert;
 pub mod fixture;
 pub mod fs;
 pub mod info;

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use datacube::bands::Resolution;
-use datacube::convert::{cog_path, read_cog_window};
+use datacube_tools::convert::{cog_path, read_cog_window};
 use gdal::Metadata;
 
 #[test]

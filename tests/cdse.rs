@@ -18,6 +18,9 @@ use datacube::bands::Resolution;
 
 /// Source arguments for `--source cdse` against `stac` (S3 endpoint from the profile unless given).
 fn cdse_args(stac: &str, s3: Option<&str>, cache: &Path, extra: &[&str]) -> Vec<String> {
+    // Quick retries in every datacube process this test starts (a test hook of the environment,
+    // inherited by the children; each test runs in a process of its own).
+    std::env::set_var("DATACUBE_TEST_RETRY_DELAY_MS", "20");
     let mut v: Vec<String> = [
         "--source",
         "cdse",
@@ -27,8 +30,6 @@ fn cdse_args(stac: &str, s3: Option<&str>, cache: &Path, extra: &[&str]) -> Vec<
         &cache.display().to_string(),
         "--retries",
         "3",
-        "--retry-delay-ms",
-        "20",
     ]
     .iter()
     .map(|s| s.to_string())

@@ -309,7 +309,13 @@ fn kill_9_during_writeback_leaves_a_consistent_store_and_a_recoverable_mount_poi
         .collect();
     let mut valid = 0;
     for round in 0..3u64 {
-        let m = Mounted::start(&work, &store, &f.archive, &["--writeback-delay-ms", "30"]);
+        let m = Mounted::start_env(
+            &work,
+            &store,
+            &f.archive,
+            &[],
+            &[("DATACUBE_TEST_WRITEBACK_DELAY_MS", "30")],
+        );
         // Readers keep the daemon materializing and the queue busy; killed at varying points.
         paths.rotate_left(5);
         std::thread::scope(|s| {
@@ -377,7 +383,13 @@ fn sigterm_writes_every_queued_chunk_before_exit() {
     let f = fixture();
     let work = work_dir("mount-sigterm");
     let store = work.join("store");
-    let m = Mounted::start(&work, &store, &f.archive, &["--writeback-delay-ms", "3000"]);
+    let m = Mounted::start_env(
+        &work,
+        &store,
+        &f.archive,
+        &[],
+        &[("DATACUBE_TEST_WRITEBACK_DELAY_MS", "3000")],
+    );
     let (shape, data) = read_data(&m.mnt, Resolution::R10);
     let s = m.stats();
     assert!(stat(&s, "/writeback/queue_jobs") > 0, "nothing queued: {s}");

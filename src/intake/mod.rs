@@ -28,8 +28,6 @@ use crate::store::{ChunkEntry, ChunkRecord, Store};
 /// for this one).
 pub const JP2_TILE: u64 = 1024;
 
-pub mod bench;
-
 #[derive(Debug, Clone)]
 pub struct IntakeOptions {
     pub tile: String,

@@ -73,7 +73,7 @@ pub fn fixture() -> &'static Fixture {
         datacube::raster::configure_gdal();
         let spec = FixtureSpec::new(YEAR, SCENES, FixtureSize::Mini);
         let archive = shared_dir("archive", |d| {
-            datacube::fixture::write_archive(&spec, d, false).expect("fixture");
+            datacube_tools::fixture::write_archive(&spec, d, false).expect("fixture");
         });
         Fixture {
             archive,

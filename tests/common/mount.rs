@@ -18,12 +18,28 @@ pub struct Mounted {
 impl Mounted {
     /// Mounts `archive` over `store` at `work/mnt` (35VLH, 2024 only) and waits until it serves.
     pub fn start(work: &Path, store: &Path, archive: &Path, extra: &[&str]) -> Mounted {
+        Self::start_env(work, store, archive, extra, &[])
+    }
+
+    /// `start` with environment variables for the daemon (its test hooks, e.g.
+    /// `DATACUBE_TEST_WRITEBACK_DELAY_MS`).
+    pub fn start_env(
+        work: &Path,
+        store: &Path,
+        archive: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Mounted {
         let mut args = vec![
             "--source".to_string(),
             format!("safe:{}", archive.display()),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        Self::start_with(work, &store.display().to_string(), &args, &[])
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::start_with(work, &store.display().to_string(), &args, &env)
     }
 
     /// Mounts over `store` (a directory or s3://...) with the given source arguments and

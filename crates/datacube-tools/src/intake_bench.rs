@@ -11,10 +11,10 @@ use anyhow::Result;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::bands::Resolution;
-use crate::raster::read_direct;
-use crate::source::BandSource;
-use crate::store::DirStore;
+use datacube::bands::Resolution;
+use datacube::raster::read_direct;
+use datacube::source::BandSource;
+use datacube::store::DirStore;
 
 #[derive(Debug, Serialize)]
 pub struct BenchIntakeResult {
@@ -66,7 +66,7 @@ pub fn run(
         std::fs::remove_dir_all(store_dir)?;
     }
     let store = DirStore::create(store_dir)?;
-    let opts = super::IntakeOptions {
+    let opts = datacube::intake::IntakeOptions {
         tile: tile.into(),
         year,
         start: None,
@@ -76,7 +76,7 @@ pub fn run(
         progress: false,
     };
     let t1 = Instant::now();
-    let r = super::intake(&store, source, &opts)?;
+    let r = datacube::intake::intake(&store, source, &opts)?;
     let intake = t1.elapsed().as_secs_f64();
     if !r.errors.is_empty() {
         anyhow::bail!("intake failed: {}", r.errors.join("; "));

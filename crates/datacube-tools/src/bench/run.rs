@@ -13,10 +13,10 @@ use serde::Serialize;
 
 use super::daemon::{Daemon, DaemonSpec};
 use super::{checksum, combine, floor_read, mean_std, read_all, sample_patches, Patch, ZarrReader};
-use crate::bands::Resolution;
-use crate::catalog::Catalog;
-use crate::source::BandSource;
-use crate::store::DirStore;
+use datacube::bands::Resolution;
+use datacube::catalog::Catalog;
+use datacube::source::BandSource;
+use datacube::store::DirStore;
 
 /// CDSE quotas of a normal account, for projecting cold reads onto the real service.
 pub const CDSE_CONNECTIONS: f64 = 4.0;
@@ -157,7 +157,8 @@ pub struct BenchReport {
 pub fn order(n: usize, seed: u64, r: usize) -> Vec<usize> {
     let mut v: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {
-        let j = (crate::synth::mix(seed ^ ((r as u64) << 32) ^ i as u64) % (i as u64 + 1)) as usize;
+        let j =
+            (datacube::synth::mix(seed ^ ((r as u64) << 32) ^ i as u64) % (i as u64 + 1)) as usize;
         v.swap(i, j);
     }
     v
@@ -622,7 +623,7 @@ fn run_target(
             }
             Target::Xarray => unreachable!(),
         };
-    let bar = crate::progress::bar(
+    let bar = datacube::progress::bar(
         ((o.repeats + 1) * n) as u64,
         &format!("{:>10}", target.name()),
         o.progress,

@@ -18,10 +18,10 @@ use serde::Serialize;
 
 use super::daemon::{Daemon, DaemonSpec};
 use super::{floor_read, mean_std, read_all, sample_patches, Patch, ZarrReader};
-use crate::bands::Resolution;
-use crate::catalog::Catalog;
-use crate::source::BandSource;
-use crate::store::DirStore;
+use datacube::bands::Resolution;
+use datacube::catalog::Catalog;
+use datacube::source::BandSource;
+use datacube::store::DirStore;
 
 #[derive(Debug, Clone)]
 pub struct Options {

@@ -19,10 +19,10 @@ use rayon::prelude::*;
 use zarrs::array::{Array, ArraySubset};
 use zarrs::filesystem::FilesystemStore;
 
-use crate::bands::Resolution;
-use crate::catalog::Catalog;
-use crate::raster::read_direct;
-use crate::source::BandSource;
+use datacube::bands::Resolution;
+use datacube::catalog::Catalog;
+use datacube::raster::read_direct;
+use datacube::source::BandSource;
 
 /// A patch: its upper-left corner in metres from the tile's upper-left corner, and its side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -50,7 +50,7 @@ pub fn sample_patches(width_m: u64, size_m: u64, n: usize, seed: u64) -> Result<
     let slots = (width_m - size_m) / 60 + 1;
     Ok((0..n as u64)
         .map(|i| {
-            let r = crate::synth::mix(seed ^ (i << 32));
+            let r = datacube::synth::mix(seed ^ (i << 32));
             Patch {
                 x_m: (r % slots) * 60,
                 y_m: ((r >> 32) % slots) * 60,

@@ -27,7 +27,7 @@ impl Daemon {
     pub fn start(o: &DaemonSpec, mnt: &Path, store: &Path) -> Result<Daemon> {
         std::fs::create_dir_all(mnt).ok();
         let log = std::fs::File::create(o.log)?;
-        let child = Command::new(std::env::current_exe()?)
+        let child = Command::new(crate::datacube_bin())
             .arg("mount")
             .arg(mnt)
             .arg("--store")

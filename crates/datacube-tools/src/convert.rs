@@ -14,9 +14,9 @@ use gdal::cpl::CslStringList;
 use gdal::{Dataset, DriverManager};
 use rayon::prelude::*;
 
-use crate::bands::Resolution;
-use crate::scene::Scene;
-use crate::source::BandSource;
+use datacube::bands::Resolution;
+use datacube::scene::Scene;
+use datacube::source::BandSource;
 
 /// Where the COG of `product_id` at `res` lives under `out`.
 pub fn cog_path(out: &Path, tile: &str, year: i32, res: Resolution, product_id: &str) -> PathBuf {
@@ -92,7 +92,7 @@ pub fn convert_cog(
 fn vrt_xml(source: &dyn BandSource, scene: &Scene, res: Resolution) -> Result<String> {
     let g = scene.grid(res);
     let gt = g.geotransform();
-    let wkt = crate::layout::crs_wkt(scene.epsg)?;
+    let wkt = datacube::layout::crs_wkt(scene.epsg)?;
     let esc = |s: &str| {
         s.replace('&', "&amp;")
             .replace('<', "&lt;")

@@ -1,0 +1,356 @@
+//! The command line of `datacube-tools` (also reached as `datacube fixture|bench|bench-mount|
+//! bench-intake|convert`).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use datacube::cli::args::{self, parse_bytes, positive};
+use datacube::fixture::{FixtureSize, FixtureSpec};
+
+#[derive(Parser)]
+#[command(
+    name = "datacube-tools",
+    version,
+    about = "datacube's benchmark, synthetic SAFE fixture writer and COG conversion"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a synthetic SAFE archive (real layout, real JP2 encoding, formula values) and STAC items.
+    #[command(
+        after_help = "Example:\n  datacube fixture --out /tmp/archive --year 2024 --scenes 8 --size mini"
+    )]
+    Fixture {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "35VLH")]
+        tile: String,
+        #[arg(long, default_value_t = 32635)]
+        epsg: u32,
+        #[arg(long, default_value_t = 300000.0)]
+        ulx: f64,
+        #[arg(long, default_value_t = 6800040.0)]
+        uly: f64,
+        #[arg(long, default_value_t = 2024)]
+        year: i32,
+        /// Distinct acquisitions on the time axis (a reprocessed duplicate comes on top).
+        #[arg(long, default_value_t = 8)]
+        scenes: usize,
+        #[arg(long, value_enum, default_value = "mini")]
+        size: FixtureSize,
+        #[arg(long, value_parser = positive::<usize>())]
+        threads: Option<usize>,
+    },
+    /// The patch time-series benchmark: the same random patches (all 13 bands, all times) read by
+    /// every target; durations, bytes, files, CDSE projections; JSON, markdown and a PNG chart.
+    #[command(after_help = "\
+Targets: mount-cold (fresh mount over an empty store; page cache dropped when root), mount-warm
+(mount over --store), store (zarrs on --store), safe (GDAL windows of the band JP2s: the decode
+floor), cog (GDAL windows of the COGs of `datacube convert cog`), xarray (xarray + dask open_zarr
+on --store, in the venv's Python). --store must hold the tile-year (`datacube intake`).
+
+Example:
+  datacube intake --source safe:/data/archive --store /data/cube.zarr --tile 35VLH --year 2024
+  datacube convert cog --source safe:/data/archive --out /data/cogs --tile 35VLH --year 2024
+  datacube bench --source safe:/data/archive --store /data/cube.zarr --cog /data/cogs \\
+    --tile 35VLH --year 2024 --patches 20 --targets mount-cold,mount-warm,store,safe,cog,xarray --out results")]
+    Bench {
+        #[arg(long)]
+        tile: String,
+        #[arg(long)]
+        year: i32,
+        #[arg(long, value_parser = positive::<usize>(), default_value_t = 10)]
+        patches: usize,
+        /// Patch side in metres (a multiple of 60)
+        #[arg(long, default_value_t = 5100)]
+        patch_size: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "mount-cold,mount-warm,store,safe,cog"
+        )]
+        targets: Vec<crate::bench::run::Target>,
+        #[arg(long, default_value = "bench-results")]
+        out: PathBuf,
+        /// safe:DIR
+        #[arg(long)]
+        source: String,
+        /// Store directory holding the tile-year
+        #[arg(long)]
+        store: PathBuf,
+        /// COG directory (target cog)
+        #[arg(long)]
+        cog: Option<PathBuf>,
+        /// Counted repeats (after one warm-up repeat)
+        #[arg(long, value_parser = positive::<usize>(), default_value_t = 3)]
+        repeats: usize,
+        /// The mount's --cache-size (mount targets)
+        #[arg(long, default_value = "2GiB", value_parser = parse_bytes)]
+        cache_size: u64,
+        #[arg(long, value_parser = positive::<usize>())]
+        threads: Option<usize>,
+        /// Python with xarray, zarr and dask (target xarray)
+        #[arg(long, default_value = ".venv/bin/python")]
+        python: PathBuf,
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Benchmark patch time-series reads through a real mount: cold (vs the decode floor), warm
+    /// (vs the store read directly) and the daemon's memory under concurrent readers.
+    #[command(
+        after_help = "Example:\n  datacube bench-mount --source safe:/data/archive --tile 35VLH --year 2024 --work /tmp/bench"
+    )]
+    BenchMount {
+        #[arg(long)]
+        source: String,
+        #[arg(long)]
+        tile: String,
+        #[arg(long)]
+        year: i32,
+        /// Scratch directory (its store is emptied first; the mount point is WORK/mnt)
+        #[arg(long)]
+        work: PathBuf,
+        #[arg(long, value_parser = positive::<usize>(), default_value_t = 8)]
+        patches: usize,
+        #[arg(long, default_value_t = 5100)]
+        patch_size: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value = "1GiB", value_parser = parse_bytes)]
+        cache_size: u64,
+        /// Warm repeats (after one uncounted warm-up)
+        #[arg(long, value_parser = positive::<usize>(), default_value_t = 5)]
+        repeats: usize,
+        /// Concurrent readers in the memory phase
+        #[arg(long, default_value_t = 16)]
+        readers: usize,
+        #[arg(long, value_parser = positive::<usize>(), default_value_t = 1)]
+        patches_per_reader: usize,
+        #[arg(long, value_parser = positive::<usize>())]
+        threads: Option<usize>,
+        /// Write the JSON report here too
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Convert a tile-year into another format (for comparison benchmarks).
+    Convert {
+        #[command(subcommand)]
+        to: ConvertTo,
+    },
+    /// Benchmark intake against the decode floor (GDAL decoding every band JP2 fully, same threads).
+    BenchIntake {
+        #[arg(long)]
+        source: String,
+        #[arg(long)]
+        tile: String,
+        #[arg(long)]
+        year: i32,
+        /// Scratch store directory (emptied first)
+        #[arg(long)]
+        store: PathBuf,
+        #[arg(long, value_parser = positive::<usize>())]
+        threads: Option<usize>,
+        #[arg(long, default_value = "2GiB", value_parser = parse_bytes)]
+        memory: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConvertTo {
+    /// One Cloud-Optimized GeoTIFF per scene and resolution (that resolution's bands stacked;
+    /// DEFLATE, 512×512 blocks, overviews, band names and wavelengths): OUT/TILE/YEAR/RES/PRODUCT.tif
+    #[command(
+        after_help = "Example:\n  datacube convert cog --source safe:/data/archive --out /data/cogs --tile 35VLH --year 2024"
+    )]
+    Cog {
+        #[arg(long)]
+        source: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        tile: String,
+        #[arg(long)]
+        year: i32,
+        #[arg(long, value_parser = positive::<usize>())]
+        threads: Option<usize>,
+    },
+}
+
+pub fn main() -> Result<std::process::ExitCode> {
+    args::init();
+    let cli = Cli::parse();
+    let interactive = args::interactive();
+    match cli.command {
+        Command::Fixture {
+            out,
+            tile,
+            epsg,
+            ulx,
+            uly,
+            year,
+            scenes,
+            size,
+            threads,
+        } => {
+            args::set_threads(threads)?;
+            let spec = FixtureSpec {
+                tile,
+                epsg,
+                ulx,
+                uly,
+                year,
+                scenes,
+                size,
+            };
+            let s = crate::fixture::write_archive(&spec, &out, interactive)?;
+            println!(
+                "fixture {}: {} products written, {} already present ({} scenes + duplicates, {} px at 10 m)",
+                out.display(),
+                s.products_written,
+                s.products_skipped,
+                spec.scenes,
+                spec.size.pixels_10m()
+            );
+        }
+        Command::Bench {
+            tile,
+            year,
+            patches,
+            patch_size,
+            seed,
+            targets,
+            out,
+            source,
+            store,
+            cog,
+            repeats,
+            cache_size,
+            threads,
+            python,
+            no_progress,
+        } => {
+            args::set_threads(threads)?;
+            let src = datacube::source::open(&source, &Default::default())?;
+            let opts = crate::bench::run::Options {
+                source,
+                store: std::path::absolute(&store)?,
+                cog,
+                tile,
+                year,
+                patches,
+                patch_size_m: patch_size,
+                seed,
+                repeats,
+                targets,
+                out: std::path::absolute(&out)?,
+                cache_size,
+                threads: rayon::current_num_threads(),
+                python,
+                progress: interactive && !no_progress,
+            };
+            let r = crate::bench::run::run(&opts, src.as_ref())?;
+            crate::bench::report::write_all(&r, &opts.out)?;
+            println!("{}", crate::bench::report::markdown(&r));
+            println!(
+                "results: {0}/bench.json, {0}/bench.md, {0}/bench.png",
+                opts.out.display()
+            );
+            if !r.checksums_agree {
+                anyhow::bail!("targets returned different arrays (see the errors above)");
+            }
+        }
+        Command::BenchMount {
+            source,
+            tile,
+            year,
+            work,
+            patches,
+            patch_size,
+            seed,
+            cache_size,
+            repeats,
+            readers,
+            patches_per_reader,
+            threads,
+            out,
+        } => {
+            args::set_threads(threads)?;
+            let src = datacube::source::open(&source, &Default::default())?;
+            std::fs::create_dir_all(&work)?;
+            let opts = crate::bench::mount::Options {
+                source,
+                tile,
+                year,
+                work: std::path::absolute(&work)?,
+                patches,
+                patch_size_m: patch_size,
+                seed,
+                cache_size,
+                repeats,
+                readers,
+                patches_per_reader,
+                threads: rayon::current_num_threads(),
+            };
+            let r = crate::bench::mount::run(&opts, src.as_ref())?;
+            let json = serde_json::to_string_pretty(&r)?;
+            if let Some(out) = out {
+                std::fs::write(out, &json)?;
+            }
+            println!("{json}");
+            println!("{}", crate::bench::mount::markdown(&r));
+            if !r.checksums_agree {
+                anyhow::bail!("readers disagree with the decode floor: see the report");
+            }
+        }
+        Command::Convert {
+            to:
+                ConvertTo::Cog {
+                    source,
+                    out,
+                    tile,
+                    year,
+                    threads,
+                },
+        } => {
+            args::set_threads(threads)?;
+            let src = datacube::source::open(&source, &Default::default())?;
+            let r = crate::convert::convert_cog(src.as_ref(), &out, &tile, year)?;
+            println!(
+                "convert cog: {} scenes; {} COGs written ({:.1} MiB), {} already present; {:.1} s",
+                r.scenes,
+                r.written,
+                r.bytes_written as f64 / (1 << 20) as f64,
+                r.skipped,
+                r.seconds
+            );
+            if !r.errors.is_empty() {
+                for e in &r.errors {
+                    eprintln!("  {e}");
+                }
+                return Ok(std::process::ExitCode::from(1));
+            }
+        }
+        Command::BenchIntake {
+            source,
+            tile,
+            year,
+            store,
+            threads,
+            memory,
+        } => {
+            args::set_threads(threads)?;
+            let src = datacube::source::open(&source, &Default::default())?;
+            let r = crate::intake_bench::run(src.as_ref(), &tile, year, &store, memory as usize)?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}

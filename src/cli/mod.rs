@@ -1,0 +1,316 @@
+//! The command line of the daemon binary: a thin layer over the library. Each command's arguments
+//! are a struct whose methods turn them into the library's configuration. The tools (`fixture`,
+//! `bench`, `bench-mount`, `bench-intake`, `convert`) live in `datacube-tools`, a binary of their
+//! own; `datacube TOOL ARGS…` runs `datacube-tools TOOL ARGS…`.
+
+pub mod args;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use crate::bands::Resolution;
+use args::{parse_bytes, parse_years, positive, CdseArgs, StoreArgs, Years};
+
+#[derive(Parser)]
+#[command(
+    name = "datacube",
+    version,
+    about = "A virtual Sentinel-2 L1C datacube (Zarr v3) over SAFE archives or CDSE"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Convert a tile-year (or a date range of it) into a Zarr v3 directory store, resumably.
+    #[command(
+        after_help = "Examples:\n  datacube intake --source safe:/data/archive --store /data/cube.zarr --tile 35VLH --year 2024\n  datacube intake --source cdse --store s3://cubes/finland --store-endpoint https://a3s.fi --store-profile allas --tile 35VLH --year 2024"
+    )]
+    Intake(IntakeArgs),
+    /// Show scenes and chunk counts (materialized, empty, missing) per tile, year and resolution.
+    Info(InfoArgs),
+    /// Mount the virtual datacube: TILE/YEAR/{10m,20m,60m} Zarr v3 groups whose chunks are
+    /// computed on first read and written back to the store.
+    #[command(after_help = "\
+Runs in the foreground until unmounted (fusermount3 -u MOUNTPOINT) or stopped with Ctrl-C /
+SIGTERM, which unmount cleanly and write every computed chunk to the store before exiting.
+Run it in the background with your service manager, `nohup ... &` or tmux.
+
+Examples:
+  datacube mount /mnt/cube --store /data/cube.zarr --source safe:/data/archive --tiles 35VLH --years 2024
+  datacube mount /mnt/cube --store /data/cube.zarr --source safe:/data/archive --cache-size 8GiB
+  datacube mount /mnt/cube --store s3://cubes/finland --source cdse --years 2024
+  RUST_LOG=datacube=debug datacube mount /mnt/cube --store ... --source ...
+
+Then, e.g. in Python:
+  xr.open_zarr('/mnt/cube/35VLH/2024/10m', consolidated=True)
+Live counters: cat /mnt/cube/.datacube/stats.json")]
+    Mount(MountArgs),
+    /// Print a named set of MGRS tiles (finland: the 77 tiles covering Finland and its seas).
+    Tiles { set: String },
+    /// Write a synthetic SAFE archive (runs datacube-tools fixture).
+    #[command(disable_help_flag = true)]
+    Fixture(ToolArgs),
+    /// The patch time-series benchmark (runs datacube-tools bench).
+    #[command(disable_help_flag = true)]
+    Bench(ToolArgs),
+    /// Benchmark patch reads through a real mount (runs datacube-tools bench-mount).
+    #[command(disable_help_flag = true)]
+    BenchMount(ToolArgs),
+    /// Benchmark intake against the decode floor (runs datacube-tools bench-intake).
+    #[command(disable_help_flag = true)]
+    BenchIntake(ToolArgs),
+    /// Convert a tile-year into another format, e.g. COGs (runs datacube-tools convert).
+    #[command(disable_help_flag = true)]
+    Convert(ToolArgs),
+}
+
+/// Arguments handed to `datacube-tools` unchanged.
+#[derive(clap::Args)]
+struct ToolArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub struct IntakeArgs {
+    /// safe:DIR (a local SAFE archive with the CDSE layout) or cdse
+    #[arg(long)]
+    pub source: String,
+    /// Store: a directory or s3://bucket/prefix
+    #[arg(long)]
+    pub store: String,
+    #[command(flatten)]
+    pub cdse: CdseArgs,
+    #[command(flatten)]
+    pub store_args: StoreArgs,
+    #[arg(long)]
+    pub tile: String,
+    #[arg(long)]
+    pub year: i32,
+    /// First day (YYYY-MM-DD) whose time chunks are converted
+    #[arg(long)]
+    pub start: Option<chrono::NaiveDate>,
+    /// Last day (YYYY-MM-DD) whose time chunks are converted
+    #[arg(long)]
+    pub end: Option<chrono::NaiveDate>,
+    /// Resolution groups to convert
+    #[arg(long, value_delimiter = ',', default_value = "10m,20m,60m")]
+    pub resolutions: Vec<Resolution>,
+    /// Cap of the decoded JP2 tile cache (e.g. 2GiB, 512MiB)
+    #[arg(long, default_value = "2GiB", value_parser = parse_bytes)]
+    pub memory: u64,
+    /// Worker threads (default: all cores)
+    #[arg(long, value_parser = positive::<usize>())]
+    pub threads: Option<usize>,
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+impl IntakeArgs {
+    pub fn options(&self, interactive: bool) -> crate::intake::IntakeOptions {
+        crate::intake::IntakeOptions {
+            tile: self.tile.clone(),
+            year: self.year,
+            start: self.start,
+            end: self.end,
+            resolutions: self.resolutions.clone(),
+            memory_bytes: self.memory as usize,
+            progress: interactive && !self.no_progress,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct InfoArgs {
+    /// A directory or s3://bucket/prefix
+    pub store: String,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub store_args: StoreArgs,
+}
+
+#[derive(clap::Args)]
+pub struct MountArgs {
+    pub mountpoint: PathBuf,
+    /// Persistent Zarr store, a directory or s3://bucket/prefix (computed chunks are written
+    /// back here)
+    #[arg(long)]
+    pub store: String,
+    /// safe:DIR (a local SAFE archive with the CDSE layout) or cdse
+    #[arg(long)]
+    pub source: String,
+    #[command(flatten)]
+    pub cdse: CdseArgs,
+    #[command(flatten)]
+    pub store_args: StoreArgs,
+    /// Memory for caches: encoded chunks (3/4) and decoded JP2 tiles (1/4, at most 1 GiB)
+    #[arg(long, default_value = "2GiB", value_parser = parse_bytes)]
+    pub cache_size: u64,
+    /// MGRS tiles and tile sets, comma-separated (e.g. 35VLH,35VLJ or finland)
+    #[arg(long, default_value = "finland")]
+    pub tiles: String,
+    /// Years: 2016..2025 (inclusive), 2024, or 2023,2024
+    #[arg(long, default_value = "2015..2026", value_parser = parse_years)]
+    pub years: Years,
+    /// Decode threads and concurrent materializations (default: all cores)
+    #[arg(long, value_parser = positive::<usize>())]
+    pub threads: Option<usize>,
+    /// Threads serving FUSE requests
+    #[arg(long, value_parser = positive::<usize>(), default_value_t = 4)]
+    pub fuse_threads: usize,
+    /// Let other users read the mount (needs user_allow_other in /etc/fuse.conf unless root)
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Stay in the foreground (the default; accepted for mount-s3 habits)
+    #[arg(long)]
+    pub foreground: bool,
+}
+
+impl MountArgs {
+    /// Worker threads: `--threads`, else every core (at least 2, so one slow chunk never holds all).
+    pub fn workers(&self) -> usize {
+        self.threads
+            .unwrap_or_else(rayon::current_num_threads)
+            .max(2)
+    }
+
+    /// The cube's configuration: the memory budget split between caches, the tile and year sets.
+    pub fn cube_config(&self) -> Result<crate::fs::CubeConfig> {
+        let workers = self.workers();
+        let (chunk_cache_bytes, decode_cache_bytes) =
+            crate::fs::CubeConfig::split_budget(self.cache_size as usize, workers);
+        Ok(crate::fs::CubeConfig {
+            tiles: crate::tiles::parse_tiles(&self.tiles)?,
+            years: self.years.0.clone(),
+            chunk_cache_bytes,
+            decode_cache_bytes,
+            workers,
+            writeback: crate::writeback::Limits {
+                // Test hook (environment): hold chunks in the queue this long per batch.
+                batch_delay: std::time::Duration::from_millis(
+                    args::test_hook_ms("DATACUBE_TEST_WRITEBACK_DELAY_MS").unwrap_or(0),
+                ),
+                // Queued chunks are usually still in the chunk cache; those evicted meanwhile
+                // are extra, so the queue stays small next to the budget.
+                max_bytes: (self.cache_size as usize / 8).clamp(64 << 20, 256 << 20),
+                ..Default::default()
+            },
+        })
+    }
+
+    pub fn mount_options(&self) -> crate::fs::MountOptions {
+        crate::fs::MountOptions {
+            mountpoint: self.mountpoint.clone(),
+            fuse_threads: self.fuse_threads,
+            allow_other: self.allow_other,
+        }
+    }
+}
+
+pub fn main() -> Result<std::process::ExitCode> {
+    args::init();
+    let cli = Cli::parse();
+    let interactive = args::interactive();
+    match cli.command {
+        Command::Intake(a) => {
+            args::set_threads(a.threads)?;
+            let src = crate::source::open(&a.source, &a.cdse.options())?;
+            let st = a.store_args.open(&a.store)?;
+            let r = crate::intake::intake(st.as_ref(), src.as_ref(), &a.options(interactive))?;
+            print_intake(&r);
+            if !r.errors.is_empty() {
+                return Ok(std::process::ExitCode::from(1));
+            }
+        }
+        Command::Info(a) => {
+            args::quiet_on_closed_pipe();
+            let st = a.store_args.open(&a.store)?;
+            let rows = crate::info::info(st.as_ref())?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", crate::info::table(&rows));
+            }
+        }
+        Command::Mount(a) => {
+            args::set_threads(a.threads)?;
+            args::log_panics_in_one_line();
+            args::limit_malloc_retention();
+            let src: std::sync::Arc<dyn crate::source::BandSource> =
+                crate::source::open(&a.source, &a.cdse.options())?.into();
+            let st: std::sync::Arc<dyn crate::store::Store> = a.store_args.open(&a.store)?.into();
+            let cube = crate::fs::Cube::new(a.cube_config()?, st, src)?;
+            crate::fs::serve(cube, &a.mount_options())?;
+        }
+        Command::Tiles { set } => {
+            args::quiet_on_closed_pipe();
+            let tiles = crate::tiles::named_set(&set)
+                .with_context(|| format!("unknown tile set {set:?} (known: finland)"))?;
+            println!("{}", tiles.join(" "));
+        }
+        Command::Fixture(t) => return run_tool("fixture", t),
+        Command::Bench(t) => return run_tool("bench", t),
+        Command::BenchMount(t) => return run_tool("bench-mount", t),
+        Command::BenchIntake(t) => return run_tool("bench-intake", t),
+        Command::Convert(t) => return run_tool("convert", t),
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Runs `datacube-tools TOOL ARGS…` (beside this binary, else on `PATH`) and exits with its status.
+fn run_tool(tool: &str, t: ToolArgs) -> Result<std::process::ExitCode> {
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("datacube-tools")))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("datacube-tools"));
+    let status = std::process::Command::new(&exe)
+        .arg(tool)
+        .args(&t.args)
+        .status()
+        .with_context(|| {
+            format!(
+                "datacube {tool} is part of datacube-tools, which was not found beside datacube or on \
+                 PATH (cargo build --workspace, or cargo install --path crates/datacube-tools)"
+            )
+        })?;
+    Ok(match status.code() {
+        Some(c) => std::process::ExitCode::from(c.clamp(0, 255) as u8),
+        None => std::process::ExitCode::from(1),
+    })
+}
+
+fn print_intake(r: &crate::intake::IntakeReport) {
+    println!(
+        "intake: {} scenes ({} appended, {} late, {} superseded duplicates dropped); chunks: {} written, {} empty, {} already done, of {}; {:.1} MiB in {:.1} s; {} JP2 tiles decoded",
+        r.scenes,
+        r.merge.appended,
+        r.merge.late.len(),
+        r.superseded.len(),
+        r.chunks_written,
+        r.chunks_empty,
+        r.chunks_skipped,
+        r.chunks_total,
+        r.bytes_written as f64 / (1 << 20) as f64,
+        r.seconds,
+        r.decodes
+    );
+    for id in &r.merge.newer_baseline {
+        println!("note: {id} is a newer baseline of a scene already on the time axis; the axis keeps the original");
+    }
+    if !r.errors.is_empty() {
+        eprintln!(
+            "{} error(s); the affected chunks were not written (rerun after fixing the input):",
+            r.errors.len()
+        );
+        for e in &r.errors {
+            eprintln!("  {e}");
+        }
+    }
+}
