@@ -32,11 +32,6 @@ impl ChunkCache {
         self.inner.lock().unwrap().insert(key.to_string(), bytes);
     }
 
-    /// Drops `key` (a chunk that changed).
-    pub fn remove(&self, key: &str) {
-        self.inner.lock().unwrap().remove(key);
-    }
-
     /// The statistics served in `stats.json`.
     pub fn to_json(&self) -> serde_json::Value {
         let g = self.inner.lock().unwrap();
@@ -45,11 +40,5 @@ impl ChunkCache {
         m.insert("bytes".into(), g.bytes().into());
         m.insert("capacity".into(), g.capacity().into());
         serde_json::Value::Object(m)
-    }
-
-    /// (entries, bytes) currently held.
-    pub fn usage(&self) -> (usize, usize) {
-        let g = self.inner.lock().unwrap();
-        (g.len(), g.bytes())
     }
 }

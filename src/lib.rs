@@ -5,13 +5,13 @@
 //! except the store and source backends is independent of paths and protocols.
 
 pub mod bands;
-pub mod cache;
+pub(crate) mod cache;
 pub mod catalog;
-pub mod chunk;
+pub(crate) mod chunk;
 pub mod cli;
 pub mod fixture;
 pub mod fs;
-pub mod info;
+pub(crate) mod info;
 pub mod intake;
 pub mod key;
 pub mod layout;
@@ -24,6 +24,6 @@ pub mod source;
 pub mod stac;
 pub mod store;
 pub mod synth;
-pub mod tiles;
+pub(crate) mod tiles;
 pub mod util;
 pub mod writeback;

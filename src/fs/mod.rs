@@ -2,13 +2,13 @@
 //! mount), `fuse` adapts it to fuser, `mountpoint` handles live and stale mounts.
 
 pub mod cube;
-pub mod fuse;
+pub(crate) mod fuse;
 pub mod mountpoint;
-pub mod node;
-pub mod pool;
-pub mod resolver;
-pub mod tree;
-pub mod year;
+pub(crate) mod node;
+pub(crate) mod pool;
+pub(crate) mod resolver;
+pub(crate) mod tree;
+pub(crate) mod year;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
