@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use anyhow::{anyhow, Context, Result};
@@ -88,8 +87,12 @@ pub struct CdseSource {
     cache: DiskCache,
     /// Band sizes the STAC items promised (`file:size`), by key.
     sizes: Mutex<HashMap<String, u64>>,
-    requests: AtomicU64,
-    failed_attempts: AtomicU64,
+    stats: S3Stats,
+}
+
+crate::counters! {
+    /// What the S3 client did.
+    struct S3Stats { s3_requests, s3_failed_attempts }
 }
 
 impl CdseSource {
@@ -103,8 +106,7 @@ impl CdseSource {
             s3,
             cache,
             sizes: Mutex::new(HashMap::new()),
-            requests: AtomicU64::new(0),
-            failed_attempts: AtomicU64::new(0),
+            stats: S3Stats::default(),
             opts,
         })
     }
@@ -138,9 +140,9 @@ impl CdseSource {
     ) -> Result<u64, Failure<anyhow::Error>> {
         let permanent = |e: anyhow::Error| Failure::Permanent(e);
         let _permit = self.limits.acquire().await;
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.stats.s3_requests.inc();
         let fail = |f: Failure<anyhow::Error>| {
-            self.failed_attempts.fetch_add(1, Ordering::Relaxed);
+            self.stats.s3_failed_attempts.inc();
             f
         };
         let resp = self
@@ -350,9 +352,8 @@ impl BandSource for CdseSource {
     fn stats(&self) -> serde_json::Value {
         let c = &self.cache.stats;
         let (hits, evictions) = self.cache.lru_counts();
-        json!({
-            "s3_requests": self.requests.load(Ordering::Relaxed),
-            "s3_failed_attempts": self.failed_attempts.load(Ordering::Relaxed),
+        let mut m = self.stats.to_json();
+        m.extend(json_object(json!({
             "s3_peak_in_flight": self.limits.peak(),
             "max_connections": self.opts.max_connections,
             "downloads": c.fetches.get(),
@@ -361,6 +362,14 @@ impl BandSource for CdseSource {
             "cache_evictions": evictions,
             "cache_bytes": self.cache.bytes(),
             "cache_capacity": self.opts.cache_bytes,
-        })
+        })));
+        serde_json::Value::Object(m)
+    }
+}
+
+fn json_object(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    match v {
+        serde_json::Value::Object(m) => m,
+        _ => serde_json::Map::new(),
     }
 }

@@ -61,10 +61,8 @@ Example:
   datacube bench --source safe:/data/archive --store /data/cube.zarr --cog /data/cogs \\
     --tile 35VLH --year 2024 --patches 20 --targets mount-cold,mount-warm,store,safe,cog,xarray --out results")]
     Bench {
-        #[arg(long)]
-        tile: String,
-        #[arg(long)]
-        year: i32,
+        #[command(flatten)]
+        target: Target,
         #[arg(long, value_parser = positive::<usize>(), default_value_t = 10)]
         patches: usize,
         /// Patch side in metres (a multiple of 60)
@@ -80,9 +78,6 @@ Example:
         targets: Vec<crate::bench::run::Target>,
         #[arg(long, default_value = "bench-results")]
         out: PathBuf,
-        /// safe:DIR
-        #[arg(long)]
-        source: String,
         /// Store directory holding the tile-year
         #[arg(long)]
         store: PathBuf,
@@ -109,12 +104,8 @@ Example:
         after_help = "Example:\n  datacube bench-mount --source safe:/data/archive --tile 35VLH --year 2024 --work /tmp/bench"
     )]
     BenchMount {
-        #[arg(long)]
-        source: String,
-        #[arg(long)]
-        tile: String,
-        #[arg(long)]
-        year: i32,
+        #[command(flatten)]
+        target: Target,
         /// Scratch directory (its store is emptied first; the mount point is WORK/mnt)
         #[arg(long)]
         work: PathBuf,
@@ -147,12 +138,8 @@ Example:
     },
     /// Benchmark intake against the decode floor (GDAL decoding every band JP2 fully, same threads).
     BenchIntake {
-        #[arg(long)]
-        source: String,
-        #[arg(long)]
-        tile: String,
-        #[arg(long)]
-        year: i32,
+        #[command(flatten)]
+        target: Target,
         /// Scratch store directory (emptied first)
         #[arg(long)]
         store: PathBuf,
@@ -171,17 +158,25 @@ enum ConvertTo {
         after_help = "Example:\n  datacube convert cog --source safe:/data/archive --out /data/cogs --tile 35VLH --year 2024"
     )]
     Cog {
-        #[arg(long)]
-        source: String,
+        #[command(flatten)]
+        target: Target,
         #[arg(long)]
         out: PathBuf,
-        #[arg(long)]
-        tile: String,
-        #[arg(long)]
-        year: i32,
         #[arg(long, value_parser = positive::<usize>())]
         threads: Option<usize>,
     },
+}
+
+/// The tile-year a tool works on, and where its products come from.
+#[derive(clap::Args)]
+struct Target {
+    /// safe:DIR (a local SAFE archive with the CDSE layout)
+    #[arg(long)]
+    source: String,
+    #[arg(long)]
+    tile: String,
+    #[arg(long)]
+    year: i32,
 }
 
 pub fn main() -> Result<std::process::ExitCode> {
@@ -221,14 +216,12 @@ pub fn main() -> Result<std::process::ExitCode> {
             );
         }
         Command::Bench {
-            tile,
-            year,
+            target: Target { source, tile, year },
             patches,
             patch_size,
             seed,
             targets,
             out,
-            source,
             store,
             cog,
             repeats,
@@ -268,9 +261,7 @@ pub fn main() -> Result<std::process::ExitCode> {
             }
         }
         Command::BenchMount {
-            source,
-            tile,
-            year,
+            target: Target { source, tile, year },
             work,
             patches,
             patch_size,
@@ -313,10 +304,8 @@ pub fn main() -> Result<std::process::ExitCode> {
         Command::Convert {
             to:
                 ConvertTo::Cog {
-                    source,
+                    target: Target { source, tile, year },
                     out,
-                    tile,
-                    year,
                     threads,
                 },
         } => {
@@ -339,9 +328,7 @@ pub fn main() -> Result<std::process::ExitCode> {
             }
         }
         Command::BenchIntake {
-            source,
-            tile,
-            year,
+            target: Target { source, tile, year },
             store,
             threads,
             memory,
