@@ -497,6 +497,7 @@ impl Filesystem for DatacubeFs {
     ) {
         reply.error(Errno::EROFS);
     }
+
     /// No ioctls: ENOTTY, quietly (Python's `open()` asks one of every file it opens).
     fn ioctl(
         &self,
