@@ -1,21 +1,21 @@
 //! A byte-capped, least-recently-used cache of whole remote objects on a local disk.
 //!
 //! Objects live under `ROOT/<key>` (the bucket's own key layout, so a cached file is recognisable).
-//! A download goes to `<key>.part-<n>` and is renamed into place only once complete and checked,
+//! A download goes to `<key>.part-<host>-<pid>-<n>` and is renamed into place only once complete and checked,
 //! so a crash or a failed transfer never leaves a partial object where a reader would trust it;
-//! stale `.part-` files are removed when the cache opens. Concurrent requests for one key wait for
+//! `.part-` files of processes that are gone are removed when the cache opens (those of live
+//! processes sharing the cache are left alone). Concurrent requests for one key wait for
 //! a single download. A file handed out is pinned (never evicted) until its `LocalFile` is dropped,
 //! so GDAL never sees a file vanish under it; the cap can be exceeded only by pinned files.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 
 use super::LocalFile;
-use crate::util::{ByteLru, SingleFlight};
+use crate::util::{temp_files, ByteLru, SingleFlight};
 
 const PART: &str = ".part-";
 
@@ -36,7 +36,6 @@ pub struct DiskCache {
     /// One download at a time per key; a failed download leaves its error for those who waited
     /// on it (they fail with it rather than each retrying in turn).
     flights: Arc<SingleFlight<String, Arc<Entry>, String>>,
-    seq: AtomicU64,
     pub stats: DiskCacheStats,
 }
 
@@ -57,8 +56,11 @@ impl DiskCache {
         let mut found = Vec::new();
         walk(root, &mut |p, meta| {
             let name = p.file_name().unwrap_or_default().to_string_lossy();
-            if name.contains(PART) {
-                let _ = std::fs::remove_file(p);
+            if let Some(i) = name.find(PART) {
+                // A live download (another process sharing the cache) is left alone.
+                if temp_files::abandoned(&name[i + PART.len()..], p) {
+                    let _ = std::fs::remove_file(p);
+                }
             } else if let Ok(rel) = p.strip_prefix(root) {
                 let key = rel.to_string_lossy().into_owned();
                 found.push((meta.modified().ok(), key, p.to_path_buf(), meta.len()));
@@ -70,7 +72,6 @@ impl DiskCache {
             root: root.to_path_buf(),
             files: Mutex::new(ByteLru::new(capacity as usize, weigh, pinned)),
             flights: Arc::new(SingleFlight::new()),
-            seq: AtomicU64::new(0),
             stats: DiskCacheStats::default(),
         };
         for (_, key, path, size) in found {
@@ -141,11 +142,10 @@ impl DiskCache {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("source cache: creating {}", dir.display()))?;
         }
-        let n = self.seq.fetch_add(1, Ordering::Relaxed);
         let tmp = PathBuf::from(format!(
-            "{}{PART}{}-{n}",
+            "{}{PART}{}",
             path.display(),
-            std::process::id()
+            temp_files::owner_tag()
         ));
         let result = fetch(tmp.clone()).await.and_then(|size| {
             std::fs::rename(&tmp, &path)
@@ -198,6 +198,7 @@ fn walk(dir: &Path, f: &mut dyn FnMut(&Path, &std::fs::Metadata)) -> std::io::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     fn put(cache: &DiskCache, key: &str, n: usize) -> Result<LocalFile> {
         crate::remote::block_on(cache.get_or_fetch(key, |tmp| async move {
@@ -266,12 +267,23 @@ mod tests {
         names.sort();
         assert_eq!(names, vec![dir.path().join("a/2"), dir.path().join("b/3")]);
         // Reopening adopts what is there and removes stray partial files.
-        std::fs::write(dir.path().join("b/x.part-1-2"), b"x").unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let host = temp_files::hostname();
+        let stale = format!("b/x.part-{host}-{dead}-2");
+        let live = format!("b/y.part-{host}-{}-3", std::process::id());
+        std::fs::write(dir.path().join(&stale), b"x").unwrap();
+        std::fs::write(dir.path().join(&live), b"y").unwrap();
         drop(pinned);
         drop(cache);
         let cache = DiskCache::open(dir.path(), 250).unwrap();
         assert_eq!(cache.bytes(), 200);
-        assert!(!dir.path().join("b/x.part-1-2").exists());
+        assert!(!dir.path().join(&stale).exists());
+        assert!(
+            dir.path().join(&live).exists(),
+            "a live download is left alone"
+        );
         assert!(put(&cache, "../x", 1).is_err());
     }
 }

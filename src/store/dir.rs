@@ -2,11 +2,11 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
 
 use super::{check_key, Store};
+use crate::util::temp_files;
 
 pub struct DirStore {
     root: PathBuf,
@@ -82,6 +82,10 @@ impl Store for DirStore {
         self.root.display().to_string()
     }
 
+    /// Removes the temporary files of writers that are gone: on this host, those whose process
+    /// no longer exists; from other hosts sharing the directory (NFS, Lustre), those untouched for
+    /// a day. A live writer's file is never touched, so writers on one store never break each
+    /// other's atomic writes.
     fn sweep_temp(&self, prefix: &str) -> Result<usize> {
         fn walk(dir: &Path, n: &mut usize) -> Result<()> {
             let rd = match std::fs::read_dir(dir) {
@@ -92,12 +96,20 @@ impl Store for DirStore {
             for entry in rd {
                 let entry = entry?;
                 let path = entry.path();
-                if entry.file_type()?.is_dir() {
+                let Ok(kind) = entry.file_type() else {
+                    continue; // removed meanwhile
+                };
+                if kind.is_dir() {
                     walk(&path, n)?;
-                } else if is_temp_name(&entry.file_name().to_string_lossy()) {
-                    std::fs::remove_file(&path)
-                        .with_context(|| format!("removing {}", path.display()))?;
-                    *n += 1;
+                } else if abandoned_temp(&entry.file_name().to_string_lossy(), &path) {
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => *n += 1,
+                        // Renamed into place by its writer, or swept by another process.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            return Err(e).with_context(|| format!("removing {}", path.display()))
+                        }
+                    }
                 }
             }
             Ok(())
@@ -108,12 +120,18 @@ impl Store for DirStore {
     }
 }
 
-/// Names `atomic_write` uses for its temporary files: `.<name>.tmp-<pid>-<n>`.
+/// Names `atomic_write` uses for its temporary files: `.<name>.tmp-<host>-<pid>-<n>`.
 fn is_temp_name(name: &str) -> bool {
     name.starts_with('.') && name.contains(".tmp-")
 }
 
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+/// Whether `name` is a temporary file whose writer is gone.
+fn abandoned_temp(name: &str, path: &Path) -> bool {
+    is_temp_name(name)
+        && name
+            .rfind(".tmp-")
+            .is_some_and(|i| temp_files::abandoned(&name[i + 5..], path))
+}
 
 /// Writes `bytes` to `path` via a uniquely named temporary file in the same directory and a
 /// rename, creating parent directories. A crash leaves at worst a `*.tmp-*` file, never a torn
@@ -126,11 +144,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
         .file_name()
         .context("path has no file name")?
         .to_string_lossy();
-    let tmp = dir.join(format!(
-        ".{name}.tmp-{}-{}",
-        std::process::id(),
-        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    let tmp = dir.join(format!(".{name}.tmp-{}", temp_files::owner_tag()));
     let result = (|| -> Result<()> {
         let mut f =
             std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
@@ -144,4 +158,75 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sweep_removes_only_abandoned_temporary_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DirStore::create(dir.path()).unwrap();
+        store.put("t/a/data", b"kept").unwrap();
+        let d = dir.path().join("t/a");
+        // A process of this host that has exited.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let mine = std::process::id();
+        let host = temp_files::hostname();
+        let files = [
+            (
+                format!(".x.tmp-{host}-{mine}-1"),
+                false,
+                "a live writer on this host",
+            ),
+            (
+                format!(".y.tmp-{host}-{dead}-2"),
+                true,
+                "a dead writer on this host",
+            ),
+            (
+                ".z.tmp-other-node-7-3".to_string(),
+                false,
+                "a fresh file of another host",
+            ),
+            (
+                ".w.tmp-other-node-7-4".to_string(),
+                true,
+                "a day-old file of another host",
+            ),
+            (
+                ".v.tmp-17-5".to_string(),
+                true,
+                "an old-style name, a day old",
+            ),
+        ];
+        for (name, _, _) in &files {
+            std::fs::write(d.join(name), b"partial").unwrap();
+        }
+        let day_ago = std::time::SystemTime::now()
+            - temp_files::FOREIGN_AGE
+            - std::time::Duration::from_secs(60);
+        for name in [".w.tmp-other-node-7-4", ".v.tmp-17-5"] {
+            let f = std::fs::File::options()
+                .write(true)
+                .open(d.join(name))
+                .unwrap();
+            f.set_modified(day_ago).unwrap();
+        }
+        assert_eq!(store.sweep_temp("t").unwrap(), 3);
+        for (name, gone, what) in &files {
+            assert_eq!(!d.join(name).exists(), *gone, "{what}: {name}");
+        }
+        assert_eq!(
+            store.get("t/a/data").unwrap().as_deref(),
+            Some(&b"kept"[..])
+        );
+        assert!(
+            store.list_dir("t/a").unwrap() == ["data"],
+            "temporary files are never listed"
+        );
+    }
 }

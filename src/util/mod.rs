@@ -5,6 +5,7 @@ pub mod byte_lru;
 pub mod counters;
 pub mod faults;
 pub mod single_flight;
+pub mod temp_files;
 
 pub use byte_lru::ByteLru;
 pub use counters::Counter;
