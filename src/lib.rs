@@ -1,8 +1,10 @@
 //! datacube: a virtual Sentinel-2 L1C datacube (Zarr v3) over SAFE archives or CDSE.
 //!
 //! Data flows catalog → source → raster → chunk → cache → fs (FUSE), with writeback to the store;
-//! `intake` drives catalog → store in bulk. Every module
-//! except the store and source backends is independent of paths and protocols.
+//! `intake` drives catalog → store in bulk. Every module except the store and source backends (and
+//! `remote`, their clients) is independent of paths and protocols; `util` holds the primitives they
+//! share (byte-capped LRU, single flight, counters, fault injection). docs/design.md has the whole
+//! design; the benchmark and the fixture writer are in the `datacube-tools` crate.
 
 pub mod bands;
 pub(crate) mod cache;

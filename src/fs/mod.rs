@@ -1,5 +1,8 @@
 //! The virtual datacube as a FUSE filesystem. `cube` holds the semantics (testable without a
-//! mount), `fuse` adapts it to fuser, `mountpoint` handles live and stale mounts.
+//! mount), composed of `tree` (paths and listings), `year` (the tile-year registry) and `resolver`
+//! (chunk bytes: tiers, single flight, materialization, writeback) on the `pool`'s workers; `fuse`
+//! adapts it to fuser (the only module that knows FUSE), `mountpoint` handles live and stale
+//! mounts. See docs/design.md §4.
 
 pub mod cube;
 pub(crate) mod fuse;
