@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::bands::Resolution;
 use crate::scene::Scene;
 use crate::store::Store;
 
@@ -25,25 +26,48 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    pub fn key(tile: &str, year: i32) -> String {
-        crate::key::TileYear::new(tile, year).catalog_key()
-    }
-
+    /// The store's current catalog of a tile-year (its latest generation), if it has one.
     pub fn load(store: &dyn Store, tile: &str, year: i32) -> Result<Option<Catalog>> {
-        let key = Self::key(tile, year);
-        match store.get(&key)? {
-            None => Ok(None),
-            Some(b) => Ok(Some(serde_json::from_slice(&b).with_context(|| {
-                format!("{}: invalid catalog {key}", store.describe())
-            })?)),
-        }
+        Ok(
+            crate::generation::latest(store, &crate::key::TileYear::new(tile, year))?
+                .map(|g| g.catalog),
+        )
     }
 
-    pub fn save(&self, store: &dyn Store) -> Result<()> {
-        store.put(
-            &Self::key(&self.tile, self.year),
-            &serde_json::to_vec_pretty(self)?,
-        )
+    /// The fingerprint of time chunk `t` of `res`: a hash of the product ids it holds. A chunk's
+    /// values are a function of exactly these products, so a chunk computed under one catalog
+    /// is valid under another iff the fingerprints agree (an append changes only the last,
+    /// partial time chunk; a reprocessed product only its own).
+    pub fn fingerprint(&self, res: Resolution, t: u64) -> String {
+        use sha2::Digest;
+        let ct = res.time_chunk() as usize;
+        let start = (t as usize).saturating_mul(ct).min(self.scenes.len());
+        let end = (start + ct).min(self.scenes.len());
+        let mut h = sha2::Sha256::new();
+        for s in &self.scenes[start..end] {
+            h.update(s.product_id.as_bytes());
+            h.update(b"\n");
+        }
+        h.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Number of time chunks of `res`.
+    pub fn time_chunks(&self, res: Resolution) -> u64 {
+        (self.scenes.len() as u64).div_ceil(res.time_chunk())
+    }
+
+    /// Time chunks of `res` whose contents differ between `self` and `newer`.
+    pub fn changed_time_chunks(&self, newer: &Catalog, res: Resolution) -> Vec<u64> {
+        (0..self.time_chunks(res).max(newer.time_chunks(res)))
+            .filter(|&t| {
+                t >= self.time_chunks(res)
+                    || t >= newer.time_chunks(res)
+                    || self.fingerprint(res, t) != newer.fingerprint(res, t)
+            })
+            .collect()
     }
 }
 
@@ -150,8 +174,9 @@ pub struct MergeReport {
     pub appended: usize,
     /// Scenes older than the end of the axis: reported, not inserted (indices never move).
     pub late: Vec<String>,
-    /// Known datatakes for which a newer baseline now exists: the axis keeps the original.
-    pub newer_baseline: Vec<String>,
+    /// Scenes replaced in place by a newer processing baseline of the same datatake (same
+    /// sensing time, so the same time index): (old product id, new product id).
+    pub replaced: Vec<(String, String)>,
 }
 
 /// Merges `fresh` (sorted, deduplicated) into `existing`: the axis only grows at the end.
@@ -199,8 +224,15 @@ pub fn merge(
             );
         }
         if let Some(&i) = known.get(&s.sensing_time_ms) {
-            if s.baseline_number() > cat.scenes[i].baseline_number() {
-                report.newer_baseline.push(s.product_id);
+            let old = &cat.scenes[i];
+            // Newest baseline wins, then the newest generation (as in `deduplicate`).
+            if (s.baseline_number(), s.discriminator())
+                > (old.baseline_number(), old.discriminator())
+            {
+                report
+                    .replaced
+                    .push((old.product_id.clone(), s.product_id.clone()));
+                cat.scenes[i] = s;
             }
         } else if s.sensing_time_ms > last {
             cat.scenes.push(s);
@@ -209,7 +241,7 @@ pub fn merge(
             report.late.push(s.product_id);
         }
     }
-    if report.appended > 0 && report.previous_len > 0 {
+    if (report.appended > 0 || !report.replaced.is_empty()) && report.previous_len > 0 {
         cat.updated = now;
     }
     Ok((cat, report))

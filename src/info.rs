@@ -4,7 +4,6 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::bands::Resolution;
-use crate::catalog::Catalog;
 use crate::key::TileYear;
 use crate::layout::DataGeometry;
 use crate::store::{ChunkRecord, Store};
@@ -31,12 +30,14 @@ pub fn info(store: &dyn Store) -> Result<Vec<InfoRow>> {
         }
         for year in store.list_dir(&tile)? {
             let Ok(y) = year.parse::<i32>() else { continue };
-            let Some(catalog) = Catalog::load(store, &tile, y)? else {
+            let ty = TileYear::new(&tile, y);
+            let Some(generation) = crate::generation::latest(store, &ty)? else {
                 continue;
             };
+            let catalog = &generation.catalog;
             for res in Resolution::ALL {
-                let geom = DataGeometry::new(&catalog, res)?;
-                let record = ChunkRecord::load(store, &TileYear::new(&tile, y).record_key(res))?;
+                let geom = DataGeometry::new(catalog, res)?;
+                let record = ChunkRecord::load_valid(store, &ty, res, catalog)?;
                 let total = geom.total_chunks();
                 rows.push(InfoRow {
                     tile: tile.clone(),

@@ -3,8 +3,11 @@
 //!
 //! ```text
 //! 35VLH/2024                                    TileYear
-//! 35VLH/2024/.datacube/catalog.json             TileYear::catalog_key
-//! 35VLH/2024/.datacube/chunks-10m.json          TileYear::record_key
+//! 35VLH/2024/.datacube/catalog/00000003.json   TileYear::generation_key (catalog generation 3)
+//! 35VLH/2024/.datacube/catalog/00000003.done   TileYear::done_key (its invalidation finished)
+//! 35VLH/2024/.datacube/records/10m/OWNER.json   TileYear::record_file (one writer's chunk record)
+//! 35VLH/2024/.datacube/catalog.json             TileYear::catalog_key (stores made before generations)
+//! 35VLH/2024/.datacube/chunks-10m.json          TileYear::record_key (idem)
 //! c/3/0/1/2                                     ChunkIndex (relative to its array)
 //! 35VLH/2024/10m/data/c/3/0/1/2                 ChunkKey
 //! ```
@@ -54,14 +57,44 @@ impl TileYear {
         }
     }
 
-    /// The persisted catalog (time axis) of the tile-year.
+    /// The single catalog of a store made before catalog generations (read, never written).
     pub fn catalog_key(&self) -> String {
         format!("{self}/.datacube/catalog.json")
     }
 
-    /// The record of materialized chunks of one resolution's data array.
+    /// The single chunk record of a store made before per-writer records (read, never written).
     pub fn record_key(&self, res: Resolution) -> String {
         format!("{self}/.datacube/chunks-{}.json", res.name())
+    }
+
+    /// The directory of catalog generations.
+    pub fn generations_dir(&self) -> String {
+        format!("{self}/.datacube/catalog")
+    }
+
+    /// Catalog generation `n` (1, 2, ...), created exclusively, never rewritten.
+    pub fn generation_key(&self, n: u64) -> String {
+        format!("{}/{n:08}.json", self.generations_dir())
+    }
+
+    /// The marker that generation `n`'s invalidation of changed chunks has finished.
+    pub fn done_key(&self, n: u64) -> String {
+        format!("{}/{n:08}.done", self.generations_dir())
+    }
+
+    /// The directory of per-writer chunk records of one resolution.
+    pub fn records_dir(&self, res: Resolution) -> String {
+        format!("{self}/.datacube/records/{}", res.name())
+    }
+
+    /// The chunk record of writer `owner` for one resolution (rewritten only by that writer).
+    pub fn record_file(&self, res: Resolution, owner: &str) -> String {
+        format!("{}/{owner}.json", self.records_dir(res))
+    }
+
+    /// The directory of one time chunk's data chunk files (`RES/data/c/T/0`).
+    pub fn time_chunk_dir(&self, res: Resolution, t: u64) -> String {
+        format!("{self}/{}/{DATA_ARRAY}/c/{t}/0", res.name())
     }
 
     /// The chunk `idx` of `res`'s data array.

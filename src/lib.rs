@@ -13,6 +13,7 @@ pub(crate) mod chunk;
 pub mod cli;
 pub mod fixture;
 pub mod fs;
+pub mod generation;
 pub(crate) mod info;
 pub mod intake;
 pub mod key;

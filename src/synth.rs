@@ -1,4 +1,4 @@
-//! The synthetic pixel-value formula of docs/design.md §6: the oracle every test compares against.
+//! The synthetic pixel-value formula of docs/design.md §7: the oracle every test compares against.
 //!
 //! `s` is the scene's position on the deduplicated time axis (a superseded reprocessed duplicate uses
 //! `s + 1000`), `b` the MTD bandId, `r`/`c` the pixel row/column at the band's resolution `res`.

@@ -2,21 +2,27 @@
 //! thread, so nothing is computed twice, not even across restarts.
 //!
 //! Bounded in jobs and bytes: a full queue blocks the producer (back-pressure, never a drop).
-//! Chunk files are written atomically first, then the batch's entries are added to the chunk
-//! records (also atomic), so after a crash every recorded chunk has its file. Queued bytes stay
+//! Before each chunk is written, the catalog generation it was computed under is checked against
+//! the store's latest (`generation::Tracker::verdict`): a chunk made stale by a newer generation
+//! is dropped, one whose time chunk is still fenced after a change is not written (it is
+//! computed again when needed). Chunk files are written atomically first, then the batch's
+//! entries are added to this process's record files (also atomic), so after a crash every
+//! recorded chunk has its file. Queued bytes stay
 //! readable through `pending` until they are in the store. Transient store failures (throttling,
 //! 5xx) are retried with the remote retry policy while the chunk stays readable from the queue;
 //! a permanent failure, or one that outlasts the retries, is counted and logged, and the chunk is
 //! left unrecorded (it is computed again when next needed). `close` drains the queue.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use crate::cache::Bytes;
+use crate::generation::{Tracker, Verdict};
 use crate::key::ChunkKey;
 use crate::remote::retry::RetryPolicy;
-use crate::store::{with_retries, ChunkEntry, ChunkRecord, Store};
+use crate::store::{with_retries, ChunkEntry, RecordWriter, Store};
 
 /// What to persist for one chunk.
 #[derive(Debug, Clone)]
@@ -25,14 +31,14 @@ pub enum WriteEntry {
     Data(Bytes),
     /// All fill: record only (no file, by Zarr's missing-chunk rule).
     Empty,
-    /// The file is already in the store (found there unrecorded): record only.
-    Stored(u64),
 }
 
 #[derive(Debug, Clone)]
 pub struct WriteJob {
     pub key: ChunkKey,
     pub entry: WriteEntry,
+    /// Fingerprint of the chunk's time chunk under the generation it was computed from.
+    pub fp: String,
 }
 
 impl WriteJob {
@@ -73,6 +79,13 @@ crate::counters! {
         chunks_written,
         bytes_written,
         records_saved,
+        /// Chunks not written because a newer catalog generation changed their time chunk.
+        stale_dropped,
+        /// Chunks held back because their time chunk was still fenced after a change (written
+        /// once it settles).
+        deferred,
+        /// Deferred chunks given up (too many held back, or the mount ended first).
+        unsettled_dropped,
         /// Failures that were given up on (permanent, or transient past the retries).
         errors,
         /// Times a producer waited on a full queue.
@@ -86,14 +99,20 @@ struct State {
     jobs: usize,
     bytes: usize,
     closed: bool,
-    /// Chunk → bytes not yet in the store.
-    pending: HashMap<ChunkKey, Bytes>,
+    /// (Chunk, fingerprint) → bytes not yet in the store.
+    pending: HashMap<(ChunkKey, String), Bytes>,
+    /// Jobs whose time chunk is still fenced after a catalog change, with when to look again.
+    /// Outside the queue bounds (a refresh must not stall readers for the grace period), capped
+    /// at `max_jobs` (beyond, a chunk is dropped and computed again when next needed).
+    deferred: Vec<(Instant, WriteJob)>,
 }
 
 struct Shared {
     state: Mutex<State>,
     changed: Condvar,
     store: Arc<dyn Store>,
+    tracker: Arc<Tracker>,
+    records: Arc<RecordWriter>,
     limits: Limits,
     stats: WritebackStats,
 }
@@ -104,7 +123,12 @@ pub struct Writeback {
 }
 
 impl Writeback {
-    pub fn start(store: Arc<dyn Store>, limits: Limits) -> Self {
+    pub fn start(
+        store: Arc<dyn Store>,
+        tracker: Arc<Tracker>,
+        records: Arc<RecordWriter>,
+        limits: Limits,
+    ) -> Self {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
@@ -112,9 +136,12 @@ impl Writeback {
                 bytes: 0,
                 closed: false,
                 pending: HashMap::new(),
+                deferred: Vec::new(),
             }),
             changed: Condvar::new(),
             store,
+            tracker,
+            records,
             limits,
             stats: WritebackStats::default(),
         });
@@ -148,7 +175,8 @@ impl Writeback {
             return false;
         }
         if let WriteEntry::Data(b) = &job.entry {
-            g.pending.insert(job.key.clone(), b.clone());
+            g.pending
+                .insert((job.key.clone(), job.fp.clone()), b.clone());
         }
         g.jobs += 1;
         g.bytes += n;
@@ -158,9 +186,15 @@ impl Writeback {
         true
     }
 
-    /// Bytes of a chunk that is queued but not yet in the store.
-    pub fn pending(&self, key: &ChunkKey) -> Option<Bytes> {
-        self.shared.state.lock().unwrap().pending.get(key).cloned()
+    /// Bytes of a chunk (computed under fingerprint `fp`) queued but not yet in the store.
+    pub fn pending(&self, key: &ChunkKey, fp: &str) -> Option<Bytes> {
+        self.shared
+            .state
+            .lock()
+            .unwrap()
+            .pending
+            .get(&(key.clone(), fp.to_string()))
+            .cloned()
     }
 
     /// (jobs, bytes) queued or being written.
@@ -183,10 +217,11 @@ impl Writeback {
         serde_json::Value::Object(m)
     }
 
-    /// Waits until everything queued so far is in the store.
+    /// Waits until everything queued so far is in the store (deferred chunks included: up to
+    /// twice the fence's grace period after a catalog change).
     pub fn flush(&self) {
         let mut g = self.shared.state.lock().unwrap();
-        while g.jobs > 0 {
+        while g.jobs > 0 || !g.deferred.is_empty() {
             g = self.shared.changed.wait(g).unwrap();
         }
     }
@@ -210,15 +245,41 @@ impl Drop for Writeback {
 const BATCH: usize = 64;
 
 fn writer(s: &Shared) {
-    let mut records: HashMap<String, ChunkRecord> = HashMap::new();
     loop {
         let batch: Vec<WriteJob> = {
             let mut g = s.state.lock().unwrap();
-            while g.queue.is_empty() && !g.closed {
-                g = s.changed.wait(g).unwrap();
-            }
-            if g.queue.is_empty() {
-                return;
+            loop {
+                let now = Instant::now();
+                let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut g.deferred)
+                    .into_iter()
+                    .partition(|(t, _)| *t <= now);
+                g.deferred = later;
+                for (_, job) in due {
+                    g.jobs += 1;
+                    g.bytes += job.bytes();
+                    g.queue.push_back(job);
+                }
+                if !g.queue.is_empty() {
+                    break;
+                }
+                if g.closed {
+                    if !g.deferred.is_empty() {
+                        s.stats.unsettled_dropped.add(g.deferred.len() as u64);
+                        tracing::info!(
+                            "writeback: {} chunk(s) of a recently changed time chunk not persisted (computed again when needed)",
+                            g.deferred.len()
+                        );
+                        for (_, job) in std::mem::take(&mut g.deferred) {
+                            g.pending.remove(&(job.key, job.fp));
+                        }
+                        s.changed.notify_all();
+                    }
+                    return;
+                }
+                g = match g.deferred.iter().map(|(t, _)| *t).min() {
+                    Some(t) => s.changed.wait_timeout(g, t - now).unwrap().0,
+                    None => s.changed.wait(g).unwrap(),
+                };
             }
             let n = g.queue.len().min(BATCH);
             g.queue.drain(..n).collect()
@@ -228,39 +289,75 @@ fn writer(s: &Shared) {
         }
         // A panic while writing (a store bug) must not stop the writer: every queued job would
         // wait forever. The batch counts as failed; its chunks stay unrecorded.
-        let write = std::panic::AssertUnwindSafe(|| write_batch(s, &batch, &mut records));
-        if let Err(panic) = std::panic::catch_unwind(write) {
-            s.stats.errors.inc();
-            records.clear();
-            tracing::error!(
-                "writeback: writing a batch of {} chunk(s) panicked: {}",
-                batch.len(),
-                crate::util::panic_message(&panic)
-            );
-        }
-        let mut g = s.state.lock().unwrap();
-        for job in &batch {
-            if let WriteEntry::Data(b) = &job.entry {
-                if g.pending.get(&job.key).is_some_and(|p| Arc::ptr_eq(p, b)) {
-                    g.pending.remove(&job.key);
-                }
+        let write = std::panic::AssertUnwindSafe(|| write_batch(s, &batch));
+        let held = match std::panic::catch_unwind(write) {
+            Ok(held) => held,
+            Err(panic) => {
+                s.stats.errors.inc();
+                tracing::error!(
+                    "writeback: writing a batch of {} chunk(s) panicked: {}",
+                    batch.len(),
+                    crate::util::panic_message(&panic)
+                );
+                Vec::new()
             }
+        };
+        let mut g = s.state.lock().unwrap();
+        let retry_at = Instant::now() + s.tracker.fence.check_age();
+        for (i, job) in batch.iter().enumerate() {
             g.jobs -= 1;
             g.bytes -= job.bytes();
+            if held.contains(&i) {
+                if g.deferred.len() < s.limits.max_jobs {
+                    s.stats.deferred.inc();
+                    g.deferred.push((retry_at, job.clone()));
+                    continue;
+                }
+                s.stats.unsettled_dropped.inc();
+            }
+            if let WriteEntry::Data(b) = &job.entry {
+                let k = (job.key.clone(), job.fp.clone());
+                if g.pending.get(&k).is_some_and(|p| Arc::ptr_eq(p, b)) {
+                    g.pending.remove(&k);
+                }
+            }
         }
         s.changed.notify_all();
     }
 }
 
-fn write_batch(s: &Shared, batch: &[WriteJob], records: &mut HashMap<String, ChunkRecord>) {
+/// Writes a batch; returns the positions of jobs held back (their time chunk is still fenced).
+fn write_batch(s: &Shared, batch: &[WriteJob]) -> Vec<usize> {
     let store = s.store.as_ref();
     let retry = &s.limits.retry;
     let failed = |what: &str, e: anyhow::Error| {
         s.stats.errors.inc();
         tracing::error!("writeback: {what} in {}: {e:#}", store.describe());
     };
-    let mut entries: BTreeMap<String, Vec<(crate::key::ChunkIndex, ChunkEntry)>> = BTreeMap::new();
-    for job in batch {
+    let mut touched = BTreeSet::new();
+    let mut held = Vec::new();
+    for (i, job) in batch.iter().enumerate() {
+        let ty = job.key.tile_year();
+        let (res, idx) = (job.key.res, job.key.idx);
+        let verdict = with_retries(retry, &format!("checking the catalog of {ty}"), || {
+            s.tracker.verdict(store, &ty, res, idx.t, &job.fp)
+        });
+        match verdict {
+            Ok(Verdict::Write) => {}
+            Ok(Verdict::Stale) => {
+                s.stats.stale_dropped.inc();
+                tracing::debug!("writeback: {} is stale (newer catalog generation)", job.key);
+                continue;
+            }
+            Ok(Verdict::Unsettled) => {
+                held.push(i);
+                continue;
+            }
+            Err(e) => {
+                failed(&format!("checking the catalog for {}", job.key), e);
+                continue;
+            }
+        }
         let entry = match &job.entry {
             WriteEntry::Data(b) => {
                 let key = job.key.to_string();
@@ -275,47 +372,27 @@ fn write_batch(s: &Shared, batch: &[WriteJob], records: &mut HashMap<String, Chu
                 }
             }
             WriteEntry::Empty => ChunkEntry::Empty,
-            WriteEntry::Stored(n) => ChunkEntry::Data { bytes: *n },
         };
-        entries
-            .entry(job.key.tile_year().record_key(job.key.res))
-            .or_default()
-            .push((job.key.idx, entry));
+        s.records.add(&ty, res, idx, entry, &job.fp);
+        touched.insert((ty, res));
     }
-    for (key, new) in entries {
-        let record = match records.get_mut(&key) {
-            Some(r) => r,
-            None => match with_retries(retry, &format!("GET {key}"), || {
-                ChunkRecord::load(store, &key)
-            }) {
-                Ok(r) => records.entry(key.clone()).or_insert(r),
-                Err(e) => {
-                    failed(&format!("reading chunk record {key}"), e);
-                    continue;
-                }
-            },
-        };
-        for (idx, entry) in new {
-            record.chunks.insert(idx, entry);
-        }
-        match with_retries(retry, &format!("PUT {key}"), || record.save(store, &key)) {
+    for (ty, res) in touched {
+        let what = format!("saving the chunk record of {ty} {res}");
+        match with_retries(retry, &what, || s.records.save(store, &ty, res)) {
             Ok(()) => s.stats.records_saved.inc(),
-            Err(e) => failed(&format!("saving chunk record {key}"), e),
+            Err(e) => failed(&format!("saving the chunk record of {ty} {res}"), e),
         }
     }
+    held
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::DirStore;
-
-    fn job(rel: &str, entry: WriteEntry) -> WriteJob {
-        WriteJob {
-            key: format!("35VLH/2024/60m/data/{rel}").parse().unwrap(),
-            entry,
-        }
-    }
+    use crate::fixture::{FixtureSize, FixtureSpec};
+    use crate::key::TileYear;
+    use crate::source::{BandSource, MemSource};
+    use crate::store::{ChunkRecord, DirStore};
 
     fn idx(rel: &str) -> crate::key::ChunkIndex {
         rel.parse().unwrap()
@@ -325,8 +402,26 @@ mod tests {
     fn writes_files_then_records_and_drains_on_close() {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(DirStore::create(dir.path()).unwrap());
+        // A catalog generation to check the jobs against.
+        let src = MemSource::synthetic(&FixtureSpec::new(2024, 3, FixtureSize::Mini)).unwrap();
+        let scan = src.scan("35VLH", 2024).unwrap();
+        let fence = crate::generation::Fence::default();
+        let ty = TileYear::new("35VLH", 2024);
+        let p =
+            crate::intake::prepare_scanned(store.as_ref(), "memory", &ty, &scan, &fence).unwrap();
+        let fp = p
+            .generation
+            .catalog
+            .fingerprint(crate::bands::Resolution::R60, 0);
+        let job = |rel: &str, entry: WriteEntry| WriteJob {
+            key: format!("35VLH/2024/60m/data/{rel}").parse().unwrap(),
+            entry,
+            fp: fp.clone(),
+        };
         let wb = Writeback::start(
             store.clone(),
+            Arc::new(Tracker::new(fence)),
+            Arc::new(RecordWriter::new()),
             Limits {
                 max_jobs: 2,
                 max_bytes: 1 << 20,
@@ -337,11 +432,14 @@ mod tests {
             let bytes: Bytes = vec![i; 10 + i as usize].into();
             assert!(wb.push(job(&format!("c/0/0/0/{i}"), WriteEntry::Data(bytes))));
         }
-        assert!(wb.push(job("c/1/0/0/0", WriteEntry::Empty)));
+        assert!(wb.push(job("c/0/0/1/0", WriteEntry::Empty)));
+        // Computed under other products: never written.
+        let mut stale = job("c/0/0/1/1", WriteEntry::Data(vec![9u8; 4].into()));
+        stale.fp = "0123456789abcdef".into();
+        assert!(wb.push(stale));
         wb.close();
-        assert!(!wb.push(job("c/1/0/0/1", WriteEntry::Empty)));
-        let rec =
-            ChunkRecord::load(store.as_ref(), "35VLH/2024/.datacube/chunks-60m.json").unwrap();
+        assert!(!wb.push(job("c/0/0/1/2", WriteEntry::Empty)));
+        let rec = ChunkRecord::load(store.as_ref(), &ty, crate::bands::Resolution::R60).unwrap();
         assert_eq!(rec.chunks.len(), 21);
         for i in 0..20u8 {
             let key = format!("35VLH/2024/60m/data/c/0/0/0/{i}");
@@ -353,7 +451,12 @@ mod tests {
                 }
             );
         }
-        assert_eq!(rec.chunks[&idx("c/1/0/0/0")], ChunkEntry::Empty);
+        assert_eq!(rec.chunks[&idx("c/0/0/1/0")], ChunkEntry::Empty);
+        assert!(store
+            .get("35VLH/2024/60m/data/c/0/0/1/1")
+            .unwrap()
+            .is_none());
+        assert_eq!(wb.stats().stale_dropped.get(), 1);
         assert_eq!(wb.depth(), (0, 0));
         assert!(wb.stats().full_waits.get() > 0, "bound of 2 jobs held");
     }

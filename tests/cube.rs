@@ -27,6 +27,8 @@ fn cube_with(work: &std::path::Path, source: Arc<dyn BandSource>) -> Arc<Cube> {
             decode_cache_bytes,
             workers: 4,
             writeback: Default::default(),
+            fence: Default::default(),
+            refresh: datacube::fs::refresh::RefreshPolicy::off(),
         },
         Arc::new(DirStore::create(work.join("store")).unwrap()),
         source,

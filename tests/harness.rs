@@ -57,6 +57,8 @@ fn rig() -> Rig {
                 },
                 ..Default::default()
             },
+            fence: Default::default(),
+            refresh: datacube::fs::refresh::RefreshPolicy::off(),
         },
         store.clone() as Arc<dyn Store>,
         source.clone() as Arc<dyn BandSource>,
@@ -205,7 +207,7 @@ fn check_store(cube: &Arc<Cube>, mem: &MemStore) {
         }
     }
     for res in Resolution::ALL {
-        let rec = ChunkRecord::load(mem, &ty.record_key(res)).unwrap();
+        let rec = ChunkRecord::load(mem, &ty, res).unwrap();
         for (idx, entry) in &rec.chunks {
             let key = ty.chunk(res, *idx);
             match entry {
@@ -278,7 +280,7 @@ fn a_chunk_whose_first_two_puts_fail_ends_up_in_the_store() {
         "the chunk is in the store"
     );
     check_store(&r.cube, &r.mem);
-    let rec = ChunkRecord::load(r.mem.as_ref(), &key.tile_year().record_key(key.res)).unwrap();
+    let rec = ChunkRecord::load(r.mem.as_ref(), &key.tile_year(), key.res).unwrap();
     assert!(rec.chunks.contains_key(&key.idx), "and recorded");
     // Three PUTs of it reached the store wrapper: two failed, one landed.
     assert!(r.store.faults.calls(StoreOp::Put) >= 3);
@@ -304,7 +306,7 @@ fn a_permanent_put_failure_is_counted_and_leaves_the_chunk_unrecorded() {
     let s = stats(&r.cube);
     assert_eq!(s["writeback"]["errors"], 1, "{s}");
     assert!(!r.mem.snapshot().contains_key(&path));
-    let rec = ChunkRecord::load(r.mem.as_ref(), &key.tile_year().record_key(key.res)).unwrap();
+    let rec = ChunkRecord::load(r.mem.as_ref(), &key.tile_year(), key.res).unwrap();
     assert!(
         !rec.chunks.contains_key(&key.idx),
         "not recorded without its file"

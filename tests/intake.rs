@@ -41,7 +41,7 @@ fn record_marks_every_chunk_and_empty_chunks_have_no_file() {
     let store = DirStore::create(store_dir).unwrap();
     let mut empties = 0;
     for res in Resolution::ALL {
-        let rec = ChunkRecord::load(&store, &TileYear::new("35VLH", YEAR).record_key(res)).unwrap();
+        let rec = ChunkRecord::load(&store, &TileYear::new("35VLH", YEAR), res).unwrap();
         let ctx_geom = {
             let cat = datacube::catalog::Catalog::load(&store, "35VLH", YEAR)
                 .unwrap()
@@ -98,17 +98,20 @@ fn interrupted_intake_resumes_to_a_byte_identical_store() {
         ]
     };
     // Kill -9 several times at different points, then let it finish.
-    let record = dir.join(format!("35VLH/{YEAR}/.datacube/chunks-10m.json"));
+    // Progress shows as a record file of 10 m chunks being (re)written: the newest one's time.
+    let records = dir.join(format!("35VLH/{YEAR}/.datacube/records/10m"));
+    let newest = || -> Option<std::time::SystemTime> {
+        std::fs::read_dir(&records)
+            .ok()?
+            .filter_map(|e| e.ok()?.metadata().ok()?.modified().ok())
+            .max()
+    };
     for round in 0..3 {
         let mut child = Command::new(bin()).args(args(&dir)).spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(120);
-        let before = std::fs::metadata(&record)
-            .map(|m| m.modified().unwrap())
-            .ok();
+        let before = newest();
         loop {
-            let now = std::fs::metadata(&record)
-                .map(|m| m.modified().unwrap())
-                .ok();
+            let now = newest();
             if now.is_some() && now != before {
                 break;
             }
@@ -122,18 +125,37 @@ fn interrupted_intake_resumes_to_a_byte_identical_store() {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
     }
-    let rec: ChunkRecord = serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    let rec = ChunkRecord::load(
+        &DirStore::create(&dir).unwrap(),
+        &TileYear::new("35VLH", YEAR),
+        Resolution::R10,
+    )
+    .unwrap();
     assert!(!rec.chunks.is_empty());
     let status = Command::new(bin()).args(args(&dir)).status().unwrap();
     assert!(status.success());
 
     assert_same_store(clean, &dir);
-    let b = tree(&dir);
-    // A rerun of a complete store does nothing and changes nothing.
+    // Every killed run's record file was folded into a live writer's and removed.
+    let files = std::fs::read_dir(dir.join(format!("35VLH/{YEAR}/.datacube/records/10m")))
+        .unwrap()
+        .count();
+    assert_eq!(files, 1, "record files of dead writers are compacted");
+    // A rerun of a complete store computes nothing and changes nothing a reader sees (it may
+    // fold the previous run's record file into its own).
+    let before = tree(&dir);
     let out = Command::new(bin()).args(args(&dir)).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("0 written, 0 empty"), "{text}");
-    assert_eq!(tree(&dir), b);
+    let after = tree(&dir);
+    let data = |t: &std::collections::BTreeMap<String, Vec<u8>>| -> Vec<(String, Vec<u8>)> {
+        t.iter()
+            .filter(|(k, _)| !k.contains("/.datacube/records/"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    assert!(data(&before) == data(&after), "a rerun changed the store");
+    assert_same_store(clean, &dir);
 }
 
 #[test]
@@ -189,7 +211,7 @@ fn bad_input_is_named_and_nothing_wrong_is_stored() {
         .unwrap();
     assert_eq!(cat.scenes.len(), SCENES - 1);
     for res in Resolution::ALL {
-        let rec = ChunkRecord::load(&store, &TileYear::new("35VLH", YEAR).record_key(res)).unwrap();
+        let rec = ChunkRecord::load(&store, &TileYear::new("35VLH", YEAR), res).unwrap();
         let (shape, data) = read_data(&store_dir, res);
         // Missing chunks read as fill (0); recorded chunks must hold exactly the formula.
         let ct = res.time_chunk() as usize;

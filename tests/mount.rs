@@ -153,7 +153,7 @@ fn mount_serves_the_formula_writes_back_and_restarts_from_the_store() {
     let st = DirStore::create(&store).unwrap();
     let mut empties = 0;
     for res in Resolution::ALL {
-        let rec = ChunkRecord::load(&st, &TileYear::new("35VLH", YEAR).record_key(res)).unwrap();
+        let rec = ChunkRecord::load(&st, &TileYear::new("35VLH", YEAR), res).unwrap();
         assert_eq!(
             rec.chunks.len(),
             all_chunk_paths(res).len(),
@@ -404,11 +404,7 @@ fn sigterm_writes_every_queued_chunk_before_exit() {
     assert!(m.terminate().success());
     assert_eq!(chunk_files(&store), served);
     let st = DirStore::create(&store).unwrap();
-    let rec = ChunkRecord::load(
-        &st,
-        &TileYear::new("35VLH", YEAR).record_key(Resolution::R10),
-    )
-    .unwrap();
+    let rec = ChunkRecord::load(&st, &TileYear::new("35VLH", YEAR), Resolution::R10).unwrap();
     assert_eq!(rec.chunks.len(), all_chunk_paths(Resolution::R10).len());
 }
 
@@ -564,11 +560,7 @@ fn a_broken_band_file_is_eio_for_its_chunks_only_and_nothing_is_kept() {
     }
     assert!(!store.join(&chunk).exists());
     let st = DirStore::create(&store).unwrap();
-    let rec = ChunkRecord::load(
-        &st,
-        &TileYear::new("35VLH", YEAR).record_key(Resolution::R10),
-    )
-    .unwrap();
+    let rec = ChunkRecord::load(&st, &TileYear::new("35VLH", YEAR), Resolution::R10).unwrap();
     assert!(!rec.chunks.contains_key(&"c/0/0/1/1".parse().unwrap()));
     assert!(store.join(&ok).exists());
 }

@@ -203,6 +203,47 @@ pub fn interactive() -> bool {
 
 /// A millisecond test hook from the environment (tests slow or speed up the daemon through these,
 /// so the command line shows users only what is theirs).
+/// The consistency protocol's timing: a minute of grace, or `DATACUBE_TEST_GRACE_MS` (a test hook
+/// that lets tests run the protocol in seconds).
+pub fn fence() -> crate::generation::Fence {
+    match test_hook_ms("DATACUBE_TEST_GRACE_MS") {
+        Some(ms) => crate::generation::Fence {
+            grace: std::time::Duration::from_millis(ms),
+        },
+        None => crate::generation::Fence::default(),
+    }
+}
+
+/// `--refresh`: `off`, or a duration like `90s`, `15m`, `1h`, `2d` (a bare number is seconds).
+pub fn parse_refresh(s: &str) -> Result<crate::fs::refresh::RefreshPolicy, String> {
+    use crate::fs::refresh::RefreshPolicy;
+    let s = s.trim();
+    if s == "off" || s == "never" {
+        return Ok(RefreshPolicy::off());
+    }
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected off or a duration like 90s, 15m, 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" | "min" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        "ms" => {
+            return (n > 0)
+                .then(|| RefreshPolicy::every(std::time::Duration::from_millis(n)))
+                .ok_or_else(|| "the refresh period must be positive (or off)".to_string())
+        }
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use s, m, h or d)")),
+    };
+    if secs == 0 {
+        return Err("the refresh period must be positive (or off)".into());
+    }
+    Ok(RefreshPolicy::every(std::time::Duration::from_secs(secs)))
+}
+
 pub fn test_hook_ms(var: &str) -> Option<u64> {
     std::env::var(var).ok().and_then(|v| v.parse().ok())
 }

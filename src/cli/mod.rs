@@ -121,6 +121,7 @@ impl IntakeArgs {
             resolutions: self.resolutions.clone(),
             memory_bytes: self.memory as usize,
             progress: interactive && !self.no_progress,
+            fence: args::fence(),
         }
     }
 }
@@ -170,6 +171,12 @@ pub struct MountArgs {
     /// Stay in the foreground (the default; accepted for mount-s3 habits)
     #[arg(long)]
     pub foreground: bool,
+    /// Search the source again for every resolved year this often (e.g. 15m, 1h, 2s) and serve
+    /// new acquisitions and reprocessed products without a remount; `off` to never search. By
+    /// default, hourly for the years still receiving acquisitions (this year and the last).
+    /// Catalog changes made by other processes sharing the store are taken up either way.
+    #[arg(long, value_parser = args::parse_refresh)]
+    pub refresh: Option<crate::fs::refresh::RefreshPolicy>,
 }
 
 impl MountArgs {
@@ -191,6 +198,8 @@ impl MountArgs {
             chunk_cache_bytes,
             decode_cache_bytes,
             workers,
+            fence: args::fence(),
+            refresh: self.refresh.unwrap_or_default(),
             writeback: crate::writeback::Limits {
                 // Test hook (environment): hold chunks in the queue this long per batch.
                 batch_delay: std::time::Duration::from_millis(
@@ -301,8 +310,10 @@ fn print_intake(r: &crate::intake::IntakeReport) {
         r.seconds,
         r.decodes
     );
-    for id in &r.merge.newer_baseline {
-        println!("note: {id} is a newer baseline of a scene already on the time axis; the axis keeps the original");
+    for (old, new) in &r.merge.replaced {
+        println!(
+            "replaced {old} by its newer baseline {new} (same time index; its chunks recomputed)"
+        );
     }
     if !r.errors.is_empty() {
         eprintln!(

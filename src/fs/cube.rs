@@ -11,13 +11,15 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::pool::WorkPool;
+pub use super::refresh::RefreshPolicy;
 use super::resolver::{ChunkResolver, ResolverConfig};
 use super::tree::{Resolved, Tree};
 use super::year::Years;
 use crate::bands::Resolution;
 use crate::cache::Bytes;
+use crate::generation::{Fence, Tracker};
 use crate::source::BandSource;
-use crate::store::Store;
+use crate::store::{RecordWriter, Store};
 use crate::writeback::Limits;
 
 /// How the mount is set up.
@@ -32,6 +34,10 @@ pub struct CubeConfig {
     /// Worker threads driving materializations and store reads.
     pub workers: usize,
     pub writeback: Limits,
+    /// Timing of the store's consistency protocol.
+    pub fence: Fence,
+    /// Which resolved years are searched again, how often.
+    pub refresh: RefreshPolicy,
 }
 
 impl CubeConfig {
@@ -130,6 +136,8 @@ impl Cube {
         store: Arc<dyn Store>,
         source: Arc<dyn BandSource>,
     ) -> Result<Arc<Self>> {
+        let tracker = Arc::new(Tracker::new(cfg.fence));
+        let records = Arc::new(RecordWriter::new());
         let chunks = ChunkResolver::new(
             store.clone(),
             source.clone(),
@@ -139,10 +147,12 @@ impl Cube {
                 workers: cfg.workers,
                 writeback: cfg.writeback,
             },
+            tracker.clone(),
+            records.clone(),
         );
         Ok(Arc::new(Cube {
             tree: Tree::new(cfg.tiles.clone(), cfg.years.clone())?,
-            years: Years::new(store.clone(), source.clone()),
+            years: Years::new(store.clone(), source.clone(), tracker, records),
             chunks: Arc::new(chunks),
             year_pool: WorkPool::new("resolve-year", 2),
             store_name: store.describe(),
@@ -234,6 +244,7 @@ impl Cube {
         if let Some(serde_json::Value::Object(fs)) = sections.get_mut("fs") {
             fs.extend(self.stats.to_json());
             fs.extend(self.years.stats.to_json());
+            fs.extend(self.years.tracker.stats.to_json());
         }
         let mut doc = json!({
             "started": self.started.to_rfc3339(),
@@ -249,6 +260,25 @@ impl Cube {
         let mut v = serde_json::to_vec_pretty(&doc).expect("JSON");
         v.push(b'\n');
         v
+    }
+
+    /// The tile-years resolved so far that have scenes.
+    pub fn resolved_years(&self) -> Vec<crate::key::TileYear> {
+        self.years
+            .resolved()
+            .iter()
+            .map(|y| y.tile_year())
+            .collect()
+    }
+
+    /// Searches the source again for a resolved tile-year, publishes what is new and serves it.
+    pub fn refresh_year(&self, ty: &crate::key::TileYear) -> Result<Option<super::year::Change>> {
+        self.years.refresh(ty)
+    }
+
+    /// Serves the store's latest catalog generation of `ty` if another process published one.
+    pub fn poll_year(&self, ty: &crate::key::TileYear) -> Result<Option<super::year::Change>> {
+        self.years.adopt_latest(ty)
     }
 
     /// Finishes queued work and writes everything computed to the store.

@@ -108,6 +108,40 @@ impl DatacubeFs {
         self.inodes.lock().unwrap().path(ino).ok_or(Errno::ENOENT)
     }
 
+    /// A function that makes the kernel forget what it cached of the given paths (exact paths,
+    /// and prefixes ending in `/`): the attributes and pages of each inode it holds, and the
+    /// directory entry, so the next lookup or read comes to us. Called after a change of catalog
+    /// generation, from the refresh thread (never from a request handler).
+    pub fn invalidator(&self) -> impl Fn(&fuser::Notifier, &[String]) + Send + Sync + 'static {
+        let inodes = self.inodes.clone();
+        move |notifier, paths| {
+            let targets: Vec<(u64, String)> = {
+                let g = inodes.lock().unwrap();
+                g.by_path
+                    .iter()
+                    .filter(|(p, _)| {
+                        paths.iter().any(|q| {
+                            if q.ends_with('/') {
+                                p.starts_with(q.as_str())
+                            } else {
+                                *p == q
+                            }
+                        })
+                    })
+                    .map(|(p, ino)| (*ino, p.clone()))
+                    .collect()
+            };
+            for (ino, path) in targets {
+                let _ = notifier.inval_inode(INodeNo(ino), 0, 0);
+                let (parent, name) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
+                let parent_ino = inodes.lock().unwrap().by_path.get(parent).copied();
+                if let Some(pino) = parent_ino {
+                    let _ = notifier.inval_entry(INodeNo(pino), OsStr::new(name));
+                }
+            }
+        }
+    }
+
     fn attr_maker(&self) -> impl Fn(u64, &Attr) -> FileAttr + Send + 'static {
         let (uid, gid, time) = (self.uid, self.gid, self.time);
         move |ino, a| FileAttr {

@@ -9,6 +9,7 @@ pub(crate) mod fuse;
 pub mod mountpoint;
 pub(crate) mod node;
 pub(crate) mod pool;
+pub mod refresh;
 pub(crate) mod resolver;
 pub(crate) mod tree;
 pub(crate) mod year;
@@ -51,9 +52,17 @@ pub fn serve(cube: Arc<Cube>, opts: &MountOptions) -> Result<()> {
     }
     config.n_threads = Some(opts.fuse_threads.max(1));
     config.clone_fd = true;
-    let session = fuser::Session::new(fuse::DatacubeFs::new(cube.clone()), &mp, &config)
+    let fs = fuse::DatacubeFs::new(cube.clone());
+    let invalidator = fs.invalidator();
+    let session = fuser::Session::new(fs, &mp, &config)
         .with_context(|| format!("mounting at {}", mp.display()))?;
+    let notifier = session.notifier();
+    let refresher = refresh::Refresher::start(
+        cube.clone(),
+        Box::new(move |paths: &[String]| invalidator(&notifier, paths)),
+    );
     let result = run_until_unmounted(session, &mp);
+    drop(refresher);
     tracing::info!(
         "unmounted {}; writing queued chunks to the store",
         mp.display()

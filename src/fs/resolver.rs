@@ -1,7 +1,10 @@
 //! Chunk files of the mount: where a chunk's bytes come from, computed at most once.
 //!
 //! Tiers, in order: the year's record of computed chunks (an all-fill chunk is known to have no
-//! file) → the chunk cache → the writeback queue → the store → materialization from the source.
+//! file) → the chunk cache → the writeback queue → the store (recorded chunks only) →
+//! materialization from the source. Cache, queue and flights are keyed by the chunk and the
+//! fingerprint of its time chunk, so a chunk of an older catalog generation is never served for a
+//! newer one (no invalidation race: old entries simply stop being asked for).
 //! Requests for one chunk share one flight: the first starts a job on the worker pool, later ones
 //! join its waiters, so no thread waits on a chunk. A job that fails or panics answers `Io` to
 //! every waiter, logs one line naming the chunk, and leaves nothing cached or persisted.
@@ -16,12 +19,18 @@ use super::pool::WorkPool;
 use super::year::YearState;
 use crate::cache::{Bytes, ChunkCache};
 use crate::chunk::ChunkOutcome;
+use crate::generation::Tracker;
 use crate::key::ChunkKey;
 use crate::raster::RasterReader;
 use crate::source::BandSource;
-use crate::store::{ChunkEntry, Store};
+use crate::store::{ChunkEntry, RecordWriter, Store};
 use crate::util::SingleFlight;
 use crate::writeback::{Limits, WriteEntry, WriteJob, Writeback};
+
+/// The chunk cache's key: the chunk and the fingerprint of its time chunk.
+fn cache_key(key: &ChunkKey, fp: &str) -> String {
+    format!("{key}#{fp}")
+}
 
 /// A computed chunk.
 #[derive(Clone)]
@@ -66,18 +75,24 @@ pub struct ChunkResolver {
     decode_cache_bytes: usize,
     cache: ChunkCache,
     writeback: Writeback,
-    flights: Arc<SingleFlight<ChunkKey, ChunkState, FsError>>,
+    flights: Arc<SingleFlight<(ChunkKey, String), ChunkState, FsError>>,
     pool: WorkPool,
     pub stats: ResolverStats,
 }
 
 impl ChunkResolver {
-    pub fn new(store: Arc<dyn Store>, source: Arc<dyn BandSource>, cfg: ResolverConfig) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        source: Arc<dyn BandSource>,
+        cfg: ResolverConfig,
+        tracker: Arc<Tracker>,
+        records: Arc<RecordWriter>,
+    ) -> Self {
         ChunkResolver {
             raster: RasterReader::new(cfg.decode_cache_bytes),
             decode_cache_bytes: cfg.decode_cache_bytes,
             cache: ChunkCache::new(cfg.chunk_cache_bytes),
-            writeback: Writeback::start(store.clone(), cfg.writeback),
+            writeback: Writeback::start(store.clone(), tracker, records, cfg.writeback),
             flights: Arc::new(SingleFlight::new()),
             pool: WorkPool::new("materialize", cfg.workers),
             stats: ResolverStats::default(),
@@ -114,11 +129,11 @@ impl ChunkResolver {
 
     /// The bytes of chunk `key`.
     pub fn bytes(self: &Arc<Self>, ys: Arc<YearState>, key: ChunkKey, done: Done<Bytes>) {
-        let key_s = key.to_string();
+        let fp = ys.fingerprint(key.res, key.idx.t);
         if let Some(b) = self
             .cache
-            .get(&key_s)
-            .or_else(|| self.writeback.pending(&key))
+            .get(&cache_key(&key, fp))
+            .or_else(|| self.writeback.pending(&key, fp))
         {
             return done(Ok(b));
         }
@@ -136,7 +151,8 @@ impl ChunkResolver {
 
     /// Joins the flight for `key`, starting one on the worker pool if none is in the air.
     fn flight(self: &Arc<Self>, ys: Arc<YearState>, key: ChunkKey, waiter: Done<ChunkState>) {
-        let Some(leader) = self.flights.join(key.clone(), waiter) else {
+        let flight = (key.clone(), ys.fingerprint(key.res, key.idx.t).to_string());
+        let Some(leader) = self.flights.join(flight, waiter) else {
             return;
         };
         let me = self.clone();
@@ -157,18 +173,18 @@ impl ChunkResolver {
     /// Produces a chunk: from what is known (cache, queue, store) or by materializing it. Runs on
     /// the worker pool, inside the chunk's flight.
     fn settle(&self, ys: &YearState, key: &ChunkKey) -> std::result::Result<ChunkState, FsError> {
-        let key_s = key.to_string();
+        let fp = ys.fingerprint(key.res, key.idx.t);
         match ys.known(key.res, key.idx) {
             Some(ChunkEntry::Empty) => return Ok(ChunkState::Empty),
             Some(ChunkEntry::Data { .. }) => {
                 if let Some(b) = self
                     .cache
-                    .get(&key_s)
-                    .or_else(|| self.writeback.pending(key))
+                    .get(&cache_key(key, fp))
+                    .or_else(|| self.writeback.pending(key, fp))
                 {
                     return Ok(ChunkState::Data(b));
                 }
-                match self.read_store(&key_s)? {
+                match self.read_store(key, fp)? {
                     Some(b) => return Ok(ChunkState::Data(b)),
                     None => tracing::warn!(
                         "{key} is recorded but missing from {}; computing it again",
@@ -176,23 +192,16 @@ impl ChunkResolver {
                     ),
                 }
             }
-            None => {
-                // Written by a run that died before recording it: complete (atomic write).
-                if let Some(b) = self.read_store(&key_s)? {
-                    let n = b.len() as u64;
-                    ys.record(key.res, key.idx, ChunkEntry::Data { bytes: n });
-                    self.writeback.push(WriteJob {
-                        key: key.clone(),
-                        entry: WriteEntry::Stored(n),
-                    });
-                    return Ok(ChunkState::Data(b));
-                }
-            }
+            // Not recorded: a file in the store may be stale (written under an older catalog
+            // generation by a process that died before it could learn so), so it is computed
+            // again, and rewritten.
+            None => {}
         }
         let (state, entry, write) = self.materialize(ys, key)?;
         self.writeback.push(WriteJob {
             key: key.clone(),
             entry: write,
+            fp: fp.to_string(),
         });
         ys.record(key.res, key.idx, entry);
         Ok(state)
@@ -230,7 +239,10 @@ impl ChunkResolver {
                 let b: Bytes = v.into();
                 self.stats.materializations.inc();
                 self.stats.materialized_bytes.add(b.len() as u64);
-                self.cache.insert(&key.to_string(), b.clone());
+                self.cache.insert(
+                    &cache_key(key, ys.fingerprint(key.res, key.idx.t)),
+                    b.clone(),
+                );
                 let n = b.len() as u64;
                 (
                     ChunkState::Data(b.clone()),
@@ -248,13 +260,13 @@ impl ChunkResolver {
         Ok(r)
     }
 
-    fn read_store(&self, key: &str) -> std::result::Result<Option<Bytes>, FsError> {
-        match self.store.get(key) {
+    fn read_store(&self, key: &ChunkKey, fp: &str) -> std::result::Result<Option<Bytes>, FsError> {
+        match self.store.get(&key.to_string()) {
             Ok(Some(v)) => {
                 self.stats.store_reads.inc();
                 self.stats.store_read_bytes.add(v.len() as u64);
                 let b: Bytes = v.into();
-                self.cache.insert(key, b.clone());
+                self.cache.insert(&cache_key(key, fp), b.clone());
                 Ok(Some(b))
             }
             Ok(None) => Ok(None),

@@ -1,6 +1,8 @@
-//! The tile-years of a mount: each resolved once (its catalog from the store, or from the source
-//! and then persisted with its generated metadata), with the set of chunks known to be computed.
-//! Resolution runs on the caller's thread; `Cube` makes sure that is never a FUSE thread.
+//! The tile-years of a mount: each resolved once (the store's latest catalog generation, or a
+//! first one resolved from the source and published), with the set of chunks known to be
+//! computed; then moved to newer generations as they appear (a refresh of this mount, or another
+//! process's). Resolution runs on the caller's thread; `Cube` makes sure that is never a FUSE
+//! thread.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -9,23 +11,52 @@ use anyhow::Result;
 
 use super::cube::{FsError, Kind};
 use crate::bands::Resolution;
-use crate::catalog::Catalog;
 use crate::chunk::YearContext;
+use crate::generation::{Generation, Tracker};
 use crate::key::{ChunkIndex, TileYear};
 use crate::source::BandSource;
-use crate::store::{ChunkEntry, ChunkRecord, Store};
+use crate::store::{ChunkEntry, ChunkRecord, RecordWriter, Store};
 
-/// A resolved tile-year: its context and what is known of its chunks.
+/// A resolved tile-year under one catalog generation: its context and what is known of its
+/// chunks. A newer generation gets a new `YearState` (see `Years::adopt`).
 pub struct YearState {
     pub ctx: YearContext,
-    /// Per resolution: every chunk known to be computed (loaded from the store's chunk record,
-    /// updated as chunks are computed).
+    pub generation: Arc<Generation>,
+    /// Per resolution, per time chunk: `Catalog::fingerprint`.
+    fingerprints: [Vec<String>; 3],
+    /// Per resolution: every chunk known to be computed under this generation (valid entries of
+    /// the store's chunk records, and chunks computed here).
     known: [Mutex<BTreeMap<ChunkIndex, ChunkEntry>>; 3],
 }
 
 impl YearState {
+    fn new(
+        generation: Arc<Generation>,
+        known: [BTreeMap<ChunkIndex, ChunkEntry>; 3],
+    ) -> Result<Self> {
+        let ctx = YearContext::new(Arc::new(generation.catalog.clone()))?;
+        let fingerprints = Resolution::ALL.map(|res| {
+            (0..generation.catalog.time_chunks(res))
+                .map(|t| generation.catalog.fingerprint(res, t))
+                .collect()
+        });
+        Ok(YearState {
+            ctx,
+            generation,
+            fingerprints,
+            known: known.map(Mutex::new),
+        })
+    }
+
     pub fn tile_year(&self) -> TileYear {
         TileYear::new(&self.ctx.catalog.tile, self.ctx.catalog.year)
+    }
+
+    /// The fingerprint of time chunk `t` of `res` under this generation.
+    pub fn fingerprint(&self, res: Resolution, t: u64) -> &str {
+        self.fingerprints[res.index()]
+            .get(t as usize)
+            .map_or("", |s| s.as_str())
     }
 
     /// What is known of chunk `idx`.
@@ -75,27 +106,56 @@ impl YearState {
 }
 
 crate::counters! {
-    /// Tile-year resolutions.
-    pub struct YearStats { years_resolved, year_errors }
+    /// Tile-year resolutions and refreshes.
+    pub struct YearStats {
+        years_resolved,
+        year_errors,
+        /// Source searches of resolved years (`--refresh`).
+        refreshes,
+        refresh_errors,
+        /// Scenes appended, and replaced by a newer baseline, by refreshes of this mount.
+        scenes_appended,
+        scenes_replaced,
+        /// Newer catalog generations taken up (published here or by another process).
+        generations_adopted,
+    }
 }
 
-type YearSlot = Arc<OnceLock<std::result::Result<Option<Arc<YearState>>, String>>>;
+type YearSlot = Arc<OnceLock<std::result::Result<(), String>>>;
+
+/// What changed when a tile-year moved to a newer generation.
+pub struct Change {
+    pub old: Arc<YearState>,
+    pub new: Arc<YearState>,
+}
 
 /// The tile-years of a mount, each resolved at most once (a failure is not remembered, so a
-/// later request retries).
+/// later request retries) and then moved along the store's catalog generations.
 pub struct Years {
     store: Arc<dyn Store>,
     source: Arc<dyn BandSource>,
+    pub tracker: Arc<Tracker>,
+    records: Arc<RecordWriter>,
     slots: Mutex<HashMap<TileYear, YearSlot>>,
+    /// The state of each resolved year (absent: not resolved, or no scenes).
+    current: Mutex<HashMap<TileYear, Arc<YearState>>>,
     pub stats: YearStats,
 }
 
 impl Years {
-    pub fn new(store: Arc<dyn Store>, source: Arc<dyn BandSource>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        source: Arc<dyn BandSource>,
+        tracker: Arc<Tracker>,
+        records: Arc<RecordWriter>,
+    ) -> Self {
         Years {
             store,
             source,
+            tracker,
+            records,
             slots: Mutex::new(HashMap::new()),
+            current: Mutex::new(HashMap::new()),
             stats: YearStats::default(),
         }
     }
@@ -108,6 +168,11 @@ impl Years {
             .unwrap()
             .get(ty)
             .is_some_and(|slot| slot.get().is_some_and(|r| r.is_ok()))
+    }
+
+    /// The tile-years resolved so far that have scenes.
+    pub fn resolved(&self) -> Vec<Arc<YearState>> {
+        self.current.lock().unwrap().values().cloned().collect()
     }
 
     /// The tile-year (`None`: no scenes), resolving it on first use.
@@ -123,7 +188,13 @@ impl Years {
             .get_or_init(|| match self.resolve_caught(ty) {
                 Ok(ys) => {
                     self.stats.years_resolved.inc();
-                    Ok(ys.map(Arc::new))
+                    if let Some(ys) = ys {
+                        self.current
+                            .lock()
+                            .unwrap()
+                            .insert(ty.clone(), Arc::new(ys));
+                    }
+                    Ok(())
                 }
                 Err(e) => {
                     self.stats.year_errors.inc();
@@ -138,8 +209,9 @@ impl Years {
             if g.get(ty).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
                 g.remove(ty);
             }
+            return Err(FsError::Io);
         }
-        r.map_err(|_| FsError::Io)
+        Ok(self.current.lock().unwrap().get(ty).cloned())
     }
 
     /// `resolve`, with a panic turned into an error (a request must be answered either way).
@@ -149,31 +221,34 @@ impl Years {
         )
     }
 
-    /// Loads the persisted catalog, or resolves it from the source and persists it; makes sure
-    /// the store holds the generated metadata; loads the chunk records.
+    /// Loads the store's latest catalog generation, or resolves the catalog from the source and
+    /// publishes it; loads the chunk records.
     fn resolve(&self, ty: &TileYear) -> Result<Option<YearState>> {
         let store = self.store.as_ref();
-        let (tile, year) = (ty.tile.as_str(), ty.year);
         let swept = store.sweep_temp(&ty.to_string())?;
         if swept > 0 {
             tracing::info!("{ty}: removed {swept} temporary file(s) of an interrupted run");
         }
-        let ctx = match Catalog::load(store, tile, year)? {
-            Some(catalog) => {
-                let ctx = YearContext::new(Arc::new(catalog))?;
-                for (key, bytes) in &ctx.layout.files {
-                    if store.get(key)?.as_deref() != Some(bytes.as_slice()) {
-                        store.put(key, bytes)?;
+        let generation = match crate::generation::latest(store, ty)? {
+            Some(g) => {
+                let g = Arc::new(g);
+                if !g.has_changes() {
+                    // Repair metadata a store made by an older version may lack.
+                    for (key, bytes) in &crate::layout::YearLayout::build(&g.catalog)?.files {
+                        if store.get(key)?.as_deref() != Some(bytes.as_slice()) {
+                            store.put(key, bytes)?;
+                        }
                     }
                 }
                 tracing::info!(
-                    "{ty}: {} scenes (catalog from the store)",
-                    ctx.catalog.scenes.len()
+                    "{ty}: {} scenes (catalog generation {} from the store)",
+                    g.catalog.scenes.len(),
+                    g.number
                 );
-                ctx
+                g
             }
             None => {
-                let scan = self.source.scan(tile, year)?;
+                let scan = self.source.scan(&ty.tile, ty.year)?;
                 for e in &scan.errors {
                     tracing::warn!("{ty}: skipped: {e}");
                 }
@@ -181,33 +256,150 @@ impl Years {
                     tracing::info!("{ty}: no scenes in {}", self.source.describe());
                     return Ok(None);
                 }
-                let (ctx, _) = crate::intake::prepare_scanned(
+                let p = crate::intake::prepare_scanned(
                     store,
                     &self.source.describe(),
-                    tile,
-                    year,
+                    ty,
                     &scan,
+                    &self.tracker.fence,
                 )?;
+                self.after_publish(&p);
                 tracing::info!(
-                    "{ty}: {} scenes (catalog resolved from {} and persisted)",
-                    ctx.catalog.scenes.len(),
-                    self.source.describe()
+                    "{ty}: {} scenes (catalog resolved from {} as generation {})",
+                    p.generation.catalog.scenes.len(),
+                    self.source.describe(),
+                    p.generation.number
                 );
-                ctx
+                p.generation
             }
         };
-        let load = |res: Resolution| -> Result<Mutex<BTreeMap<ChunkIndex, ChunkEntry>>> {
-            Ok(Mutex::new(
-                ChunkRecord::load(store, &ty.record_key(res))?.chunks,
-            ))
+        self.tracker.seed(generation.clone());
+        let known = self.load_known(&generation)?;
+        Ok(Some(YearState::new(generation, known)?))
+    }
+
+    /// The valid chunk records of a generation (folding in those of writers that are gone).
+    fn load_known(&self, g: &Generation) -> Result<[BTreeMap<ChunkIndex, ChunkEntry>; 3]> {
+        let store = self.store.as_ref();
+        let ty = g.tile_year();
+        let mut out: [BTreeMap<ChunkIndex, ChunkEntry>; 3] = Default::default();
+        for res in Resolution::ALL {
+            self.records.adopt_abandoned(store, &ty, res, &g.catalog)?;
+            out[res.index()] = ChunkRecord::load_valid(store, &ty, res, &g.catalog)?.chunks;
+        }
+        Ok(out)
+    }
+
+    /// After this process published a generation with changes: its invalidation, in the
+    /// background (it first waits out the grace period).
+    fn after_publish(&self, p: &crate::intake::Prepared) {
+        if !p.published || !p.generation.has_changes() {
+            return;
+        }
+        let (store, tracker, g) = (
+            self.store.clone(),
+            self.tracker.clone(),
+            p.generation.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("invalidate".into())
+            .spawn(move || {
+                if let Err(e) = tracker.invalidate(store.as_ref(), &g) {
+                    // Not fatal: anyone who next needs the changed chunks performs it.
+                    tracing::error!(
+                        "{}: invalidating for catalog generation {}: {e:#}",
+                        g.tile_year(),
+                        g.number
+                    );
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("spawning the invalidation thread: {e}");
+        }
+    }
+
+    /// Moves `ty` to the store's latest generation if it is newer than the one served; returns
+    /// what changed.
+    pub fn adopt_latest(&self, ty: &TileYear) -> Result<Option<Change>> {
+        let Some(latest) = self.tracker.latest(self.store.as_ref(), ty)? else {
+            return Ok(None);
         };
-        Ok(Some(YearState {
-            known: [
-                load(Resolution::R10)?,
-                load(Resolution::R20)?,
-                load(Resolution::R60)?,
-            ],
-            ctx,
-        }))
+        self.adopt(latest)
+    }
+
+    fn adopt(&self, g: Arc<Generation>) -> Result<Option<Change>> {
+        let ty = g.tile_year();
+        let Some(old) = self.current.lock().unwrap().get(&ty).cloned() else {
+            return Ok(None);
+        };
+        if old.generation.number >= g.number {
+            return Ok(None);
+        }
+        let mut known = self.load_known(&g)?;
+        // Chunks computed here under the old generation that are still valid (their time chunk
+        // kept its products) may not be in the store yet: keep knowing them.
+        for res in Resolution::ALL {
+            for (idx, e) in old.known[res.index()].lock().unwrap().iter() {
+                if g.catalog.fingerprint(res, idx.t) == old.fingerprint(res, idx.t)
+                    && idx.t < g.catalog.time_chunks(res)
+                {
+                    known[res.index()].entry(*idx).or_insert(*e);
+                }
+            }
+        }
+        let new = Arc::new(YearState::new(g.clone(), known)?);
+        {
+            let mut cur = self.current.lock().unwrap();
+            match cur.get(&ty) {
+                Some(c) if c.generation.number >= g.number => return Ok(None),
+                _ => {
+                    cur.insert(ty.clone(), new.clone());
+                }
+            }
+        }
+        self.stats.generations_adopted.inc();
+        tracing::info!(
+            "{ty}: now serving catalog generation {} ({} scenes, was {} with {})",
+            g.number,
+            g.catalog.scenes.len(),
+            old.generation.number,
+            old.ctx.catalog.scenes.len()
+        );
+        Ok(Some(Change { old, new }))
+    }
+
+    /// Searches the source again for a resolved tile-year and publishes what is new (appended
+    /// acquisitions, newer baselines); then serves the latest generation.
+    pub fn refresh(&self, ty: &TileYear) -> Result<Option<Change>> {
+        self.stats.refreshes.inc();
+        let r = (|| -> Result<Option<Change>> {
+            let scan = self.source.scan(&ty.tile, ty.year)?;
+            for e in &scan.errors {
+                tracing::warn!("{ty}: skipped: {e}");
+            }
+            let p = crate::intake::prepare_scanned(
+                self.store.as_ref(),
+                &self.source.describe(),
+                ty,
+                &scan,
+                &self.tracker.fence,
+            )?;
+            if p.published {
+                self.stats.scenes_appended.add(p.merge.appended as u64);
+                self.stats
+                    .scenes_replaced
+                    .add(p.merge.replaced.len() as u64);
+                for (old, new) in &p.merge.replaced {
+                    tracing::info!("{ty}: {old} replaced by its newer baseline {new}");
+                }
+                self.after_publish(&p);
+            }
+            self.tracker.seed(p.generation.clone());
+            self.adopt(p.generation)
+        })();
+        if r.is_err() {
+            self.stats.refresh_errors.inc();
+        }
+        r
     }
 }

@@ -17,12 +17,13 @@ use chrono::NaiveDate;
 use rayon::prelude::*;
 
 use crate::bands::Resolution;
-use crate::catalog::{merge, Catalog, MergeReport};
+use crate::catalog::{merge, MergeReport};
 use crate::chunk::{ChunkIndex, ChunkOutcome, YearContext};
+use crate::generation::{self, Fence, Generation, Tracker, Verdict};
 use crate::key::TileYear;
 use crate::raster::{RasterReader, Window};
 use crate::source::BandSource;
-use crate::store::{ChunkEntry, ChunkRecord, Store};
+use crate::store::{ChunkEntry, ChunkRecord, RecordWriter, Store};
 
 /// JP2 tile size of Sentinel-2 band files; used to group chunks (correct for any tiling, fastest
 /// for this one).
@@ -38,6 +39,8 @@ pub struct IntakeOptions {
     /// Cap of the decoded-tile cache, bytes.
     pub memory_bytes: usize,
     pub progress: bool,
+    /// Timing of the store's consistency protocol.
+    pub fence: Fence,
 }
 
 #[derive(Debug, Default)]
@@ -56,72 +59,90 @@ pub struct IntakeReport {
     pub seconds: f64,
 }
 
-/// Resolves the tile-year's catalog against the source, persists it and the generated metadata.
-/// Chunks invalidated by new scenes (the old last time chunk) are dropped from record and store.
+/// A tile-year's catalog after a scan was merged into the store's latest generation.
+pub struct Prepared {
+    pub ctx: YearContext,
+    /// The latest generation (created by this call if the scan changed the axis).
+    pub generation: Arc<Generation>,
+    pub merge: MergeReport,
+    /// Whether this call created `generation`.
+    pub published: bool,
+}
+
+/// Resolves the tile-year's catalog against the source and merges it into the store (see
+/// `prepare_scanned`).
 pub fn prepare_year(
     store: &dyn Store,
     source: &dyn BandSource,
-    tile: &str,
-    year: i32,
-) -> Result<(YearContext, MergeReport, crate::catalog::ScanResult)> {
-    let swept = store.sweep_temp(&format!("{tile}/{year}"))?;
+    ty: &TileYear,
+    fence: &Fence,
+) -> Result<(Prepared, crate::catalog::ScanResult)> {
+    let swept = store.sweep_temp(&ty.to_string())?;
     if swept > 0 {
         tracing::info!("removed {swept} temporary file(s) left by an interrupted run");
     }
-    let scan = source.scan(tile, year)?;
-    let (ctx, report) = prepare_scanned(store, &source.describe(), tile, year, &scan)?;
-    Ok((ctx, report, scan))
+    let scan = source.scan(&ty.tile, ty.year)?;
+    let p = prepare_scanned(store, &source.describe(), ty, &scan, fence)?;
+    Ok((p, scan))
 }
 
-/// `prepare_year` after the source scan: merge, invalidate, persist catalog and metadata.
+/// Merges a source scan into the store's latest catalog generation, publishing a new generation
+/// if the axis grows or a product is replaced (retrying the merge if another process published
+/// first). The metadata documents of a first generation are written at once; those of a later
+/// one by its invalidation (`generation::invalidate`), after the grace period, so that a writer
+/// still on the previous generation cannot overwrite them afterwards.
 pub fn prepare_scanned(
     store: &dyn Store,
     source_name: &str,
-    tile: &str,
-    year: i32,
+    ty: &TileYear,
     scan: &crate::catalog::ScanResult,
-) -> Result<(YearContext, MergeReport)> {
-    let existing = Catalog::load(store, tile, year)?;
-    let (catalog, report) = merge(existing, scan.scenes.clone(), tile, year)?;
-    if catalog.scenes.is_empty() {
-        let mut msg = format!("no scenes of tile {tile} in {year} in {source_name}");
-        for e in &scan.errors {
-            msg.push_str(&format!("\n  {e}"));
-        }
-        anyhow::bail!(msg);
-    }
-    if report.appended > 0 && report.previous_len > 0 {
-        let ty = TileYear::new(tile, year);
-        for res in Resolution::ALL {
-            let first_stale = report.previous_len as u64 / res.time_chunk();
-            let key = ty.record_key(res);
-            let mut record = ChunkRecord::load(store, &key)?;
-            let stale: Vec<ChunkIndex> = record
-                .chunks
-                .keys()
-                .filter(|k| k.t >= first_stale)
-                .copied()
-                .collect();
-            // Files first, then the record, then (below) the catalog: a crash in between
-            // repeats the invalidation on the next run, and no stale file outlives it unrecorded
-            // (the mount trusts unrecorded chunk files, which only an atomic write can leave).
-            for k in &stale {
-                store.delete(&ty.chunk(res, *k).to_string())?;
+    fence: &Fence,
+) -> Result<Prepared> {
+    loop {
+        let base = generation::latest(store, ty)?;
+        let (catalog, report) = merge(
+            base.as_ref().map(|g| g.catalog.clone()),
+            scan.scenes.clone(),
+            &ty.tile,
+            ty.year,
+        )?;
+        if catalog.scenes.is_empty() {
+            let mut msg = format!(
+                "no scenes of tile {} in {} in {source_name}",
+                ty.tile, ty.year
+            );
+            for e in &scan.errors {
+                msg.push_str(&format!("\n  {e}"));
             }
-            for k in &stale {
-                record.chunks.remove(k);
+            anyhow::bail!(msg);
+        }
+        let grows = base.is_none() || report.appended > 0 || !report.replaced.is_empty();
+        let (generation, published) = match (base, grows) {
+            (Some(b), false) => (b, false),
+            (base, _) => {
+                let replaced = report.replaced.iter().cloned().collect();
+                match generation::try_publish(store, base.as_ref(), catalog, replaced, fence)? {
+                    Some(g) => (g, true),
+                    // Another process published first: merge into its generation.
+                    None => continue,
+                }
             }
-            record.save(store, &key)?;
+        };
+        let ctx = YearContext::new(Arc::new(generation.catalog.clone()))?;
+        if !generation.has_changes() {
+            for (key, bytes) in &ctx.layout.files {
+                if store.get(key)?.as_deref() != Some(bytes.as_slice()) {
+                    store.put(key, bytes)?;
+                }
+            }
         }
+        return Ok(Prepared {
+            ctx,
+            generation: Arc::new(generation),
+            merge: report,
+            published,
+        });
     }
-    catalog.save(store)?;
-    let ctx = YearContext::new(Arc::new(catalog))?;
-    for (key, bytes) in &ctx.layout.files {
-        if store.get(key)?.as_deref() != Some(bytes.as_slice()) {
-            store.put(key, bytes)?;
-        }
-    }
-    Ok((ctx, report))
 }
 
 /// A unit of intake work: chunks of one time chunk inside one JP2 tile region.
@@ -142,18 +163,71 @@ pub fn intake(
     opts: &IntakeOptions,
 ) -> Result<IntakeReport> {
     let started = Instant::now();
-    let (ctx, merge_report, scan) = prepare_year(store, source, &opts.tile, opts.year)?;
-    let catalog = ctx.catalog.clone();
+    let ty = TileYear::new(&opts.tile, opts.year);
+    let tracker = Tracker::new(opts.fence);
+    let writer = RecordWriter::new();
+    let raster = RasterReader::new(opts.memory_bytes);
+    let (mut prepared, scan) = prepare_year(store, source, &ty, &opts.fence)?;
     let mut report = IntakeReport {
-        scenes: catalog.scenes.len(),
-        merge: merge_report,
-        superseded: scan.superseded,
-        errors: scan.errors,
+        superseded: scan.superseded.clone(),
+        errors: scan.errors.clone(),
         ..Default::default()
     };
+    report.merge = std::mem::take(&mut prepared.merge);
     for late in &report.merge.late {
         tracing::warn!("{late}: older than the end of the persisted time axis; not inserted (indices never move)");
     }
+    for attempt in 1.. {
+        tracker.seed(prepared.generation.clone());
+        let complete = run_generation(
+            store,
+            source,
+            opts,
+            &prepared,
+            &tracker,
+            &writer,
+            &raster,
+            &mut report,
+        )?;
+        report.scenes = prepared.ctx.catalog.scenes.len();
+        if complete {
+            break;
+        }
+        if attempt >= 5 {
+            anyhow::bail!(
+                "{ty}: the catalog changed {attempt} times during this intake; run it again"
+            );
+        }
+        // Another process published a newer generation: continue under it (with our scan
+        // merged in), keeping every chunk that is still valid.
+        prepared = prepare_scanned(store, &source.describe(), &ty, &scan, &opts.fence)?;
+        tracing::info!(
+            "{ty}: catalog generation {} appeared during intake; continuing under it",
+            prepared.generation.number
+        );
+    }
+    report.decodes = raster.stats.decodes.get();
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Computes the missing chunks of one generation. Returns false if a newer generation made
+/// some of them stale (the caller continues under it).
+#[allow(clippy::too_many_arguments)]
+fn run_generation(
+    store: &dyn Store,
+    source: &dyn BandSource,
+    opts: &IntakeOptions,
+    prepared: &Prepared,
+    tracker: &Tracker,
+    writer: &RecordWriter,
+    raster: &RasterReader,
+    report: &mut IntakeReport,
+) -> Result<bool> {
+    let ctx = &prepared.ctx;
+    let gen = &prepared.generation;
+    let ty = gen.tile_year();
+    let catalog = ctx.catalog.clone();
     let in_range = |i: usize| {
         let d = chrono::DateTime::from_timestamp_millis(catalog.scenes[i].sensing_time_ms)
             .unwrap_or_default()
@@ -161,17 +235,18 @@ pub fn intake(
         opts.start.is_none_or(|s| d >= s) && opts.end.is_none_or(|e| d <= e)
     };
 
-    let mut plans = Vec::new();
+    report.chunks_total = 0;
+    report.chunks_skipped = 0;
+    let mut groups = Vec::new();
     for &res in &opts.resolutions {
         let geom = *ctx.geometry(res);
         let [nt, ny, nx] = geom.chunk_counts();
         report.chunks_total += nt * ny * nx;
-        let key = TileYear::new(&opts.tile, opts.year).record_key(res);
-        let record = ChunkRecord::load(store, &key)?;
+        writer.adopt_abandoned(store, &ty, res, &catalog)?;
+        let record = ChunkRecord::load_valid(store, &ty, res, &catalog)?;
         let cs = res.space_chunk();
         let per = (JP2_TILE / cs).max(1);
         let ct = res.time_chunk() as usize;
-        let mut groups = Vec::new();
         for t in 0..nt {
             let scenes = t as usize * ct..((t as usize + 1) * ct).min(catalog.scenes.len());
             if !scenes.clone().any(in_range) {
@@ -207,57 +282,86 @@ pub fn intake(
                 }
             }
         }
-        plans.push((res, key, record, groups));
     }
+    // Time chunks this generation changed are fenced until its invalidation has settled: do
+    // everything else first.
+    groups.sort_by_key(|g| gen.is_changed(g.res, g.t));
 
-    let todo: u64 = plans
-        .iter()
-        .flat_map(|p| &p.3)
-        .map(|g| g.chunks.len() as u64)
-        .sum();
+    let todo: u64 = groups.iter().map(|g| g.chunks.len() as u64).sum();
     let bar = crate::progress::bar(todo, "intake", opts.progress);
-    let raster = RasterReader::new(opts.memory_bytes);
-    for (res, key, mut record, groups) in plans {
+    let mut warned = std::collections::BTreeSet::new();
+    for g in groups {
+        let res = g.res;
         let ct = res.time_chunk() as usize;
         let working_set = ct * res.bands().len() * (JP2_TILE * JP2_TILE * 2) as usize;
-        if working_set > opts.memory_bytes {
+        if working_set > opts.memory_bytes && warned.insert(res) {
             tracing::warn!(
                 "--memory {} MiB is below one {res} group's working set ({} MiB): JP2 tiles may be decoded more than once",
                 opts.memory_bytes >> 20,
                 working_set >> 20
             );
         }
-        for g in groups {
-            run_group(
-                &ctx,
-                store,
-                source,
-                &raster,
-                &g,
-                &mut record,
-                &mut report,
-                &bar,
-            );
-            record.save(store, &key)?;
+        let fp = catalog.fingerprint(res, g.t);
+        if !wait_until_writable(store, tracker, &ty, res, g.t, &fp)? {
+            bar.finish_and_clear();
+            return Ok(false);
+        }
+        let stale = run_group(
+            ctx, store, source, raster, tracker, &g, &fp, writer, report, &bar,
+        );
+        writer.save(store, &ty, res)?;
+        if stale {
+            bar.finish_and_clear();
+            return Ok(false);
         }
     }
     bar.finish_and_clear();
-    report.decodes = raster.stats.decodes.get();
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
+    Ok(true)
 }
 
+/// Waits until chunks of time chunk `t` may be written (performing the generation's
+/// invalidation when it is due). False if the chunk's generation is no longer the latest.
+fn wait_until_writable(
+    store: &dyn Store,
+    tracker: &Tracker,
+    ty: &TileYear,
+    res: Resolution,
+    t: u64,
+    fp: &str,
+) -> Result<bool> {
+    let mut said = false;
+    loop {
+        match tracker.verdict(store, ty, res, t, fp)? {
+            Verdict::Write => return Ok(true),
+            Verdict::Stale => return Ok(false),
+            Verdict::Unsettled => {
+                if !said {
+                    tracing::info!(
+                        "{ty}: waiting for the new catalog generation to settle before writing {res} time chunk {t}"
+                    );
+                    said = true;
+                }
+                std::thread::sleep(tracker.fence.check_age());
+            }
+        }
+    }
+}
+
+/// Decodes, assembles, encodes and writes one group's chunks and records them in `writer`.
+/// Returns true if a newer catalog generation made them stale (they were not written).
 #[allow(clippy::too_many_arguments)]
 fn run_group(
     ctx: &YearContext,
     store: &dyn Store,
     source: &dyn BandSource,
     raster: &RasterReader,
+    tracker: &Tracker,
     g: &Group,
-    record: &mut ChunkRecord,
+    fp: &str,
+    writer: &RecordWriter,
     report: &mut IntakeReport,
     bar: &indicatif::ProgressBar,
-) {
+) -> bool {
     let res = g.res;
     let ct = res.time_chunk() as usize;
     let scenes = &ctx.catalog.scenes
@@ -285,22 +389,31 @@ fn run_group(
     // Phase 2: assemble, encode and write the chunks, in parallel.
     let tile = &ctx.catalog.tile;
     let year = ctx.catalog.year;
-    let results: Vec<(ChunkIndex, Result<ChunkEntry>)> = g
+    let ty = TileYear::new(tile, year);
+    let stale = std::sync::atomic::AtomicBool::new(false);
+    let results: Vec<(ChunkIndex, Result<Option<ChunkEntry>>)> = g
         .chunks
         .par_iter()
         .map(|&idx| {
-            let r = (|| -> Result<ChunkEntry> {
-                let key = TileYear::new(tile, year).chunk(res, idx).to_string();
-                match ctx.materialize(source, raster, res, idx)? {
+            let r = (|| -> Result<Option<ChunkEntry>> {
+                let key = ty.chunk(res, idx).to_string();
+                let outcome = ctx.materialize(source, raster, res, idx)?;
+                // The fence: the latest generation, looked at no longer than the check age
+                // ago, must still give this time chunk the products it was computed from.
+                if tracker.verdict(store, &ty, res, idx.t, fp)? != Verdict::Write {
+                    stale.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(None);
+                }
+                match outcome {
                     ChunkOutcome::Data(bytes) => {
                         store.put(&key, &bytes)?;
-                        Ok(ChunkEntry::Data {
+                        Ok(Some(ChunkEntry::Data {
                             bytes: bytes.len() as u64,
-                        })
+                        }))
                     }
                     ChunkOutcome::Empty => {
                         store.delete(&key)?;
-                        Ok(ChunkEntry::Empty)
+                        Ok(Some(ChunkEntry::Empty))
                     }
                 }
             })();
@@ -310,7 +423,8 @@ fn run_group(
         .collect();
     for (idx, r) in results {
         match r {
-            Ok(entry) => {
+            Ok(None) => {}
+            Ok(Some(entry)) => {
                 match entry {
                     ChunkEntry::Data { bytes } => {
                         report.chunks_written += 1;
@@ -318,13 +432,14 @@ fn run_group(
                     }
                     ChunkEntry::Empty => report.chunks_empty += 1,
                 }
-                record.chunks.insert(idx, entry);
+                writer.add(&ty, res, idx, entry, fp);
             }
             Err(e) => {
-                let msg = format!("{}: {e:#}", TileYear::new(tile, year).chunk(res, idx));
+                let msg = format!("{}: {e:#}", ty.chunk(res, idx));
                 tracing::error!("{msg}");
                 report.errors.push(msg);
             }
         }
     }
+    stale.into_inner()
 }

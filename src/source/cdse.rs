@@ -2,7 +2,7 @@
 //! metadata files downloaded whole from the `eodata` bucket into a byte-capped disk cache.
 //!
 //! Whole files, not ranged window reads: CDSE's JP2s have no TLM markers, so a window costs ~110
-//! range requests, while a whole band file is one request (docs/design.md §5). Every S3 request goes
+//! range requests, while a whole band file is one request (docs/design.md §6). Every S3 request goes
 //! through one `Limits` (connection cap and requests per minute, CDSE's quotas) and is retried
 //! with backoff; a download is checked against its `Content-Length` and, when the STAC item gives
 //! it, `file:size`, before it is renamed into the cache.

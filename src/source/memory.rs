@@ -25,7 +25,12 @@ pub struct MemSource {
     /// Band key → `/vsimem/` path.
     files: Mutex<HashMap<String, String>>,
     dir: String,
+    /// Which products a scan finds (all if `None`): an archive that receives acquisitions and
+    /// reprocessed products while a test runs.
+    visible: Mutex<Option<Visible>>,
 }
+
+type Visible = Box<dyn Fn(&Scene) -> bool + Send + Sync>;
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -43,6 +48,7 @@ impl MemSource {
                 std::process::id(),
                 SEQ.fetch_add(1, Ordering::Relaxed)
             ),
+            visible: Mutex::new(None),
         };
         for p in plan(spec) {
             src.add_product(&p)?;
@@ -101,6 +107,12 @@ impl MemSource {
         Ok(())
     }
 
+    /// From now on, scans find only the products for which `f` is true (band files stay
+    /// readable: a product already on a catalog keeps working).
+    pub fn set_visible(&self, f: impl Fn(&Scene) -> bool + Send + Sync + 'static) {
+        *self.visible.lock().unwrap() = Some(Box::new(f));
+    }
+
     /// The fixture spec the products follow.
     pub fn spec(&self) -> &FixtureSpec {
         &self.spec
@@ -127,7 +139,11 @@ impl BandSource for MemSource {
         if tile != self.spec.tile || year != self.spec.year {
             return Ok(ScanResult::default());
         }
-        let (scenes, superseded) = deduplicate(self.scenes.lock().unwrap().clone());
+        let mut all = self.scenes.lock().unwrap().clone();
+        if let Some(f) = self.visible.lock().unwrap().as_ref() {
+            all.retain(|s| f(s));
+        }
+        let (scenes, superseded) = deduplicate(all);
         Ok(ScanResult {
             scenes,
             superseded,

@@ -111,6 +111,49 @@ pub fn run(store: &dyn Store) -> Result<()> {
         "{d}: concurrent puts listed"
     );
 
+    // Create-if-absent: creates once, never overwrites, and of racing writers exactly one wins.
+    ensure!(
+        store.put_if_absent(&k("once"), b"first")?,
+        "{d}: put_if_absent on a free key refused"
+    );
+    ensure!(
+        !store.put_if_absent(&k("once"), b"second")?,
+        "{d}: put_if_absent overwrote"
+    );
+    ensure!(
+        store.get(&k("once"))?.as_deref() == Some(&b"first"[..]),
+        "{d}: put_if_absent changed the object"
+    );
+    let winners = std::thread::scope(|s| -> Result<Vec<u8>> {
+        let handles: Vec<_> = (0..8u8)
+            .map(|i| s.spawn(move || store.put_if_absent(&k("race"), &[i; 64]).map(|w| (i, w))))
+            .collect();
+        let mut winners = Vec::new();
+        for h in handles {
+            let (i, won) = h.join().expect("writer thread")?;
+            if won {
+                winners.push(i);
+            }
+        }
+        Ok(winners)
+    })?;
+    ensure!(
+        winners.len() == 1,
+        "{d}: racing put_if_absent winners: {winners:?}"
+    );
+    ensure!(
+        store.get(&k("race"))?.as_deref() == Some(&[winners[0]; 64][..]),
+        "{d}: the object is not the winner's"
+    );
+    ensure!(
+        !store.list_dir(&k(""))?.iter().any(|n| n.contains(".tmp-")),
+        "{d}: put_if_absent left temporary objects"
+    );
+    ensure!(
+        store.put_if_absent("a/../b", b"x").is_err(),
+        "{d}: put_if_absent accepted a bad key"
+    );
+
     // Sweeping temporary objects leaves every real object alone.
     store.sweep_temp("conformance")?;
     ensure!(

@@ -45,6 +45,21 @@ impl Store for DirStore {
         atomic_write(&self.path(key)?, bytes)
     }
 
+    fn put_if_absent(&self, key: &str, bytes: &[u8]) -> Result<bool> {
+        let path = self.path(key)?;
+        // The whole content goes to a private temporary file first; `link` then publishes it
+        // under the final name only if that name is free (atomic, also over NFS and Lustre), so
+        // a reader never sees a partial object and exactly one of racing writers wins.
+        let tmp = write_temp(&path, bytes)?;
+        let r = std::fs::hard_link(&tmp, &path);
+        let _ = std::fs::remove_file(&tmp);
+        match r {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+        }
+    }
+
     fn delete(&self, key: &str) -> Result<()> {
         let path = self.path(key)?;
         match std::fs::remove_file(&path) {
@@ -138,6 +153,17 @@ fn abandoned_temp(name: &str, path: &Path) -> bool {
 /// `path`. (No fsync: this protects against process death, which is what the daemon and intake
 /// face; a power loss may lose recent writes, which are recomputed.)
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = write_temp(path, bytes)?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+}
+
+/// Writes `bytes` to a fresh temporary file beside `path` (creating parent directories) and
+/// returns its path: `.<name>.tmp-<host>-<pid>-<n>`, which names its writer for the sweep.
+fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
     let dir = path.parent().context("path has no parent")?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let name = path
@@ -149,15 +175,15 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
         let mut f =
             std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         f.write_all(bytes)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+            .with_context(|| format!("writing {}", tmp.display()))
     })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    match result {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    result
 }
 
 #[cfg(test)]

@@ -55,6 +55,10 @@ impl Store for FaultyStore {
         self.check(StoreOp::Put, key)?;
         self.inner.put(key, bytes)
     }
+    fn put_if_absent(&self, key: &str, bytes: &[u8]) -> Result<bool> {
+        self.check(StoreOp::Put, key)?;
+        self.inner.put_if_absent(key, bytes)
+    }
     fn delete(&self, key: &str) -> Result<()> {
         self.check(StoreOp::Delete, key)?;
         self.inner.delete(key)

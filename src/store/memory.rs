@@ -39,6 +39,16 @@ impl Store for MemStore {
         Ok(())
     }
 
+    fn put_if_absent(&self, key: &str, bytes: &[u8]) -> Result<bool> {
+        check_key(key)?;
+        let mut g = self.objects.lock().unwrap();
+        if g.contains_key(key) {
+            return Ok(false);
+        }
+        g.insert(key.to_string(), bytes.to_vec());
+        Ok(true)
+    }
+
     fn delete(&self, key: &str) -> Result<()> {
         check_key(key)?;
         self.objects.lock().unwrap().remove(key);

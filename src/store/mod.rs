@@ -14,10 +14,11 @@ mod s3;
 
 use anyhow::Result;
 
+pub use crate::util::temp_files::{writer_gone, writer_id};
 pub use dir::{atomic_write, DirStore};
 pub use faulty::{FaultyStore, StoreOp};
 pub use memory::MemStore;
-pub use record::{ChunkEntry, ChunkRecord};
+pub use record::{record_files, ChunkEntry, ChunkRecord, RecordWriter};
 pub use s3::S3Store;
 
 use crate::remote::s3::S3Options;
@@ -28,6 +29,11 @@ pub trait Store: Send + Sync {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// Writes `bytes` at `key` atomically.
     fn put(&self, key: &str, bytes: &[u8]) -> Result<()>;
+    /// Writes `bytes` at `key` only if no object is there: `Ok(true)` if this call created it,
+    /// `Ok(false)` if one existed. Atomic against every writer of the store — of several
+    /// processes racing on one key, on any host, exactly one gets `true` — so catalog generations
+    /// need no lock (directory: `link(2)`, which NFS and Lustre keep atomic; S3: `If-None-Match: *`).
+    fn put_if_absent(&self, key: &str, bytes: &[u8]) -> Result<bool>;
     /// Removes `key` (absent is fine).
     fn delete(&self, key: &str) -> Result<()>;
     /// Names of the immediate children of a prefix (`""` for the root), sorted.

@@ -1,17 +1,26 @@
 //! The record of materialized chunks of one data array, so a partly filled store can tell an
 //! all-fill chunk (not stored, by Zarr's missing-chunk rule) from one not computed yet.
 //!
-//! Kept at `TileYear::record_key` (`TILE/YEAR/.datacube/chunks-RES.json`), sorted, rewritten atomically. A chunk file is
-//! written before its entry, so after a crash an entry always has its file; a file without an entry
-//! is simply recomputed (identically) on the next run.
+//! Every writer process keeps its own record file (`TileYear::record_file`), rewritten only by
+//! it, so concurrent writers never lose each other's entries; the record is the union of the
+//! files. Each entry carries the fingerprint of the time chunk it was computed under
+//! (`Catalog::fingerprint`) and counts only while the latest catalog generation agrees, so an
+//! entry made stale by a new generation needs no deletion by anyone. A chunk file is written
+//! before its entry, so an entry always has its file; a file without an entry is computed again.
+//! Files of writers that are gone are folded into a live writer's file and removed, so their
+//! number stays about the number of live writers. A store made before per-writer records has one
+//! record file (`TileYear::record_key`) whose entries count as computed under generation 1.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::Store;
-use crate::key::ChunkIndex;
+use crate::bands::Resolution;
+use crate::catalog::Catalog;
+use crate::key::{ChunkIndex, TileYear};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -22,23 +31,126 @@ pub enum ChunkEntry {
     Empty,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// One entry of a record file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Recorded {
+    #[serde(flatten)]
+    entry: ChunkEntry,
+    /// Fingerprint of the time chunk it was computed under (absent in a pre-generation record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fp: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct RecordFile {
+    #[serde(default)]
+    owner: String,
+    #[serde(default)]
+    written_ms: i64,
+    chunks: BTreeMap<ChunkIndex, Recorded>,
+}
+
+/// The chunks of one data array that count as computed under a catalog.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChunkRecord {
-    /// Chunk (its key relative to the array, `c/0/0/1/2`, in JSON) → entry.
     pub chunks: BTreeMap<ChunkIndex, ChunkEntry>,
 }
 
-impl ChunkRecord {
-    pub fn load(store: &dyn Store, key: &str) -> Result<Self> {
-        match store.get(key)? {
-            None => Ok(Self::default()),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .with_context(|| format!("{}: invalid chunk record {key}", store.describe())),
+fn read_file(store: &dyn Store, key: &str) -> Result<Option<RecordFile>> {
+    match store.get(key)? {
+        None => Ok(None),
+        Some(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+            format!("{}: invalid chunk record {key}", store.describe())
+        })?)),
+    }
+}
+
+/// Every record file of `(ty, res)`: (key, owner as named by the key, content). The legacy file
+/// comes first, with owner `""`.
+fn read_all(
+    store: &dyn Store,
+    ty: &TileYear,
+    res: Resolution,
+) -> Result<Vec<(String, String, RecordFile)>> {
+    let mut out = Vec::new();
+    let legacy = ty.record_key(res);
+    if let Some(f) = read_file(store, &legacy)? {
+        out.push((legacy, String::new(), f));
+    }
+    for name in store.list_dir(&ty.records_dir(res))? {
+        let Some(owner) = name.strip_suffix(".json") else {
+            continue;
+        };
+        let key = ty.record_file(res, owner);
+        // Removed by a compaction since the listing: its entries are in the compactor's file.
+        if let Some(f) = read_file(store, &key)? {
+            out.push((key, owner.to_string(), f));
         }
     }
+    Ok(out)
+}
 
-    pub fn save(&self, store: &dyn Store, key: &str) -> Result<()> {
-        store.put(key, &serde_json::to_vec_pretty(self)?)
+/// Whether an entry computed under `fp` (None: under generation 1) counts under `catalog`.
+struct Validity<'a> {
+    store: &'a dyn Store,
+    ty: &'a TileYear,
+    res: Resolution,
+    catalog: &'a Catalog,
+    first: Option<Option<Catalog>>,
+}
+
+impl Validity<'_> {
+    fn valid(&mut self, idx: ChunkIndex, fp: &Option<String>) -> Result<bool> {
+        let current = self.catalog.fingerprint(self.res, idx.t);
+        if idx.t >= self.catalog.time_chunks(self.res) {
+            return Ok(false);
+        }
+        match fp {
+            Some(fp) => Ok(*fp == current),
+            None => {
+                if self.first.is_none() {
+                    self.first = Some(crate::generation::first_catalog(self.store, self.ty)?);
+                }
+                Ok(self.first.as_ref().unwrap().as_ref().is_some_and(|c| {
+                    idx.t < c.time_chunks(self.res) && c.fingerprint(self.res, idx.t) == current
+                }))
+            }
+        }
+    }
+}
+
+impl ChunkRecord {
+    /// The entries of every writer's record of `(ty, res)` that count under `catalog`.
+    pub fn load_valid(
+        store: &dyn Store,
+        ty: &TileYear,
+        res: Resolution,
+        catalog: &Catalog,
+    ) -> Result<Self> {
+        let mut v = Validity {
+            store,
+            ty,
+            res,
+            catalog,
+            first: None,
+        };
+        let mut chunks = BTreeMap::new();
+        for (_, _, file) in read_all(store, ty, res)? {
+            for (idx, r) in file.chunks {
+                if v.valid(idx, &r.fp)? {
+                    chunks.insert(idx, r.entry);
+                }
+            }
+        }
+        Ok(ChunkRecord { chunks })
+    }
+
+    /// `load_valid` under the store's latest catalog generation (empty if it has none).
+    pub fn load(store: &dyn Store, ty: &TileYear, res: Resolution) -> Result<Self> {
+        match crate::generation::latest(store, ty)? {
+            Some(g) => Self::load_valid(store, ty, res, &g.catalog),
+            None => Ok(Self::default()),
+        }
     }
 
     pub fn data_bytes(&self) -> u64 {
@@ -56,5 +168,126 @@ impl ChunkRecord {
             .values()
             .filter(|e| matches!(e, ChunkEntry::Empty) == empty)
             .count()
+    }
+}
+
+/// The number of record files of `(ty, res)` (for `datacube info`'s object counts).
+pub fn record_files(store: &dyn Store, ty: &TileYear, res: Resolution) -> Result<usize> {
+    Ok(store.list_dir(&ty.records_dir(res))?.len()
+        + usize::from(store.get(&ty.record_key(res))?.is_some()))
+}
+
+/// This process's record files: what it has computed, per tile-year and resolution.
+pub struct RecordWriter {
+    owner: String,
+    own: Mutex<HashMap<(TileYear, Resolution), RecordFile>>,
+}
+
+impl Default for RecordWriter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RecordWriter {
+    /// A writer named after this process (`host-pid-start`), plus a sequence number so that
+    /// several writers in one process (tests, a library user) have files of their own.
+    pub fn new() -> Self {
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        RecordWriter {
+            owner: format!("{}_{n}", super::writer_id()),
+            own: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Adds entries computed under fingerprint `fp` of their time chunk (not yet saved).
+    pub fn add(
+        &self,
+        ty: &TileYear,
+        res: Resolution,
+        idx: ChunkIndex,
+        entry: ChunkEntry,
+        fp: &str,
+    ) {
+        let mut g = self.own.lock().unwrap();
+        let f = g.entry((ty.clone(), res)).or_insert_with(|| RecordFile {
+            owner: self.owner.clone(),
+            ..Default::default()
+        });
+        f.chunks.insert(
+            idx,
+            Recorded {
+                entry,
+                fp: Some(fp.to_string()),
+            },
+        );
+    }
+
+    /// Writes this writer's record file of `(ty, res)` (atomically, whole).
+    pub fn save(&self, store: &dyn Store, ty: &TileYear, res: Resolution) -> Result<()> {
+        let bytes = {
+            let mut g = self.own.lock().unwrap();
+            let Some(f) = g.get_mut(&(ty.clone(), res)) else {
+                return Ok(());
+            };
+            f.written_ms = crate::generation::now_ms();
+            serde_json::to_vec(f)?
+        };
+        store.put(&ty.record_file(res, &self.owner), &bytes)
+    }
+
+    /// Folds the record files of writers that are gone (and a pre-generation record) into this
+    /// writer's, keeping the entries that count under `catalog`; saves; then removes them.
+    /// Returns how many files were removed.
+    pub fn adopt_abandoned(
+        &self,
+        store: &dyn Store,
+        ty: &TileYear,
+        res: Resolution,
+        catalog: &Catalog,
+    ) -> Result<usize> {
+        let mut v = Validity {
+            store,
+            ty,
+            res,
+            catalog,
+            first: None,
+        };
+        let mut gone = Vec::new();
+        let mut adopted = Vec::new();
+        for (key, owner, file) in read_all(store, ty, res)? {
+            if owner == self.owner
+                || !(owner.is_empty() || super::writer_gone(&owner, file.written_ms))
+            {
+                continue;
+            }
+            for (idx, r) in file.chunks {
+                if v.valid(idx, &r.fp)? {
+                    adopted.push((idx, r.entry));
+                }
+            }
+            gone.push(key);
+        }
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        for (idx, entry) in adopted {
+            let fp = catalog.fingerprint(res, idx.t);
+            self.add(ty, res, idx, entry, &fp);
+        }
+        // Our file may not exist yet: make sure it does before the others go.
+        {
+            let mut g = self.own.lock().unwrap();
+            g.entry((ty.clone(), res)).or_insert_with(|| RecordFile {
+                owner: self.owner.clone(),
+                ..Default::default()
+            });
+        }
+        self.save(store, ty, res)?;
+        for key in &gone {
+            store.delete(key)?;
+        }
+        Ok(gone.len())
     }
 }

@@ -102,6 +102,31 @@ impl Store for S3Store {
         Ok(())
     }
 
+    fn put_if_absent(&self, key: &str, bytes: &[u8]) -> Result<bool> {
+        check_key(key)?;
+        let r = crate::remote::block_on(
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(self.object(key))
+                .if_none_match("*")
+                .body(ByteStream::from(bytes.to_vec()))
+                .send(),
+        );
+        match r {
+            Ok(_) => Ok(true),
+            // 412: the object exists. (409 ConditionalRequestConflict, a concurrent conditional
+            // write in flight, is a 4xx the SDK does not retry: it is marked transient below.)
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => Ok(false),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 409) => {
+                Err(anyhow::Error::new(Transient(s3::error_message(&e))))
+                    .with_context(|| format!("{}: PUT (if absent) {key}", self.describe()))
+            }
+            Err(e) => Err(sdk_error(&e))
+                .with_context(|| format!("{}: PUT (if absent) {key}", self.describe())),
+        }
+    }
+
     fn delete(&self, key: &str) -> Result<()> {
         check_key(key)?;
         crate::remote::block_on(

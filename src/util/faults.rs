@@ -22,7 +22,8 @@ pub enum Effect {
 
 #[derive(Debug, Clone)]
 struct Rule<Op> {
-    op: Op,
+    /// `None`: every kind of call.
+    op: Option<Op>,
     key_contains: Option<String>,
     /// 1-based positions among the calls this rule matches.
     calls: RangeInclusive<u64>,
@@ -57,7 +58,7 @@ impl<Op: Copy + Eq + Hash + std::fmt::Debug> Faults<Op> {
         effect: Effect,
     ) {
         self.rules.lock().unwrap().push(Rule {
-            op,
+            op: Some(op),
             key_contains: key_contains.map(str::to_string),
             calls,
             effect,
@@ -66,6 +67,18 @@ impl<Op: Copy + Eq + Hash + std::fmt::Debug> Faults<Op> {
     }
 
     /// Removes every rule.
+    /// Applies `effect` to the `calls`-th calls of any kind and key, counted together: e.g.
+    /// `k..=u64::MAX` with a failure is a process killed after its (k-1)-th call.
+    pub fn add_any(&self, calls: RangeInclusive<u64>, effect: Effect) {
+        self.rules.lock().unwrap().push(Rule {
+            op: None,
+            key_contains: None,
+            calls,
+            effect,
+            seen: 0,
+        });
+    }
+
     pub fn clear(&self) {
         self.rules.lock().unwrap().clear();
     }
@@ -80,7 +93,9 @@ impl<Op: Copy + Eq + Hash + std::fmt::Debug> Faults<Op> {
         *self.calls.lock().unwrap().entry(op).or_default() += 1;
         let mut effect = None;
         for r in self.rules.lock().unwrap().iter_mut() {
-            if r.op != op || r.key_contains.as_deref().is_some_and(|k| !key.contains(k)) {
+            if r.op.is_some_and(|o| o != op)
+                || r.key_contains.as_deref().is_some_and(|k| !key.contains(k))
+            {
                 continue;
             }
             r.seen += 1;

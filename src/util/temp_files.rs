@@ -39,6 +39,35 @@ pub fn abandoned(tag: &str, path: &Path) -> bool {
     }
 }
 
+/// This process's name as a writer of shared files: `<host>-<pid>-<start ms>` (the start time
+/// keeps a reused pid from taking over a dead writer's name).
+pub fn writer_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        format!("{}-{}-{start}", hostname(), std::process::id())
+    })
+}
+
+/// Whether the writer `id` (`writer_id` of some process), which last wrote at `written_ms`, is
+/// gone: on this host, its process no longer exists; on another host, it has not written for a
+/// day.
+pub fn writer_gone(id: &str, written_ms: i64) -> bool {
+    let mut fields = id.rsplitn(3, '-');
+    let (_start, pid, host) = (fields.next(), fields.next(), fields.next());
+    let pid: Option<i32> = pid.and_then(|p| p.parse().ok());
+    match (host, pid) {
+        (Some(h), Some(pid)) if h == hostname() => !process_alive(pid),
+        _ => {
+            let now = chrono::Utc::now().timestamp_millis();
+            now - written_ms > FOREIGN_AGE.as_millis() as i64
+        }
+    }
+}
+
 fn process_alive(pid: i32) -> bool {
     if pid <= 0 {
         return false;

@@ -67,6 +67,7 @@ pub fn run(
     }
     let store = DirStore::create(store_dir)?;
     let opts = datacube::intake::IntakeOptions {
+        fence: Default::default(),
         tile: tile.into(),
         year,
         start: None,
