@@ -20,6 +20,67 @@ pub struct InfoRow {
     pub chunks_empty: usize,
     pub chunks_missing: u64,
     pub bytes: u64,
+    /// Objects of this resolution group: chunk files, metadata and coordinate files, record files.
+    pub objects: u64,
+}
+
+/// CSC Allas's limit of objects per bucket (a Roihu scratch quota is about the same in files).
+pub const OBJECT_LIMIT: u64 = 500_000;
+
+/// The whole store at a glance (a cluster run's progress).
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub tile_years: usize,
+    pub chunks_total: u64,
+    pub chunks_done: u64,
+    pub chunks_missing: u64,
+    /// Fraction of all chunks done.
+    pub progress: f64,
+    pub bytes: u64,
+    /// Objects (files) the store holds: the rows' plus the tile-year groups and catalog
+    /// generations, and the root groups.
+    pub objects: u64,
+    pub object_limit: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Info {
+    pub rows: Vec<InfoRow>,
+    pub summary: Summary,
+}
+
+/// `info` plus the summary.
+pub fn info_with_summary(store: &dyn Store) -> Result<Info> {
+    let rows = info(store)?;
+    let mut tys = std::collections::BTreeSet::new();
+    let mut extra = 1u64; // the root group
+    let mut tiles = std::collections::BTreeSet::new();
+    for r in &rows {
+        if tys.insert((r.tile.clone(), r.year)) {
+            let ty = TileYear::new(&r.tile, r.year);
+            // The year group and the catalog generations with their markers.
+            extra += 1 + store.list_dir(&ty.generations_dir())?.len() as u64;
+        }
+        tiles.insert(r.tile.clone());
+    }
+    extra += tiles.len() as u64;
+    let total: u64 = rows.iter().map(|r| r.chunks_total).sum();
+    let missing: u64 = rows.iter().map(|r| r.chunks_missing).sum();
+    let summary = Summary {
+        tile_years: tys.len(),
+        chunks_total: total,
+        chunks_done: total - missing,
+        chunks_missing: missing,
+        progress: if total == 0 {
+            1.0
+        } else {
+            (total - missing) as f64 / total as f64
+        },
+        bytes: rows.iter().map(|r| r.bytes).sum(),
+        objects: rows.iter().map(|r| r.objects).sum::<u64>() + extra,
+        object_limit: OBJECT_LIMIT,
+    };
+    Ok(Info { rows, summary })
 }
 
 pub fn info(store: &dyn Store) -> Result<Vec<InfoRow>> {
@@ -35,9 +96,19 @@ pub fn info(store: &dyn Store) -> Result<Vec<InfoRow>> {
                 continue;
             };
             let catalog = &generation.catalog;
+            let layout = crate::layout::YearLayout::build(catalog)?;
             for res in Resolution::ALL {
                 let geom = DataGeometry::new(catalog, res)?;
                 let record = ChunkRecord::load_valid(store, &ty, res, catalog)?;
+                let group = format!("{ty}/{}/", res.name());
+                let metadata = layout
+                    .files
+                    .keys()
+                    .filter(|k| k.starts_with(&group))
+                    .count();
+                let objects = record.count(false) as u64
+                    + metadata as u64
+                    + crate::store::record_files(store, &ty, res)? as u64;
                 let total = geom.total_chunks();
                 rows.push(InfoRow {
                     tile: tile.clone(),
@@ -50,6 +121,7 @@ pub fn info(store: &dyn Store) -> Result<Vec<InfoRow>> {
                     chunks_empty: record.count(true),
                     chunks_missing: total.saturating_sub(record.chunks.len() as u64),
                     bytes: record.data_bytes(),
+                    objects,
                 });
             }
         }
@@ -57,15 +129,25 @@ pub fn info(store: &dyn Store) -> Result<Vec<InfoRow>> {
     Ok(rows)
 }
 
-/// A plain-text table of the rows.
-pub fn table(rows: &[InfoRow]) -> String {
+/// A plain-text table of the rows and the summary.
+pub fn table(info: &Info) -> String {
     let mut out = format!(
-        "{:<6} {:>4} {:>4} {:>6} {:>24} {:>8} {:>8} {:>8} {:>8} {:>12}\n",
-        "tile", "year", "res", "scenes", "shape", "chunks", "data", "empty", "missing", "bytes"
+        "{:<6} {:>4} {:>4} {:>6} {:>24} {:>8} {:>8} {:>8} {:>8} {:>12} {:>8}\n",
+        "tile",
+        "year",
+        "res",
+        "scenes",
+        "shape",
+        "chunks",
+        "data",
+        "empty",
+        "missing",
+        "bytes",
+        "objects"
     );
-    for r in rows {
+    for r in &info.rows {
         out.push_str(&format!(
-            "{:<6} {:>4} {:>4} {:>6} {:>24} {:>8} {:>8} {:>8} {:>8} {:>12}\n",
+            "{:<6} {:>4} {:>4} {:>6} {:>24} {:>8} {:>8} {:>8} {:>8} {:>12} {:>8}\n",
             r.tile,
             r.year,
             r.resolution,
@@ -75,8 +157,21 @@ pub fn table(rows: &[InfoRow]) -> String {
             r.chunks_data,
             r.chunks_empty,
             r.chunks_missing,
-            r.bytes
+            r.bytes,
+            r.objects
         ));
     }
+    let s = &info.summary;
+    out.push_str(&format!(
+        "{} tile-year(s): {} of {} chunks done ({:.1} %), {:.1} GiB; {} objects = {:.2} % of Allas's {} per bucket\n",
+        s.tile_years,
+        s.chunks_done,
+        s.chunks_total,
+        100.0 * s.progress,
+        s.bytes as f64 / (1u64 << 30) as f64,
+        s.objects,
+        100.0 * s.objects as f64 / s.object_limit as f64,
+        s.object_limit
+    ));
     out
 }

@@ -110,6 +110,7 @@ fn intake(
             memory_bytes: 256 << 20,
             progress: false,
             fence: fence(),
+            regions: datacube::intake::Part::WHOLE,
         },
     )
 }
@@ -622,4 +623,132 @@ fn logical(mem: &MemStore) -> BTreeMap<String, Vec<u8>> {
         );
     }
     out
+}
+
+/// Several synthetic archives behind one source (one per tile-year).
+struct Archives(Vec<MemSource>);
+
+impl BandSource for Archives {
+    fn local_path(&self, key: &str) -> anyhow::Result<datacube::source::LocalFile> {
+        self.0
+            .iter()
+            .find_map(|s| s.local_path(key).ok())
+            .ok_or_else(|| anyhow::anyhow!("{key}: in no archive"))
+    }
+    fn scan(&self, tile: &str, year: i32) -> anyhow::Result<datacube::catalog::ScanResult> {
+        for s in &self.0 {
+            if s.spec().tile == tile && s.spec().year == year {
+                return s.scan(tile, year);
+            }
+        }
+        Ok(Default::default())
+    }
+    fn describe(&self) -> String {
+        "memory archives".into()
+    }
+}
+
+/// A store's content as readers see it, over every tile-year in it.
+fn logical_all(mem: &MemStore, tys: &[TileYear]) -> BTreeMap<String, Vec<u8>> {
+    let mut out: BTreeMap<String, Vec<u8>> = mem
+        .snapshot()
+        .into_iter()
+        .filter(|(k, _)| {
+            !k.contains("/.datacube/")
+                && !k.ends_with(&format!("/{}/zarr.json", k.split('/').nth(1).unwrap_or("")))
+        })
+        .collect();
+    for ty in tys {
+        let g = datacube::generation::latest(mem, ty).unwrap().unwrap();
+        let ids: Vec<&str> = g
+            .catalog
+            .scenes
+            .iter()
+            .map(|s| s.product_id.as_str())
+            .collect();
+        out.insert(format!("{ty}/catalog"), serde_json::to_vec(&ids).unwrap());
+        for res in Resolution::ALL {
+            let rec = ChunkRecord::load(mem, ty, res).unwrap();
+            out.insert(
+                format!("{ty}/record-{res}"),
+                serde_json::to_vec(&rec.chunks).unwrap(),
+            );
+        }
+    }
+    out
+}
+
+/// `--part I/N` for N = 1, 3 and 7 over 2 tiles × 2 years, the parts running at once: the store
+/// equals one process's, every chunk computed once.
+#[test]
+fn parts_of_a_cluster_intake_make_the_same_store_as_one_process() {
+    let mut sources = Vec::new();
+    let mut tys = Vec::new();
+    for tile in ["35VLH", "35VLJ"] {
+        for year in [2023, 2024] {
+            let mut spec = FixtureSpec::new(year, 3, FixtureSize::Mini);
+            spec.tile = tile.into();
+            spec.uly += if tile == "35VLJ" { 100_000.0 } else { 0.0 };
+            sources.push(MemSource::synthetic(&spec).unwrap());
+            tys.push(TileYear::new(tile, year));
+        }
+    }
+    let src = Archives(sources);
+    let run = |n: u64| -> (Arc<MemStore>, u64) {
+        let mem = Arc::new(MemStore::new());
+        let written = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for i in 0..n {
+                let (mem, src, tys, written) = (&mem, &src, &tys, &written);
+                s.spawn(move || {
+                    let part = datacube::intake::Part { index: i, count: n };
+                    for (ty, regions) in datacube::intake::assign(tys, part) {
+                        let r = datacube::intake::intake(
+                            mem.as_ref(),
+                            src,
+                            &datacube::intake::IntakeOptions {
+                                tile: ty.tile.clone(),
+                                year: ty.year,
+                                start: None,
+                                end: None,
+                                resolutions: Resolution::ALL.to_vec(),
+                                memory_bytes: 128 << 20,
+                                progress: false,
+                                fence: fence(),
+                                regions,
+                            },
+                        )
+                        .unwrap();
+                        assert!(r.errors.is_empty(), "{:?}", r.errors);
+                        written.fetch_add(
+                            r.chunks_written + r.chunks_empty,
+                            std::sync::atomic::Ordering::Relaxed,
+                        );
+                    }
+                });
+            }
+        });
+        (mem, written.into_inner())
+    };
+    let (one, computed) = run(1);
+    let reference = logical_all(&one, &tys);
+    assert!(reference
+        .keys()
+        .any(|k| k.contains("35VLJ/2023/10m/data/c/")));
+    for n in [3, 7] {
+        let (mem, written) = run(n);
+        assert_eq!(
+            written, computed,
+            "N={n}: every chunk computed exactly once"
+        );
+        let got = logical_all(&mem, &tys);
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            reference.keys().collect::<Vec<_>>(),
+            "N={n}"
+        );
+        for (k, v) in &reference {
+            assert!(&got[k] == v, "N={n}: {k} differs from one process's store");
+        }
+    }
 }

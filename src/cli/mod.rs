@@ -88,10 +88,17 @@ pub struct IntakeArgs {
     pub cdse: CdseArgs,
     #[command(flatten)]
     pub store_args: StoreArgs,
-    #[arg(long)]
-    pub tile: String,
-    #[arg(long)]
-    pub year: i32,
+    /// MGRS tiles and tile sets, comma-separated (35VLH, 35VLH,35VLJ or finland)
+    #[arg(long = "tiles", alias = "tile")]
+    pub tiles: String,
+    /// Years: 2024, 2016..2025 (inclusive) or 2023,2024
+    #[arg(long = "years", alias = "year", value_parser = parse_years)]
+    pub years: Years,
+    /// Do part I of N (0 <= I < N) of the work, e.g. a Slurm job array's
+    /// $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT: whole tile-years when there are at least N,
+    /// else shares of a tile-year's chunks; the parts need no coordination but the store
+    #[arg(long, default_value = "0/1")]
+    pub part: crate::intake::Part,
     /// First day (YYYY-MM-DD) whose time chunks are converted
     #[arg(long)]
     pub start: Option<chrono::NaiveDate>,
@@ -112,10 +119,29 @@ pub struct IntakeArgs {
 }
 
 impl IntakeArgs {
-    pub fn options(&self, interactive: bool) -> crate::intake::IntakeOptions {
+    /// The tile-years this process converts (its `--part` of all of them), with its share of each.
+    pub fn work(&self) -> Result<Vec<(crate::key::TileYear, crate::intake::Regions)>> {
+        let mut all = Vec::new();
+        for t in crate::tiles::parse_tiles(&self.tiles)? {
+            for &y in &self.years.0 {
+                all.push(crate::key::TileYear::new(&t, y));
+            }
+        }
+        all.sort();
+        all.dedup();
+        Ok(crate::intake::assign(&all, self.part))
+    }
+
+    pub fn options(
+        &self,
+        ty: &crate::key::TileYear,
+        regions: crate::intake::Regions,
+        interactive: bool,
+    ) -> crate::intake::IntakeOptions {
         crate::intake::IntakeOptions {
-            tile: self.tile.clone(),
-            year: self.year,
+            tile: ty.tile.clone(),
+            year: ty.year,
+            regions,
             start: self.start,
             end: self.end,
             resolutions: self.resolutions.clone(),
@@ -231,20 +257,42 @@ pub fn main() -> Result<std::process::ExitCode> {
             args::set_threads(a.threads)?;
             let src = crate::source::open(&a.source, &a.cdse.options())?;
             let st = a.store_args.open(&a.store)?;
-            let r = crate::intake::intake(st.as_ref(), src.as_ref(), &a.options(interactive))?;
-            print_intake(&r);
-            if !r.errors.is_empty() {
+            let work = a.work()?;
+            let many = work.len() > 1 || a.part.count > 1;
+            let mut failed = false;
+            for (ty, regions) in &work {
+                if many {
+                    println!("{ty} (part {}: regions {regions})", a.part);
+                }
+                match crate::intake::intake(
+                    st.as_ref(),
+                    src.as_ref(),
+                    &a.options(ty, *regions, interactive),
+                ) {
+                    Ok(r) => {
+                        print_intake(&r);
+                        failed |= !r.errors.is_empty();
+                    }
+                    Err(e) if many && e.is::<crate::intake::NoScenes>() => println!("{e}"),
+                    Err(e) if many => {
+                        eprintln!("{ty}: {e:#}");
+                        failed = true;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if failed {
                 return Ok(std::process::ExitCode::from(1));
             }
         }
         Command::Info(a) => {
             args::quiet_on_closed_pipe();
             let st = a.store_args.open(&a.store)?;
-            let rows = crate::info::info(st.as_ref())?;
+            let info = crate::info::info_with_summary(st.as_ref())?;
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                println!("{}", serde_json::to_string_pretty(&info)?);
             } else {
-                print!("{}", crate::info::table(&rows));
+                print!("{}", crate::info::table(&info));
             }
         }
         Command::Mount(a) => {

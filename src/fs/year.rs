@@ -113,6 +113,8 @@ crate::counters! {
         /// Source searches of resolved years (`--refresh`).
         refreshes,
         refresh_errors,
+        /// Time spent in refreshes (source search, merge, publication), µs.
+        refresh_micros,
         /// Scenes appended, and replaced by a newer baseline, by refreshes of this mount.
         scenes_appended,
         scenes_replaced,
@@ -372,6 +374,7 @@ impl Years {
     /// acquisitions, newer baselines); then serves the latest generation.
     pub fn refresh(&self, ty: &TileYear) -> Result<Option<Change>> {
         self.stats.refreshes.inc();
+        let t0 = std::time::Instant::now();
         let r = (|| -> Result<Option<Change>> {
             let scan = self.source.scan(&ty.tile, ty.year)?;
             for e in &scan.errors {
@@ -397,6 +400,9 @@ impl Years {
             self.tracker.seed(p.generation.clone());
             self.adopt(p.generation)
         })();
+        self.stats
+            .refresh_micros
+            .add(t0.elapsed().as_micros() as u64);
         if r.is_err() {
             self.stats.refresh_errors.inc();
         }

@@ -9,6 +9,10 @@
 //! Resumable: chunk files are written before they are recorded, and the record is rewritten
 //! atomically after each group; a rerun skips recorded chunks and recomputes the rest identically.
 
+mod part;
+
+pub use part::{assign, Part, Regions};
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -41,7 +45,15 @@ pub struct IntakeOptions {
     pub progress: bool,
     /// Timing of the store's consistency protocol.
     pub fence: Fence,
+    /// Which JP2-tile regions to compute (`Part::WHOLE`: all): a share of the tile-year for one
+    /// of several processes (`--part`).
+    pub regions: Regions,
 }
+
+/// The source has no scenes of a tile-year (not an error for a run over many tile-years).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NoScenes(pub String);
 
 #[derive(Debug, Default)]
 pub struct IntakeReport {
@@ -114,7 +126,7 @@ pub fn prepare_scanned(
             for e in &scan.errors {
                 msg.push_str(&format!("\n  {e}"));
             }
-            anyhow::bail!(msg);
+            return Err(NoScenes(msg).into());
         }
         let grows = base.is_none() || report.appended > 0 || !report.replaced.is_empty();
         let (generation, published) = match (base, grows) {
@@ -252,8 +264,12 @@ fn run_generation(
             if !scenes.clone().any(in_range) {
                 continue;
             }
+            let nrx = nx.div_ceil(per);
             for ry in 0..ny.div_ceil(per) {
-                for rx in 0..nx.div_ceil(per) {
+                for rx in 0..nrx {
+                    if (ry * nrx + rx) % opts.regions.count != opts.regions.index {
+                        continue;
+                    }
                     let mut chunks = Vec::new();
                     for y in ry * per..((ry + 1) * per).min(ny) {
                         for x in rx * per..((rx + 1) * per).min(nx) {

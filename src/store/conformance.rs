@@ -10,6 +10,13 @@ use super::Store;
 
 /// Runs the suite; the error says which rule `store` broke.
 pub fn run(store: &dyn Store) -> Result<()> {
+    run_with(store, true)
+}
+
+/// The suite; `atomic_create` false skips only the race of concurrent `put_if_absent` calls on
+/// one key, for a test server known not to make that atomic (s3s-fs 0.14.1 checks
+/// `If-None-Match` before it writes; AWS S3, Ceph RGW and MinIO decide atomically).
+pub fn run_with(store: &dyn Store, atomic_create: bool) -> Result<()> {
     let d = store.describe();
     let k = |s: &str| format!("conformance/{s}");
 
@@ -124,27 +131,33 @@ pub fn run(store: &dyn Store) -> Result<()> {
         store.get(&k("once"))?.as_deref() == Some(&b"first"[..]),
         "{d}: put_if_absent changed the object"
     );
-    let winners = std::thread::scope(|s| -> Result<Vec<u8>> {
-        let handles: Vec<_> = (0..8u8)
-            .map(|i| s.spawn(move || store.put_if_absent(&k("race"), &[i; 64]).map(|w| (i, w))))
-            .collect();
-        let mut winners = Vec::new();
-        for h in handles {
-            let (i, won) = h.join().expect("writer thread")?;
-            if won {
-                winners.push(i);
+    let winners = if !atomic_create {
+        vec![0u8]
+    } else {
+        std::thread::scope(|s| -> Result<Vec<u8>> {
+            let handles: Vec<_> = (0..8u8)
+                .map(|i| s.spawn(move || store.put_if_absent(&k("race"), &[i; 64]).map(|w| (i, w))))
+                .collect();
+            let mut winners = Vec::new();
+            for h in handles {
+                let (i, won) = h.join().expect("writer thread")?;
+                if won {
+                    winners.push(i);
+                }
             }
-        }
-        Ok(winners)
-    })?;
-    ensure!(
-        winners.len() == 1,
-        "{d}: racing put_if_absent winners: {winners:?}"
-    );
-    ensure!(
-        store.get(&k("race"))?.as_deref() == Some(&[winners[0]; 64][..]),
-        "{d}: the object is not the winner's"
-    );
+            Ok(winners)
+        })?
+    };
+    if atomic_create {
+        ensure!(
+            winners.len() == 1,
+            "{d}: racing put_if_absent winners: {winners:?}"
+        );
+        ensure!(
+            store.get(&k("race"))?.as_deref() == Some(&[winners[0]; 64][..]),
+            "{d}: the object is not the winner's"
+        );
+    }
     ensure!(
         !store.list_dir(&k(""))?.iter().any(|n| n.contains(".tmp-")),
         "{d}: put_if_absent left temporary objects"

@@ -110,6 +110,7 @@ pub fn intake_opts() -> datacube::intake::IntakeOptions {
         fence: datacube::generation::Fence {
             grace: std::time::Duration::from_millis(200),
         },
+        regions: datacube::intake::Part::WHOLE,
     }
 }
 

@@ -68,6 +68,7 @@ pub fn run(
     let store = DirStore::create(store_dir)?;
     let opts = datacube::intake::IntakeOptions {
         fence: Default::default(),
+        regions: datacube::intake::Part::WHOLE,
         tile: tile.into(),
         year,
         start: None,

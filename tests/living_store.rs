@@ -1,0 +1,157 @@
+//! Real processes on one directory store: three mounts and an intake started together, scenes
+//! arriving mid-run, a daily intake, `--refresh`, a mount killed with -9 mid-writeback. The store
+//! must end equal to one clean intake of the final archive, and the surviving mounts must show
+//! the new scenes without a remount.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::mount::{stat, Mounted};
+use common::*;
+use datacube::bands::Resolution;
+
+/// The consistency protocol's grace period for these processes (a minute in production).
+const GRACE_ENV: (&str, &str) = ("DATACUBE_TEST_GRACE_MS", "1000");
+
+fn intake_cmd(archive: &std::path::Path, store: &std::path::Path) -> Command {
+    let mut c = Command::new(bin());
+    c.args([
+        "intake".to_string(),
+        format!("--source=safe:{}", archive.display()),
+        format!("--store={}", store.display()),
+        "--tiles=35VLH".into(),
+        format!("--years={YEAR}"),
+        "--no-progress".into(),
+    ])
+    .env(GRACE_ENV.0, GRACE_ENV.1)
+    .env("RUST_LOG", "info");
+    c
+}
+
+/// The `data` shape's time length of `res` as the file system shows it now.
+fn shown_scenes(m: &Mounted, res: Resolution) -> u64 {
+    let meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(m.path(&format!("35VLH/{YEAR}/{}/data/zarr.json", res.name()))).unwrap(),
+    )
+    .unwrap();
+    meta["shape"][0].as_u64().unwrap()
+}
+
+#[test]
+fn mounts_and_intakes_share_a_growing_store() {
+    let f = fixture();
+    let archive = copy_archive("living-archive");
+    // The last two acquisitions arrive mid-run.
+    let held = work_dir("living-held");
+    for p in &f.kept()[SCENES - 2..] {
+        let dir = datacube::fixture::product_dir(&archive, p);
+        std::fs::rename(&dir, held.join(&p.product_id)).unwrap();
+    }
+    let store = work_dir("living-store");
+
+    // Three mounts (refreshing every 2 s; the third holds chunks in its writeback queue) and an
+    // intake, started together on the empty store.
+    let mut first_intake = intake_cmd(&archive, &store)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mounts: Vec<Mounted> = (0..3)
+        .map(|i| {
+            let mut env = vec![GRACE_ENV];
+            if i == 2 {
+                env.push(("DATACUBE_TEST_WRITEBACK_DELAY_MS", "1500"));
+            }
+            Mounted::start_env(
+                &work_dir(&format!("living-mount-{i}")),
+                &store,
+                &archive,
+                &["--refresh", "2s"],
+                &env,
+            )
+        })
+        .collect();
+    // All three resolve the year at once and read the whole 60 m array.
+    std::thread::scope(|s| {
+        for m in &mounts {
+            s.spawn(move || {
+                let (shape, data) = read_data(&m.mnt, Resolution::R60);
+                assert_eq!(shape[0] as usize, SCENES - 2);
+                assert_formula(f, Resolution::R60, &shape, &data, |_| true);
+            });
+        }
+    });
+    // The third reads 20 m and is killed while its queue still holds chunks.
+    let victim = &mounts[2];
+    let (shape, _) = read_data(&victim.mnt, Resolution::R20);
+    assert_eq!(shape[0] as usize, SCENES - 2);
+    let queued = stat(&victim.stats(), "/writeback/queue_jobs");
+    assert!(queued > 0, "nothing queued to interrupt");
+    let mut mounts = mounts;
+    mounts.pop().unwrap().kill9();
+
+    let st = first_intake.wait().unwrap();
+    assert!(st.success(), "the first intake failed: {st}");
+
+    // The two acquisitions arrive; the daily intake runs while the mounts refresh.
+    for p in &f.kept()[SCENES - 2..] {
+        std::fs::rename(
+            held.join(&p.product_id),
+            datacube::fixture::product_dir(&archive, p),
+        )
+        .unwrap();
+    }
+    let out = intake_cmd(&archive, &store).output().unwrap();
+    assert!(
+        out.status.success(),
+        "the daily intake failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The surviving mounts show the new shape without a remount (their kernel caches were told).
+    for m in &mounts {
+        let t0 = Instant::now();
+        while shown_scenes(m, Resolution::R10) != SCENES as u64 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "{} still shows {} scenes:\n{}",
+                m.mnt.display(),
+                shown_scenes(m, Resolution::R10),
+                m.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let (shape, data) = read_data(&m.mnt, Resolution::R60);
+        assert_eq!(shape[0] as usize, SCENES);
+        assert_formula(f, Resolution::R60, &shape, &data, |_| true);
+        let s = m.stats();
+        assert_eq!(stat(&s, "/fs/year_errors"), 0, "{s}");
+        assert!(stat(&s, "/fs/generations_adopted") >= 1, "{s}");
+        assert!(
+            !m.log_text().contains(&format!("resolving 35VLH/{YEAR}")),
+            "a mount failed its year:\n{}",
+            m.log_text()
+        );
+    }
+    for m in mounts {
+        assert!(m.terminate().success());
+    }
+
+    // The store alone equals one clean intake of the final archive: every chunk the formula's for
+    // the final catalog, every chunk recorded, nothing stale left by the killed mount.
+    assert_same_store(intaken_store(), &store);
+    let info = Command::new(bin())
+        .args(["info", "--json"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["summary"]["chunks_missing"], 0, "{info}");
+    let files = tree(&store).len() as u64;
+    assert_eq!(
+        info["summary"]["objects"], files,
+        "objects counted = files in the store"
+    );
+}
