@@ -265,9 +265,25 @@ fn run_generation(
                 continue;
             }
             let nrx = nx.div_ceil(per);
+            // Work units are (time chunk, JP2-tile region) pairs, the regions numbered across
+            // resolutions (10 m first), so the parts' shares mix resolutions and time chunks; the
+            // numbering depends only on the tile's grid, so parts agree on it even when they see
+            // catalogs of different lengths.
+            let regions_of = |r: Resolution| {
+                let [_, ny, nx] = ctx.geometry(r).chunk_counts();
+                let per = (JP2_TILE / r.space_chunk()).max(1);
+                ny.div_ceil(per) * nx.div_ceil(per)
+            };
+            let offset: u64 = Resolution::ALL
+                .iter()
+                .take_while(|r| **r != res)
+                .map(|&r| regions_of(r))
+                .sum();
             for ry in 0..ny.div_ceil(per) {
                 for rx in 0..nrx {
-                    if (ry * nrx + rx) % opts.regions.count != opts.regions.index {
+                    // Hashed, so that shares stay balanced whatever the grid's periodicity.
+                    let unit = crate::synth::mix((t << 32) | (offset + ry * nrx + rx));
+                    if unit % opts.regions.count != opts.regions.index {
                         continue;
                     }
                     let mut chunks = Vec::new();

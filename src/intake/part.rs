@@ -39,8 +39,8 @@ impl fmt::Display for Part {
     }
 }
 
-/// The spatial regions (JP2-tile regions of every time chunk) of a tile-year that one part
-/// computes: those whose index `r` has `r % count == index`.
+/// The work units of a tile-year (a time chunk × a JP2-tile region, numbered by the tile's grid)
+/// that one part computes: those whose number `u` has `u % count == index`.
 pub type Regions = Part;
 
 /// What part `part` of a run over `tile_years` does: whole tile-years when there are at least as

@@ -354,6 +354,7 @@ impl BandSource for CdseSource {
         let (hits, evictions) = self.cache.lru_counts();
         let mut m = self.stats.to_json();
         m.extend(json_object(json!({
+            "stac_requests": self.stac.requests.load(std::sync::atomic::Ordering::Relaxed),
             "s3_peak_in_flight": self.limits.peak(),
             "max_connections": self.opts.max_connections,
             "downloads": c.fetches.get(),

@@ -25,6 +25,8 @@ pub struct StacClient {
     search_url: String,
     policy: RetryPolicy,
     limit: usize,
+    /// HTTP requests sent (retries included).
+    pub requests: std::sync::atomic::AtomicU64,
 }
 
 /// What a search returned.
@@ -64,6 +66,7 @@ impl StacClient {
             search_url: format!("{}/search", base.trim_end_matches('/')),
             policy,
             limit: limit.clamp(1, MAX_LIMIT),
+            requests: Default::default(),
         })
     }
 
@@ -143,6 +146,8 @@ impl StacClient {
                     Request::Get(u) => self.http.get(u),
                     Request::Post(u, b) => self.http.post(u).json(b),
                 };
+                self.requests
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let resp = send.send().await.map_err(|e| Failure::Transient {
                     error: anyhow::anyhow!("{}", crate::remote::error_chain(&e)),
                     retry_after: None,
