@@ -339,10 +339,38 @@ fn write_batch(s: &Shared, batch: &[WriteJob]) -> Vec<usize> {
     for (i, job) in batch.iter().enumerate() {
         let ty = job.key.tile_year();
         let (res, idx) = (job.key.res, job.key.idx);
-        let verdict = with_retries(retry, &format!("checking the catalog of {ty}"), || {
-            s.tracker.verdict(store, &ty, res, idx.t, &job.fp)
-        });
-        match verdict {
+        let verdict = || {
+            with_retries(retry, &format!("checking the catalog of {ty}"), || {
+                s.tracker.verdict(store, &ty, res, idx.t, &job.fp)
+            })
+        };
+        let mut last = verdict();
+        if let WriteEntry::Data(b) = &job.entry {
+            // Each attempt of the PUT starts within the fence's check age of a verdict.
+            let key = job.key.to_string();
+            let mut first = true;
+            let put = with_retries(retry, &format!("PUT {key}"), || {
+                if !std::mem::take(&mut first) {
+                    last = verdict();
+                }
+                match &last {
+                    Ok(Verdict::Write) => store.put(&key, b).map(|()| true),
+                    _ => Ok(false),
+                }
+            });
+            match put {
+                Ok(true) => {
+                    s.stats.chunks_written.inc();
+                    s.stats.bytes_written.add(b.len() as u64);
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    failed(&format!("writing {key}"), e);
+                    continue;
+                }
+            }
+        }
+        match last {
             Ok(Verdict::Write) => {}
             Ok(Verdict::Stale) => {
                 s.stats.stale_dropped.inc();
@@ -359,18 +387,9 @@ fn write_batch(s: &Shared, batch: &[WriteJob]) -> Vec<usize> {
             }
         }
         let entry = match &job.entry {
-            WriteEntry::Data(b) => {
-                let key = job.key.to_string();
-                if let Err(e) = with_retries(retry, &format!("PUT {key}"), || store.put(&key, b)) {
-                    failed(&format!("writing {key}"), e);
-                    continue;
-                }
-                s.stats.chunks_written.inc();
-                s.stats.bytes_written.add(b.len() as u64);
-                ChunkEntry::Data {
-                    bytes: b.len() as u64,
-                }
-            }
+            WriteEntry::Data(b) => ChunkEntry::Data {
+                bytes: b.len() as u64,
+            },
             WriteEntry::Empty => ChunkEntry::Empty,
         };
         s.records.add(&ty, res, idx, entry, &job.fp);

@@ -752,3 +752,34 @@ fn parts_of_a_cluster_intake_make_the_same_store_as_one_process() {
         }
     }
 }
+
+/// A refresh that cannot search the source (STAC down) keeps the current catalog, counts the
+/// failure, and the year keeps being served; the next refresh that works takes the new scenes.
+#[test]
+fn a_failed_refresh_keeps_serving_the_current_catalog() {
+    use datacube::source::{FaultySource, SourceOp};
+    let mem = Arc::new(MemStore::new());
+    let src = archive();
+    show(&src, 5, true);
+    let faulty = Arc::new(FaultySource::new(src.clone()));
+    let a = cube(mem.clone(), faulty.clone());
+    assert_eq!(shape(&a, Resolution::R60), 5);
+    show(&src, 7, true);
+    faulty
+        .faults
+        // The next scan (the refresh's) fails: a rule counts the calls after it is added.
+        .add(
+            SourceOp::Scan,
+            None,
+            1..=1,
+            Effect::Fail { transient: false },
+        );
+    assert!(a.refresh_year(&ty()).is_err());
+    let s = stats(&a);
+    assert_eq!(s["fs"]["refresh_errors"], 1, "{s}");
+    assert_eq!(shape(&a, Resolution::R60), 5, "still the current catalog");
+    read_all(&a, Resolution::R60, &values(5, true));
+    assert!(a.refresh_year(&ty()).unwrap().is_some());
+    assert_eq!(shape(&a, Resolution::R60), 7);
+    a.shutdown();
+}

@@ -4,6 +4,16 @@
 //! Keys are `/`-separated paths relative to the store root, exactly the Zarr keys
 //! (`35VLH/2024/10m/data/c/0/0/1/2`). Every write is atomic: a reader (or a crash) sees the old
 //! object or the new one, never a torn one.
+//!
+//! Many processes on many hosts share a store with no lock. Besides atomic PUTs the backends
+//! offer one primitive, create-if-absent (`Store::put_if_absent`), on which the consistency
+//! model rests (docs/design.md §5, `crate::generation`): catalog generations are created with it
+//! and never rewritten; chunk files are written only by a process that checked, just before, that
+//! the latest generation gives the chunk's time chunk the products it was computed from; each
+//! writer rewrites only its own record file (`record`); a generation's changed chunk files are
+//! deleted only after a grace period in which every stale write has landed. A reader of the
+//! store alone may see the newest scenes as fill while they are being rewritten, but once the
+//! writers have stopped never a chunk that disagrees with the metadata beside it.
 
 pub mod conformance;
 mod dir;
