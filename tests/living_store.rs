@@ -131,7 +131,14 @@ fn run(name: &str, store: &StoreAt) {
     let queued = stat(&victim.stats(), "/writeback/queue_jobs");
     assert!(queued > 0, "nothing queued to interrupt");
     let mut mounts = mounts;
-    mounts.pop().unwrap().kill9();
+    let victim = mounts.pop().unwrap();
+    let stale = victim.mnt.clone();
+    victim.kill9();
+    // Its mount point is left stale, as after a crash; detach it (nothing else uses it).
+    let _ = Command::new("fusermount3")
+        .args(["-u", "-z", "-q"])
+        .arg(&stale)
+        .status();
 
     let st = first_intake.wait().unwrap();
     assert!(st.success(), "the first intake failed: {st}");
