@@ -99,7 +99,17 @@ struct Validity<'a> {
     first: Option<Option<Catalog>>,
 }
 
-impl Validity<'_> {
+impl<'a> Validity<'a> {
+    fn new(store: &'a dyn Store, ty: &'a TileYear, res: Resolution, catalog: &'a Catalog) -> Self {
+        Validity {
+            store,
+            ty,
+            res,
+            catalog,
+            first: None,
+        }
+    }
+
     fn valid(&mut self, idx: ChunkIndex, fp: &Option<String>) -> Result<bool> {
         let current = self.catalog.fingerprint(self.res, idx.t);
         if idx.t >= self.catalog.time_chunks(self.res) {
@@ -127,13 +137,7 @@ impl ChunkRecord {
         res: Resolution,
         catalog: &Catalog,
     ) -> Result<Self> {
-        let mut v = Validity {
-            store,
-            ty,
-            res,
-            catalog,
-            first: None,
-        };
+        let mut v = Validity::new(store, ty, res, catalog);
         let mut chunks = BTreeMap::new();
         for (_, _, file) in read_all(store, ty, res)? {
             for (idx, r) in file.chunks {
@@ -247,13 +251,7 @@ impl RecordWriter {
         res: Resolution,
         catalog: &Catalog,
     ) -> Result<usize> {
-        let mut v = Validity {
-            store,
-            ty,
-            res,
-            catalog,
-            first: None,
-        };
+        let mut v = Validity::new(store, ty, res, catalog);
         let mut gone = Vec::new();
         let mut adopted = Vec::new();
         for (key, owner, file) in read_all(store, ty, res)? {
