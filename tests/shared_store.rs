@@ -262,9 +262,10 @@ fn read_all(cube: &Arc<Cube>, res: Resolution, values: &[u64]) {
     }
 }
 
-/// Waits until a changed time chunk may be written again (invalidation + grace, twice over).
+/// Waits until a changed time chunk may be written again: the invalidation a grace period after
+/// publication, another grace period after it (with room for a loaded machine).
 fn settle() {
-    std::thread::sleep(GRACE * 3);
+    std::thread::sleep(GRACE * 6);
 }
 
 /// Issue failure 1: a year that receives acquisitions grows in the running mount (and a
