@@ -148,17 +148,17 @@ pub fn tile_group_file(tile: &str, epsg: u32) -> Vec<u8> {
     ))
 }
 
-fn json_file(v: &Value) -> Vec<u8> {
+pub(crate) fn json_file(v: &Value) -> Vec<u8> {
     let mut bytes = serde_json::to_vec_pretty(v).expect("JSON");
     bytes.push(b'\n');
     bytes
 }
 
-fn put_json(files: &mut BTreeMap<String, Vec<u8>>, key: &str, v: &Value) {
+pub(crate) fn put_json(files: &mut BTreeMap<String, Vec<u8>>, key: &str, v: &Value) {
     files.insert(key.to_string(), json_file(v));
 }
 
-fn group(attributes: Value) -> Value {
+pub(crate) fn group(attributes: Value) -> Value {
     json!({"zarr_format": 3, "node_type": "group", "attributes": attributes})
 }
 
@@ -176,7 +176,7 @@ pub fn crs_wkt(epsg: u32) -> Result<String> {
     Ok(srs.to_wkt()?)
 }
 
-type ArrayDoc = (Value, Option<(String, Vec<u8>)>);
+pub(crate) type ArrayDoc = (Value, Option<(String, Vec<u8>)>);
 
 /// Per-scene coordinate names carried by `data`'s `coordinates` attribute, so xarray attaches them.
 const SCENE_COORDS: [&str; 9] = [
@@ -394,11 +394,11 @@ fn coord_i64(v: &[i64], attrs: Value) -> Result<ArrayDoc> {
     small_array(v, &[v.len() as u64], &["time"], "int64", attrs)
 }
 
-fn coord_f64(v: &[f64], dim: &str, attrs: Value) -> Result<ArrayDoc> {
+pub(crate) fn coord_f64(v: &[f64], dim: &str, attrs: Value) -> Result<ArrayDoc> {
     small_array(v, &[v.len() as u64], &[dim], "float64", attrs)
 }
 
-fn coord_str(v: &[String], dim: &str, attrs: Value) -> Result<ArrayDoc> {
+pub(crate) fn coord_str(v: &[String], dim: &str, attrs: Value) -> Result<ArrayDoc> {
     let meta = json!({
         "zarr_format": 3, "node_type": "array", "shape": [v.len()], "data_type": "string",
         "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [v.len().max(1)]}},
@@ -416,7 +416,7 @@ fn coord_str(v: &[String], dim: &str, attrs: Value) -> Result<ArrayDoc> {
 }
 
 /// A numeric array stored as one uncompressed chunk (little-endian bytes codec).
-fn small_array<T: zarrs::array::Element + Clone>(
+pub(crate) fn small_array<T: zarrs::array::Element + Clone>(
     v: &[T],
     shape: &[u64],
     dims: &[&str],

@@ -149,6 +149,26 @@ impl ChunkRecord {
         Ok(ChunkRecord { chunks })
     }
 
+    /// The entries of every writer's record of `(ty, res)` whose fingerprint is `fp_of(t)` of their
+    /// time chunk (`None`: the time chunk does not exist). For collections whose catalogs have no
+    /// pre-generation history (entries without a fingerprint never count).
+    pub fn load_matching(
+        store: &dyn Store,
+        ty: &TileYear,
+        res: Resolution,
+        fp_of: &dyn Fn(u64) -> Option<String>,
+    ) -> Result<Self> {
+        let mut chunks = BTreeMap::new();
+        for (_, _, file) in read_all(store, ty, res)? {
+            for (idx, r) in file.chunks {
+                if r.fp.is_some() && r.fp == fp_of(idx.t) {
+                    chunks.insert(idx, r.entry);
+                }
+            }
+        }
+        Ok(ChunkRecord { chunks })
+    }
+
     /// `load_valid` under the store's latest catalog generation (empty if it has none).
     pub fn load(store: &dyn Store, ty: &TileYear, res: Resolution) -> Result<Self> {
         match crate::generation::latest(store, ty)? {

@@ -1,0 +1,210 @@
+//! Where S1 slices come from: the item search, and the GeoTIFF windows of their assets.
+//!
+//! A source is a **local mirror** `file:DIR` (or a plain directory) laid out like EODC:
+//! `DIR/stac/SENTINEL1_SIG0_20M/<tile>/<item id>.json` for the items and, for the files, the path
+//! of each asset URL under `DIR` (`https://data.eodc.eu/collections/…` → `DIR/collections/…`).
+//! Assets are read through GDAL, one handle per file and thread kept open, so the strips a window
+//! decodes stay in GDAL's block cache for the neighbouring windows. Every file is checked against
+//! its item when opened (size, transform, CRS, type) and every error names the item and the file.
+
+use std::cell::RefCell;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use gdal::{Dataset, Metadata};
+
+use super::grid::{Equi7Tile, EU_WKT};
+use super::item::{parse_item, Slice};
+use super::shard::SliceReader;
+use super::{NODATA, POLARISATIONS, STAC_COLLECTION, TILE_PX};
+
+/// An S1 source.
+#[derive(Debug, Clone)]
+pub enum S1Source {
+    Mirror(PathBuf),
+}
+
+/// What a search found.
+#[derive(Debug, Default)]
+pub struct Found {
+    pub slices: Vec<Slice>,
+    /// Items that could not be used, each message naming the item and its file.
+    pub errors: Vec<String>,
+}
+
+impl S1Source {
+    /// `file:DIR` or `DIR`: a local mirror.
+    pub fn open(spec: &str) -> Result<Self> {
+        let dir = Path::new(spec.strip_prefix("file:").unwrap_or(spec));
+        if !dir.join("stac").join(STAC_COLLECTION).is_dir() {
+            bail!(
+                "{}: not an EODC mirror (no stac/{STAC_COLLECTION}/ directory of items)",
+                dir.display()
+            );
+        }
+        Ok(S1Source::Mirror(dir.to_path_buf()))
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            S1Source::Mirror(d) => format!("file:{}", d.display()),
+        }
+    }
+
+    /// The items of `tile` (every date; the catalog keeps the year it is built for).
+    pub fn search(&self, tile: Equi7Tile) -> Result<Found> {
+        let S1Source::Mirror(root) = self;
+        let dir = root
+            .join("stac")
+            .join(STAC_COLLECTION)
+            .join(tile.to_string());
+        let mut found = Found::default();
+        if !dir.is_dir() {
+            return Ok(found);
+        }
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .with_context(|| format!("listing {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        paths.sort();
+        for p in paths {
+            let item = std::fs::read(&p)
+                .map_err(anyhow::Error::from)
+                .and_then(|b| Ok(serde_json::from_slice::<serde_json::Value>(&b)?))
+                .and_then(|v| parse_item(&v));
+            match item {
+                Ok(s) => found.slices.push(s),
+                Err(e) => found.errors.push(format!("{}: {e:#}", p.display())),
+            }
+        }
+        Ok(found)
+    }
+
+    /// A reader of the slices' GeoTIFFs.
+    pub fn reader(&self) -> GdalReader {
+        configure_gdal();
+        let S1Source::Mirror(root) = self;
+        GdalReader {
+            mirror: Some(root.clone()),
+        }
+    }
+}
+
+/// GDAL's block cache for S1 reads: a strip of 5 rows spans the whole 15 000-pixel width, so the
+/// windows of one shard row share strips; keep them decoded.
+fn configure_gdal() {
+    crate::raster::configure_gdal();
+    static ONCE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| unsafe {
+        gdal_sys::GDALSetCacheMax64(768 << 20);
+    });
+}
+
+/// Reads slice windows through GDAL.
+pub struct GdalReader {
+    mirror: Option<PathBuf>,
+}
+
+thread_local! {
+    static HANDLES: RefCell<lru::LruCache<String, Dataset>> =
+        RefCell::new(lru::LruCache::new(NonZeroUsize::new(128).unwrap()));
+}
+
+impl GdalReader {
+    /// The GDAL path of an asset href.
+    pub fn path_of(&self, href: &str) -> String {
+        if let Some(rest) = href
+            .strip_prefix("https://")
+            .or_else(|| href.strip_prefix("http://"))
+        {
+            if let (Some(root), Some(slash)) = (&self.mirror, rest.find('/')) {
+                return root.join(&rest[slash + 1..]).to_string_lossy().into_owned();
+            }
+            return format!("/vsicurl/{href}");
+        }
+        href.strip_prefix("file:").unwrap_or(href).to_string()
+    }
+
+    fn with_dataset<T>(
+        &self,
+        slice: &Slice,
+        pol: usize,
+        f: impl FnOnce(&Dataset) -> Result<T>,
+    ) -> Result<T> {
+        let path = self.path_of(&slice.assets[pol]);
+        let what = || format!("item {} asset {}: {path}", slice.id, POLARISATIONS[pol]);
+        HANDLES.with(|h| {
+            let mut h = h.borrow_mut();
+            if !h.contains(&path) {
+                let ds = Dataset::open(&path).with_context(what)?;
+                check(&ds, slice).with_context(what)?;
+                h.put(path.clone(), ds);
+            }
+            f(h.get(&path).expect("just opened")).with_context(what)
+        })
+    }
+}
+
+/// The file agrees with its item and with the collection's facts.
+fn check(ds: &Dataset, slice: &Slice) -> Result<()> {
+    let tile: Equi7Tile = slice.tile.parse().map_err(anyhow::Error::msg)?;
+    let (w, h) = ds.raster_size();
+    if (w as u64, h as u64) != (TILE_PX, TILE_PX) {
+        bail!("{w}×{h} pixels, expected {TILE_PX}×{TILE_PX}");
+    }
+    let gt = ds.geo_transform().context("no geotransform")?;
+    let want = tile.geotransform();
+    if gt.iter().zip(want).any(|(a, b)| (a - b).abs() > 1e-6) {
+        bail!("geotransform {gt:?} is not tile {tile}'s {want:?}");
+    }
+    let srs = ds.spatial_ref().context("no CRS")?;
+    let eu = gdal::spatial_ref::SpatialRef::from_wkt(EU_WKT)?;
+    if srs != eu {
+        bail!(
+            "CRS {} is not the Equi7 EU projection of its item",
+            srs.to_proj4().unwrap_or_else(|_| "(unprintable)".into())
+        );
+    }
+    let band = ds.rasterband(1)?;
+    if band.band_type() != gdal::raster::GdalDataType::Int16 {
+        bail!("band type {:?}, expected Int16", band.band_type());
+    }
+    if band.no_data_value() != Some(NODATA as f64) {
+        bail!("nodata {:?}, expected {NODATA}", band.no_data_value());
+    }
+    Ok(())
+}
+
+impl SliceReader for GdalReader {
+    fn window(
+        &self,
+        slice: &Slice,
+        pol: usize,
+        x0: u64,
+        y0: u64,
+        w: u64,
+        h: u64,
+    ) -> Result<Vec<i16>> {
+        self.with_dataset(slice, pol, |ds| {
+            let band = ds.rasterband(1)?;
+            let (w, h) = (w as usize, h as usize);
+            let mut out = vec![0i16; w * h];
+            band.read_into_slice::<i16>((x0 as isize, y0 as isize), (w, h), (w, h), &mut out, None)
+                .with_context(|| format!("reading window x {x0} y {y0} {w}×{h}"))?;
+            Ok(out)
+        })
+    }
+
+    fn absolute_orbit(&self, slice: &Slice) -> Result<i32> {
+        self.with_dataset(slice, 0, |ds| {
+            let tag = ds
+                .metadata_item("abs_orbit_number", "")
+                .context("no abs_orbit_number tag")?;
+            tag.trim()
+                .parse()
+                .with_context(|| format!("abs_orbit_number {tag:?} is not a number"))
+        })
+    }
+}
