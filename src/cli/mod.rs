@@ -78,7 +78,11 @@ struct ToolArgs {
 
 #[derive(clap::Args)]
 pub struct IntakeArgs {
-    /// safe:DIR (a local SAFE archive with the CDSE layout) or cdse
+    /// What the cube is made of: sentinel-2-l1c or sentinel-1-sig0
+    #[arg(long, default_value = "sentinel-2-l1c")]
+    pub collection: crate::collection::Collection,
+    /// sentinel-2-l1c: safe:DIR (a local SAFE archive with the CDSE layout) or cdse;
+    /// sentinel-1-sig0: file:DIR (a local EODC mirror)
     #[arg(long)]
     pub source: String,
     /// Store: a directory or s3://bucket/prefix
@@ -88,7 +92,8 @@ pub struct IntakeArgs {
     pub cdse: CdseArgs,
     #[command(flatten)]
     pub store_args: StoreArgs,
-    /// MGRS tiles and tile sets, comma-separated (35VLH, 35VLH,35VLJ or finland)
+    /// Tiles, comma-separated: MGRS tiles and tile sets (35VLH, 35VLH,35VLJ or finland), or
+    /// Equi7 T3 tiles for sentinel-1-sig0 (E048N015T3)
     #[arg(long = "tiles", alias = "tile")]
     pub tiles: String,
     /// Years: 2024, 2016..2025 (inclusive) or 2023,2024
@@ -122,7 +127,20 @@ impl IntakeArgs {
     /// The tile-years this process converts (its `--part` of all of them), with its share of each.
     pub fn work(&self) -> Result<Vec<(crate::key::TileYear, crate::intake::Regions)>> {
         let mut all = Vec::new();
-        for t in crate::tiles::parse_tiles(&self.tiles)? {
+        let tiles = match self.collection {
+            crate::collection::Collection::Sentinel2L1c => crate::tiles::parse_tiles(&self.tiles)?,
+            crate::collection::Collection::Sentinel1Sig0 => self
+                .tiles
+                .split(',')
+                .map(|t| {
+                    t.trim()
+                        .parse::<crate::s1::grid::Equi7Tile>()
+                        .map(|t| t.to_string())
+                })
+                .collect::<Result<Vec<_>, String>>()
+                .map_err(anyhow::Error::msg)?,
+        };
+        for t in tiles {
             for &y in &self.years.0 {
                 all.push(crate::key::TileYear::new(&t, y));
             }
@@ -253,6 +271,10 @@ pub fn main() -> Result<std::process::ExitCode> {
     let cli = Cli::parse();
     let interactive = args::interactive();
     match cli.command {
+        Command::Intake(a) if a.collection == crate::collection::Collection::Sentinel1Sig0 => {
+            args::set_threads(a.threads)?;
+            return intake_s1(&a, interactive);
+        }
         Command::Intake(a) => {
             args::set_threads(a.threads)?;
             let src = crate::source::open(&a.source, &a.cdse.options())?;
@@ -340,6 +362,49 @@ fn run_tool(tool: &str, t: ToolArgs) -> Result<std::process::ExitCode> {
     Ok(match status.code() {
         Some(c) => std::process::ExitCode::from(c.clamp(0, 255) as u8),
         None => std::process::ExitCode::from(1),
+    })
+}
+
+/// `datacube intake --collection sentinel-1-sig0`.
+fn intake_s1(a: &IntakeArgs, interactive: bool) -> Result<std::process::ExitCode> {
+    let src = crate::s1::source::S1Source::open(&a.source)?;
+    let st = a.store_args.open(&a.store)?;
+    let work = a.work()?;
+    let many = work.len() > 1 || a.part.count > 1;
+    let mut failed = false;
+    for (ty, regions) in &work {
+        if many {
+            println!("{ty} (part {}: regions {regions})", a.part);
+        }
+        let tile = ty.tile.parse().map_err(anyhow::Error::msg)?;
+        let progress = interactive && !a.no_progress;
+        match crate::s1::intake::intake_year(st.as_ref(), &src, tile, ty.year, *regions, progress) {
+            Ok(r) => {
+                println!(
+                    "intake {ty}: {} days from {} slices ({} superseded versions dropped); shard regions: {} of {} computed now, {} already done; {} shard objects, {:.1} MiB in {:.1} s",
+                    r.days,
+                    r.slices,
+                    r.superseded.len(),
+                    r.regions_computed,
+                    r.regions,
+                    r.regions_skipped,
+                    r.shards_written,
+                    r.bytes_written as f64 / (1 << 20) as f64,
+                    r.seconds
+                );
+            }
+            Err(e) if many && e.is::<crate::intake::NoScenes>() => println!("{e}"),
+            Err(e) if many => {
+                eprintln!("{ty}: {e:#}");
+                failed = true;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(if failed {
+        std::process::ExitCode::from(1)
+    } else {
+        std::process::ExitCode::SUCCESS
     })
 }
 

@@ -30,6 +30,8 @@ pub struct S1IntakeReport {
     pub slices: usize,
     pub regions: usize,
     pub regions_skipped: usize,
+    /// Computed by this run (its `--part` share of what was not done).
+    pub regions_computed: usize,
     pub shards_written: u64,
     pub bytes_written: u64,
     /// Data versions replaced by newer ones (old → new).
@@ -77,6 +79,7 @@ pub fn intake_year(
     source: &S1Source,
     tile: Equi7Tile,
     year: i32,
+    regions: crate::intake::Regions,
     progress: bool,
 ) -> Result<S1IntakeReport> {
     let start = Instant::now();
@@ -97,6 +100,11 @@ pub fn intake_year(
     let todo: Vec<ShardPos> = positions
         .iter()
         .copied()
+        // This process's share (`--part`): regions hashed by position, as S2 intake does.
+        .filter(|p| {
+            crate::synth::mix((p.t << 32) | (p.y * shard::SHARDS_PER_SIDE + p.x)) % regions.count
+                == regions.index
+        })
         .filter(|p| {
             !done.chunks.contains_key(&ChunkIndex {
                 t: p.t,
@@ -109,7 +117,8 @@ pub fn intake_year(
         days: catalog.days.len(),
         slices: catalog.slice_count(),
         regions: positions.len(),
-        regions_skipped: positions.len() - todo.len(),
+        regions_skipped: done.chunks.len(),
+        regions_computed: todo.len(),
         superseded,
         ..Default::default()
     };

@@ -46,10 +46,12 @@ impl DayWindow {
         }
     }
 
-    /// Merges the next slice in priority order into the day.
-    pub fn add(&mut self, s: &SliceWindow) {
+    /// Merges the next slice in priority order into the day; true when every pixel has both
+    /// polarisations (no later slice can change anything).
+    pub fn add(&mut self, s: &SliceWindow) -> bool {
         let n = self.vv.len();
         assert!(s.vv.len() == n && s.vh.len() == n, "window sizes differ");
+        let mut complete = true;
         for i in 0..n {
             let mut label = false;
             if self.vv[i] == NODATA && s.vv[i] != NODATA {
@@ -66,7 +68,9 @@ impl DayWindow {
                 self.absolute_orbit[i] = s.absolute_orbit;
                 self.relative_orbit[i] = s.relative_orbit;
             }
+            complete &= self.vv[i] != NODATA && self.vh[i] != NODATA;
         }
+        complete
     }
 }
 

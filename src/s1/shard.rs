@@ -23,7 +23,8 @@ use crate::layout::array_from_json;
 /// Reads slice windows: the GeoTIFFs of a source, or the fixture formula in tests.
 pub trait SliceReader: Send + Sync {
     /// Row-major window `w` × `h` at (`x0`, `y0`) of polarisation `pol` (index into
-    /// [`super::POLARISATIONS`]) of `slice`. Errors name the item and the file.
+    /// [`super::POLARISATIONS`]) of `slice`; `None` if the file says the window holds no data
+    /// (without decoding it). Errors name the item and the file.
     fn window(
         &self,
         slice: &Slice,
@@ -32,7 +33,7 @@ pub trait SliceReader: Send + Sync {
         y0: u64,
         w: u64,
         h: u64,
-    ) -> Result<Vec<i16>>;
+    ) -> Result<Option<Vec<i16>>>;
     /// The slice's absolute orbit number (the GeoTIFF tag `abs_orbit_number`).
     fn absolute_orbit(&self, slice: &Slice) -> Result<i32>;
 }
@@ -223,23 +224,39 @@ pub fn materialize(
                 .map(|ix| {
                     let x0 = pos.x * SHARD_PX + ix * INNER_PX;
                     let y0 = pos.y * SHARD_PX + iy * INNER_PX;
-                    let mut inner = Inner::fill();
+                    // Allocated on the first data: most inner chunks of a tile are empty on most
+                    // days (a slice covers part of a tile).
+                    let mut inner: Option<Inner> = None;
                     for (i, d) in days.iter().enumerate() {
-                        let mut day = DayWindow::fill(DAY_LEN);
+                        let mut day: Option<DayWindow> = None;
                         for s in &d.slices {
                             let vv = reader.window(s, 0, x0, y0, INNER_PX, INNER_PX)?;
                             let vh = reader.window(s, 1, x0, y0, INNER_PX, INNER_PX)?;
-                            day.add(&SliceWindow {
-                                vv: &vv,
-                                vh: &vh,
-                                sensing: s.sensing_s - epoch,
-                                absolute_orbit: abs[&s.id],
-                                relative_orbit: s.relative_orbit as i16,
-                            });
+                            if vv.is_none() && vh.is_none() {
+                                continue;
+                            }
+                            let nodata = || vec![super::NODATA; DAY_LEN];
+                            let complete = day.get_or_insert_with(|| DayWindow::fill(DAY_LEN)).add(
+                                &SliceWindow {
+                                    vv: &vv.unwrap_or_else(nodata),
+                                    vh: &vh.unwrap_or_else(nodata),
+                                    sensing: s.sensing_s - epoch,
+                                    absolute_orbit: abs[&s.id],
+                                    relative_orbit: s.relative_orbit as i16,
+                                },
+                            );
+                            if complete {
+                                break; // later slices can no longer contribute
+                            }
                         }
-                        inner.set_day(i, &day);
+                        if let Some(day) = day {
+                            inner.get_or_insert_with(Inner::fill).set_day(i, &day);
+                        }
                     }
-                    inner.encode(enc)
+                    match inner {
+                        Some(inner) => inner.encode(enc),
+                        None => Ok(Default::default()),
+                    }
                 })
                 .collect::<Result<Vec<_>>>()
         })

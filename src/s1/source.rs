@@ -186,14 +186,30 @@ impl SliceReader for GdalReader {
         y0: u64,
         w: u64,
         h: u64,
-    ) -> Result<Vec<i16>> {
+    ) -> Result<Option<Vec<i16>>> {
         self.with_dataset(slice, pol, |ds| {
             let band = ds.rasterband(1)?;
             let (w, h) = (w as usize, h as usize);
+            // A GeoTIFF whose strips are absent (sparse file) holds no data there: skip decoding.
+            // GDAL_DATA_COVERAGE_STATUS_EMPTY = 0x04 (gdal.h; 0x02 is DATA, 0x01 UNIMPLEMENTED).
+            let status = unsafe {
+                gdal_sys::GDALGetDataCoverageStatus(
+                    band.c_rasterband(),
+                    x0 as i32,
+                    y0 as i32,
+                    w as i32,
+                    h as i32,
+                    0,
+                    std::ptr::null_mut(),
+                )
+            };
+            if status == 0x04 {
+                return Ok(None);
+            }
             let mut out = vec![0i16; w * h];
             band.read_into_slice::<i16>((x0 as isize, y0 as isize), (w, h), (w, h), &mut out, None)
                 .with_context(|| format!("reading window x {x0} y {y0} {w}×{h}"))?;
-            Ok(out)
+            Ok(Some(out))
         })
     }
 

@@ -29,6 +29,15 @@ enum Command {
     Fixture {
         #[arg(long)]
         out: PathBuf,
+        /// sentinel-2-l1c (a SAFE archive) or sentinel-1-sig0 (an EODC mirror: GeoTIFFs and
+        /// STAC items of two Equi7 tiles in 2024; --tile, --epsg, --ulx, --uly, --year, --scenes
+        /// and --size apply to Sentinel-2 only)
+        #[arg(long, default_value = "sentinel-2-l1c")]
+        collection: datacube::collection::Collection,
+        /// sentinel-1-sig0: days with one small slice added after the fixed ones (beyond 27
+        /// they make a second 30-day time chunk)
+        #[arg(long, default_value_t = 30)]
+        extra_days: u32,
         #[arg(long, default_value = "35VLH")]
         tile: String,
         #[arg(long, default_value_t = 32635)]
@@ -186,6 +195,23 @@ pub fn main() -> Result<std::process::ExitCode> {
     match cli.command {
         Command::Fixture {
             out,
+            collection: datacube::collection::Collection::Sentinel1Sig0,
+            extra_days,
+            threads,
+            ..
+        } => {
+            args::set_threads(threads)?;
+            let s = crate::fixture::s1::write_mirror(&out, extra_days, interactive)?;
+            println!(
+                "fixture {} (sentinel-1-sig0): {} items, {} GeoTIFFs written, {} already present",
+                out.display(),
+                s.items,
+                s.files_written,
+                s.files_skipped
+            );
+        }
+        Command::Fixture {
+            out,
             tile,
             epsg,
             ulx,
@@ -194,6 +220,7 @@ pub fn main() -> Result<std::process::ExitCode> {
             scenes,
             size,
             threads,
+            ..
         } => {
             args::set_threads(threads)?;
             let spec = FixtureSpec {
