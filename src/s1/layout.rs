@@ -149,7 +149,7 @@ pub fn build(catalog: &S1Catalog) -> Result<BTreeMap<String, Vec<u8>>> {
     );
     let prefix = format!("{tile}/{}/{GROUP}", catalog.year);
     let days = catalog.days.len() as u64;
-    let mut arrays: BTreeMap<String, (Value, Option<(String, Vec<u8>)>)> = BTreeMap::new();
+    let mut arrays: BTreeMap<String, crate::layout::ArrayDoc> = BTreeMap::new();
     for v in &VARIABLES {
         arrays.insert(v.name.to_string(), (array_metadata(v, days), None));
     }

@@ -13,6 +13,8 @@ use datacube::source::SafeArchive;
 use datacube::store::DirStore;
 use rayon::prelude::*;
 
+pub mod s1;
+
 pub const YEAR: i32 = 2024;
 /// 21 scenes: two 10 m time chunks, the second partial with one partial-swath scene (index 20),
 /// so it has all-fill chunks.

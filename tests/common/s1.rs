@@ -1,0 +1,275 @@
+//! Sentinel-1 test support: the synthetic EODC mirror (made once per test binary), a store
+//! intaken from it, and an oracle of the same-day merge written independently of `s1::merge`:
+//! per pixel, from the fixture plan and formula, without reading any file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use datacube::s1::fixture::{plan, PlannedSlice, EAST, WEST, YEAR};
+use datacube::s1::grid::Equi7Tile;
+use datacube::s1::{EPOCH_UNIX_S, NODATA};
+use zarrs::array::{Array, ArraySubset};
+
+use super::shared_dir;
+
+/// Extra days of the western tile: 3 fixed days + 30 = 33 days, two time chunks.
+pub const EXTRA_DAYS: u32 = 30;
+
+pub fn mirror() -> &'static PathBuf {
+    static M: OnceLock<PathBuf> = OnceLock::new();
+    M.get_or_init(|| {
+        shared_dir("s1-mirror", |d| {
+            datacube_tools::fixture::s1::write_mirror(d, EXTRA_DAYS, false).expect("S1 fixture");
+        })
+    })
+}
+
+/// A directory store with both tiles intaken through the library.
+pub fn intaken_store() -> &'static PathBuf {
+    static S: OnceLock<PathBuf> = OnceLock::new();
+    S.get_or_init(|| {
+        let m = mirror();
+        shared_dir("s1-store", |dir| {
+            let store = datacube::store::DirStore::create(dir).unwrap();
+            let source =
+                datacube::s1::source::S1Source::open(&format!("file:{}", m.display())).unwrap();
+            for tile in [WEST, EAST] {
+                datacube::s1::intake::intake_year(
+                    &store,
+                    &source,
+                    tile,
+                    YEAR,
+                    datacube::intake::Part::WHOLE,
+                    false,
+                )
+                .expect("S1 intake");
+            }
+        })
+    })
+}
+
+/// The expected time axis of a tile: (day, slices in priority order).
+pub fn expected_days(tile: Equi7Tile) -> Vec<(i32, Vec<PlannedSlice>)> {
+    let all: Vec<PlannedSlice> = plan(EXTRA_DAYS)
+        .into_iter()
+        .filter(|s| s.tile == tile)
+        .collect();
+    // A slice published in two data versions counts once, as its newest.
+    let kept: Vec<PlannedSlice> = all
+        .iter()
+        .filter(|s| {
+            !all.iter().any(|o| {
+                o.sensing_s == s.sensing_s
+                    && o.relative_orbit == s.relative_orbit
+                    && o.version > s.version
+            })
+        })
+        .cloned()
+        .collect();
+    let mut days: BTreeMap<i32, Vec<PlannedSlice>> = BTreeMap::new();
+    for s in kept {
+        days.entry(s.day()).or_default().push(s);
+    }
+    days.into_iter()
+        .map(|(d, mut v)| {
+            v.sort_by_key(|s| (s.sensing_s, s.item_id()));
+            (d, v)
+        })
+        .collect()
+}
+
+/// The five values of a pixel of a day: VV, VH, sensing_date, absolute and relative orbit.
+pub fn expected_pixel(slices: &[PlannedSlice], r: u64, c: u64) -> (i16, i16, i64, i32, i16) {
+    let first = |pol: usize| slices.iter().find(|s| s.value(pol, r, c) != NODATA);
+    let (vv, vh) = (first(0), first(1));
+    let v = |s: Option<&PlannedSlice>, pol| s.map_or(NODATA, |s| s.value(pol, r, c));
+    match vv.or(vh) {
+        Some(src) => (
+            v(vv, 0),
+            v(vh, 1),
+            src.sensing_s - EPOCH_UNIX_S,
+            src.absolute_orbit(),
+            src.relative_orbit as i16,
+        ),
+        None => (v(vv, 0), v(vh, 1), -1, 0, 0),
+    }
+}
+
+/// The union of a day's footprints grown by `margin` pixels, clipped to the tile: rows, columns.
+pub fn day_window(
+    slices: &[PlannedSlice],
+    margin: u64,
+) -> Option<(std::ops::Range<u64>, std::ops::Range<u64>)> {
+    let fps: Vec<[u64; 4]> = slices.iter().filter_map(|s| s.footprint).collect();
+    if fps.is_empty() {
+        return None;
+    }
+    let r0 = fps
+        .iter()
+        .map(|f| f[0])
+        .min()
+        .unwrap()
+        .saturating_sub(margin);
+    let r1 = (fps.iter().map(|f| f[1]).max().unwrap() + margin).min(15000);
+    let c0 = fps
+        .iter()
+        .map(|f| f[2])
+        .min()
+        .unwrap()
+        .saturating_sub(margin);
+    let c1 = (fps.iter().map(|f| f[3]).max().unwrap() + margin).min(15000);
+    Some((r0..r1, c0..c1))
+}
+
+/// One array of a tile-year, opened with zarrs on a directory store.
+pub fn open_array(
+    store_dir: &Path,
+    tile: Equi7Tile,
+    name: &str,
+) -> Array<zarrs::filesystem::FilesystemStore> {
+    let store = Arc::new(zarrs::filesystem::FilesystemStore::new(store_dir).unwrap());
+    Array::open(store, &format!("/{tile}/{YEAR}/20m/{name}")).unwrap()
+}
+
+fn read<T: zarrs::array::ElementOwned>(
+    a: &Array<zarrs::filesystem::FilesystemStore>,
+    d: u64,
+    rows: &std::ops::Range<u64>,
+    cols: &std::ops::Range<u64>,
+) -> Vec<T> {
+    let subset = ArraySubset::new_with_ranges(&[d..d + 1, rows.clone(), cols.clone()]);
+    let v: ndarray::ArrayD<T> = a.retrieve_array_subset(&subset).unwrap();
+    v.into_raw_vec_and_offset().0
+}
+
+/// Asserts every value of the five arrays of `tile` around each day's footprints (grown by one
+/// inner chunk) equals the oracle, and that the all-nodata day is fill. Returns the number of
+/// pixels compared.
+pub fn assert_tile_matches_oracle(store_dir: &Path, tile: Equi7Tile) -> u64 {
+    let days = expected_days(tile);
+    let time = open_array(store_dir, tile, "time");
+    let t: ndarray::ArrayD<i32> = time.retrieve_array_subset(&time.subset_all()).unwrap();
+    assert_eq!(
+        t.iter().copied().collect::<Vec<_>>(),
+        days.iter().map(|d| d.0).collect::<Vec<_>>(),
+        "{tile} time axis"
+    );
+    let vv = open_array(store_dir, tile, "VV");
+    let vh = open_array(store_dir, tile, "VH");
+    let sd = open_array(store_dir, tile, "sensing_date");
+    let ab = open_array(store_dir, tile, "absolute_orbit_number");
+    let re = open_array(store_dir, tile, "relative_orbit_number");
+    let mut compared = 0;
+    for (i, (day, slices)) in days.iter().enumerate() {
+        let d = i as u64;
+        let (rows, cols) = day_window(slices, 500).unwrap_or((2000..3000, 2000..3000));
+        let got = (
+            read::<i16>(&vv, d, &rows, &cols),
+            read::<i16>(&vh, d, &rows, &cols),
+            read::<i64>(&sd, d, &rows, &cols),
+            read::<i32>(&ab, d, &rows, &cols),
+            read::<i16>(&re, d, &rows, &cols),
+        );
+        let w = (cols.end - cols.start) as usize;
+        for r in rows.clone() {
+            for c in cols.clone() {
+                let k = (r - rows.start) as usize * w + (c - cols.start) as usize;
+                let want = expected_pixel(slices, r, c);
+                let have = (got.0[k], got.1[k], got.2[k], got.3[k], got.4[k]);
+                assert_eq!(
+                    have,
+                    want,
+                    "{tile} day {} ({}) row {r} col {c}",
+                    i,
+                    datacube::s1::iso_day(*day)
+                );
+                compared += 1;
+            }
+        }
+    }
+    compared
+}
+
+/// The shard objects the oracle says exist (any value that is not fill), per array name.
+pub fn expected_shards(tile: Equi7Tile) -> BTreeMap<String, Vec<String>> {
+    let days = expected_days(tile);
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let names = [
+        "VV",
+        "VH",
+        "sensing_date",
+        "absolute_orbit_number",
+        "relative_orbit_number",
+    ];
+    for (i, (_, slices)) in days.iter().enumerate() {
+        let t = i as u64 / 30;
+        for s in slices {
+            for (ai, name) in names.iter().enumerate() {
+                let pols: &[usize] = match ai {
+                    0 => &[0],
+                    1 => &[1],
+                    _ => &[0, 1],
+                };
+                for &p in pols {
+                    if let Some([r0, r1, c0, c1]) = s.footprint_of(p) {
+                        for y in r0 / 2500..=(r1 - 1) / 2500 {
+                            for x in c0 / 2500..=(c1 - 1) / 2500 {
+                                out.entry(name.to_string())
+                                    .or_default()
+                                    .push(format!("c/{t}/{y}/{x}"));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for v in out.values_mut() {
+        v.sort();
+        v.dedup();
+    }
+    out
+}
+
+/// The shard objects a store holds for `tile`, per array name.
+pub fn stored_shards(store_dir: &Path, tile: Equi7Tile) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for name in [
+        "VV",
+        "VH",
+        "sensing_date",
+        "absolute_orbit_number",
+        "relative_orbit_number",
+    ] {
+        let dir = store_dir.join(format!("{tile}/{YEAR}/20m/{name}"));
+        let mut v: Vec<String> = walk(&dir)
+            .into_iter()
+            .filter(|k| k.starts_with("c/"))
+            .collect();
+        v.sort();
+        if !v.is_empty() {
+            out.insert(name.to_string(), v);
+        }
+    }
+    out
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}
