@@ -183,11 +183,15 @@ pub struct InfoArgs {
 #[derive(clap::Args)]
 pub struct MountArgs {
     pub mountpoint: PathBuf,
+    /// What the cube is made of: sentinel-2-l1c or sentinel-1-sig0
+    #[arg(long, default_value = "sentinel-2-l1c")]
+    pub collection: crate::collection::Collection,
     /// Persistent Zarr store, a directory or s3://bucket/prefix (computed chunks are written
     /// back here)
     #[arg(long)]
     pub store: String,
-    /// safe:DIR (a local SAFE archive with the CDSE layout) or cdse
+    /// sentinel-2-l1c: safe:DIR (a local SAFE archive with the CDSE layout) or cdse;
+    /// sentinel-1-sig0: file:DIR (a local EODC mirror)
     #[arg(long)]
     pub source: String,
     #[command(flatten)]
@@ -197,7 +201,8 @@ pub struct MountArgs {
     /// Memory for caches: encoded chunks (3/4) and decoded JP2 tiles (1/4, at most 1 GiB)
     #[arg(long, default_value = "2GiB", value_parser = parse_bytes)]
     pub cache_size: u64,
-    /// MGRS tiles and tile sets, comma-separated (e.g. 35VLH,35VLJ or finland)
+    /// Tiles, comma-separated: MGRS tiles and tile sets (e.g. 35VLH,35VLJ or finland), or Equi7
+    /// T3 tiles for sentinel-1-sig0 (E048N015T3,E051N015T3; no default)
     #[arg(long, default_value = "finland")]
     pub tiles: String,
     /// Years: 2016..2025 (inclusive), 2024, or 2023,2024
@@ -254,6 +259,22 @@ impl MountArgs {
                 max_bytes: (self.cache_size as usize / 8).clamp(64 << 20, 256 << 20),
                 ..Default::default()
             },
+        })
+    }
+
+    /// The S1 cube's configuration (`--collection sentinel-1-sig0`).
+    pub fn s1_config(&self) -> Result<crate::fs::S1Config> {
+        let tiles = self
+            .tiles
+            .split(',')
+            .map(|t| t.trim().parse::<crate::s1::grid::Equi7Tile>())
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|e| anyhow::anyhow!("--tiles: {e} (sentinel-1-sig0 takes Equi7 T3 tiles, e.g. --tiles E048N015T3,E051N015T3)"))?;
+        Ok(crate::fs::S1Config {
+            tiles,
+            years: self.years.0.clone(),
+            cache_bytes: self.cache_size as usize,
+            workers: self.workers(),
         })
     }
 
@@ -316,6 +337,15 @@ pub fn main() -> Result<std::process::ExitCode> {
             } else {
                 print!("{}", crate::info::table(&info));
             }
+        }
+        Command::Mount(a) if a.collection == crate::collection::Collection::Sentinel1Sig0 => {
+            args::set_threads(a.threads)?;
+            args::log_panics_in_one_line();
+            args::limit_malloc_retention();
+            let src = crate::s1::source::S1Source::open(&a.source)?;
+            let st: std::sync::Arc<dyn crate::store::Store> = a.store_args.open(&a.store)?.into();
+            let cube = crate::fs::S1Cube::new(a.s1_config()?, st, src)?;
+            crate::fs::serve(cube, &a.mount_options())?;
         }
         Command::Mount(a) => {
             args::set_threads(a.threads)?;

@@ -136,6 +136,7 @@ impl Cube {
         store: Arc<dyn Store>,
         source: Arc<dyn BandSource>,
     ) -> Result<Arc<Self>> {
+        crate::collection::Collection::Sentinel2L1c.check_store(store.as_ref())?;
         let tracker = Arc::new(Tracker::new(cfg.fence));
         let records = Arc::new(RecordWriter::new());
         let chunks = ChunkResolver::new(
@@ -179,7 +180,7 @@ impl Cube {
     /// Attributes of `path`; a chunk not computed yet is materialized first (on the worker pool;
     /// `done` is called from there).
     pub fn lookup(
-        self: &Arc<Self>,
+        &self,
         path: &str,
         done: impl FnOnce(std::result::Result<Attr, FsError>) + Send + 'static,
     ) {
@@ -205,7 +206,7 @@ impl Cube {
 
     /// The whole content of the file at `path` (a snapshot for the stats file).
     pub fn open(
-        self: &Arc<Self>,
+        &self,
         path: &str,
         done: impl FnOnce(std::result::Result<Bytes, FsError>) + Send + 'static,
     ) {
@@ -290,5 +291,50 @@ impl Cube {
     /// Waits until every computed chunk is in the store (for tests and benchmarks).
     pub fn flush(&self) {
         self.chunks.flush();
+    }
+}
+
+impl super::view::CubeView for Cube {
+    fn when_year_ready(&self, path: &str, answer: Box<dyn FnOnce() + Send>) {
+        Cube::when_year_ready(self, path, answer)
+    }
+
+    fn lookup(&self, path: &str, done: super::view::AttrDone) {
+        Cube::lookup(self, path, done)
+    }
+
+    fn getattr(&self, path: &str) -> std::result::Result<Attr, FsError> {
+        Cube::getattr(self, path)
+    }
+
+    fn open(&self, path: &str, done: super::view::BytesDone) {
+        Cube::open(self, path, done)
+    }
+
+    fn list(&self, path: &str) -> std::result::Result<Vec<(String, Kind)>, FsError> {
+        Cube::list(self, path)
+    }
+
+    fn stats(&self) -> &CubeStats {
+        &self.stats
+    }
+
+    fn stats_json(&self) -> Vec<u8> {
+        Cube::stats_json(self)
+    }
+
+    fn start_refresher(
+        self: Arc<Self>,
+        on_change: super::refresh::OnChange,
+    ) -> Option<super::refresh::Refresher> {
+        Some(super::refresh::Refresher::start(self, on_change))
+    }
+
+    fn shutdown(&self) {
+        Cube::shutdown(self)
+    }
+
+    fn flush(&self) {
+        Cube::flush(self)
     }
 }

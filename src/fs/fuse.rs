@@ -14,7 +14,8 @@ use fuser::{
     ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 
-use super::cube::{Attr, Cube, FsError, Kind};
+use super::cube::{Attr, FsError, Kind};
+use super::view::CubeView;
 use crate::cache::Bytes;
 
 /// Immutable files (chunks, metadata) may be cached by the kernel for long.
@@ -80,7 +81,7 @@ impl Inodes {
 }
 
 pub struct DatacubeFs {
-    cube: Arc<Cube>,
+    cube: Arc<dyn CubeView>,
     inodes: Arc<Mutex<Inodes>>,
     handles: Arc<Mutex<HashMap<u64, Bytes>>>,
     next_fh: AtomicU64,
@@ -90,7 +91,7 @@ pub struct DatacubeFs {
 }
 
 impl DatacubeFs {
-    pub fn new(cube: Arc<Cube>) -> Self {
+    pub fn new(cube: Arc<dyn CubeView>) -> Self {
         // SAFETY: getuid/getgid cannot fail and touch no memory.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         DatacubeFs {
@@ -219,15 +220,21 @@ impl Filesystem for DatacubeFs {
         let inodes = self.inodes.clone();
         let make = self.attr_maker();
         let cube = self.cube.clone();
-        self.cube.when_year_ready(&path.clone(), move || {
-            cube.lookup(&path.clone(), move |r| match r {
-                Ok(a) => {
-                    let ino = inodes.lock().unwrap().lookup(&path);
-                    reply.entry(&ttl(&a), &make(ino, &a), Generation(0));
-                }
-                Err(e) => reply.error(errno(e)),
-            })
-        });
+        self.cube.when_year_ready(
+            &path.clone(),
+            Box::new(move || {
+                cube.lookup(
+                    &path.clone(),
+                    Box::new(move |r| match r {
+                        Ok(a) => {
+                            let ino = inodes.lock().unwrap().lookup(&path);
+                            reply.entry(&ttl(&a), &make(ino, &a), Generation(0));
+                        }
+                        Err(e) => reply.error(errno(e)),
+                    }),
+                )
+            }),
+        );
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -240,11 +247,13 @@ impl Filesystem for DatacubeFs {
             Ok(path) => {
                 let cube = self.cube.clone();
                 let make = self.attr_maker();
-                self.cube
-                    .when_year_ready(&path.clone(), move || match cube.getattr(&path) {
+                self.cube.when_year_ready(
+                    &path.clone(),
+                    Box::new(move || match cube.getattr(&path) {
                         Ok(a) => reply.attr(&ttl(&a), &make(ino.0, &a)),
                         Err(e) => reply.error(errno(e)),
-                    });
+                    }),
+                );
             }
         }
     }
@@ -261,21 +270,27 @@ impl Filesystem for DatacubeFs {
         let handles = self.handles.clone();
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         let cube = self.cube.clone();
-        self.cube.when_year_ready(&path.clone(), move || {
-            cube.open(&path, move |r| match r {
-                Ok(bytes) => {
-                    handles.lock().unwrap().insert(fh, bytes);
-                    // Chunk and metadata files never change while mounted: keep the page cache.
-                    let flags = if volatile {
-                        FopenFlags::FOPEN_DIRECT_IO
-                    } else {
-                        FopenFlags::FOPEN_KEEP_CACHE
-                    };
-                    reply.opened(FileHandle(fh), flags);
-                }
-                Err(e) => reply.error(errno(e)),
-            })
-        });
+        self.cube.when_year_ready(
+            &path.clone(),
+            Box::new(move || {
+                cube.open(
+                    &path,
+                    Box::new(move |r| match r {
+                        Ok(bytes) => {
+                            handles.lock().unwrap().insert(fh, bytes);
+                            // Chunk and metadata files never change while mounted: keep the page cache.
+                            let flags = if volatile {
+                                FopenFlags::FOPEN_DIRECT_IO
+                            } else {
+                                FopenFlags::FOPEN_KEEP_CACHE
+                            };
+                            reply.opened(FileHandle(fh), flags);
+                        }
+                        Err(e) => reply.error(errno(e)),
+                    }),
+                )
+            }),
+        );
     }
 
     fn read(
@@ -294,7 +309,7 @@ impl Filesystem for DatacubeFs {
         };
         let start = (offset as usize).min(bytes.len());
         let end = start.saturating_add(size as usize).min(bytes.len());
-        let stats = &self.cube.stats;
+        let stats = self.cube.stats();
         stats.reads.inc();
         stats.bytes_served.add((end - start) as u64);
         reply.data(&bytes[start..end]);
@@ -350,37 +365,41 @@ impl Filesystem for DatacubeFs {
         };
         let cube = self.cube.clone();
         let inodes = self.inodes.clone();
-        self.cube.when_year_ready(&path.clone(), move || {
-            let children = match cube.list(&path) {
-                Ok(c) => c,
-                Err(e) => return reply.error(errno(e)),
-            };
-            let parent_ino = {
-                let parent = path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
-                inodes.lock().unwrap().peek(parent)
-            };
-            let mut entries = vec![
-                (ino.0, FileType::Directory, ".".to_string()),
-                (parent_ino, FileType::Directory, "..".to_string()),
-            ];
-            {
-                let mut inodes = inodes.lock().unwrap();
-                for (name, kind) in children {
-                    let child = inodes.peek(&child_path(&path, &name));
-                    let t = match kind {
-                        Kind::Dir => FileType::Directory,
-                        Kind::File => FileType::RegularFile,
-                    };
-                    entries.push((child, t, name));
+        self.cube.when_year_ready(
+            &path.clone(),
+            Box::new(move || {
+                let children = match cube.list(&path) {
+                    Ok(c) => c,
+                    Err(e) => return reply.error(errno(e)),
+                };
+                let parent_ino = {
+                    let parent = path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+                    inodes.lock().unwrap().peek(parent)
+                };
+                let mut entries = vec![
+                    (ino.0, FileType::Directory, ".".to_string()),
+                    (parent_ino, FileType::Directory, "..".to_string()),
+                ];
+                {
+                    let mut inodes = inodes.lock().unwrap();
+                    for (name, kind) in children {
+                        let child = inodes.peek(&child_path(&path, &name));
+                        let t = match kind {
+                            Kind::Dir => FileType::Directory,
+                            Kind::File => FileType::RegularFile,
+                        };
+                        entries.push((child, t, name));
+                    }
                 }
-            }
-            for (i, (ino, kind, name)) in entries.into_iter().enumerate().skip(offset as usize) {
-                if reply.add(INodeNo(ino), (i + 1) as u64, kind, &name) {
-                    break;
+                for (i, (ino, kind, name)) in entries.into_iter().enumerate().skip(offset as usize)
+                {
+                    if reply.add(INodeNo(ino), (i + 1) as u64, kind, &name) {
+                        break;
+                    }
                 }
-            }
-            reply.ok();
-        });
+                reply.ok();
+            }),
+        );
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

@@ -11,7 +11,9 @@ pub(crate) mod node;
 pub(crate) mod pool;
 pub mod refresh;
 pub(crate) mod resolver;
+pub mod s1;
 pub(crate) mod tree;
+pub mod view;
 pub(crate) mod year;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +23,8 @@ use anyhow::{Context, Result};
 use fuser::{MountOption, SessionACL};
 
 pub use cube::{Cube, CubeConfig, FsError, Kind};
+pub use s1::{S1Config, S1Cube};
+pub use view::CubeView;
 
 /// How to mount.
 #[derive(Debug, Clone)]
@@ -34,7 +38,7 @@ pub struct MountOptions {
 /// Mounts `cube` and serves it until unmounted (`fusermount3 -u`, `umount`) or until SIGINT,
 /// SIGTERM or SIGHUP, which unmount. Then drains the writeback queue: when this returns, every
 /// chunk computed is in the store.
-pub fn serve(cube: Arc<Cube>, opts: &MountOptions) -> Result<()> {
+pub fn serve(cube: Arc<dyn CubeView>, opts: &MountOptions) -> Result<()> {
     let mp = mountpoint::absolute(&opts.mountpoint)?;
     mountpoint::prepare(&mp)?;
     let mut config = fuser::Config::default();
@@ -57,10 +61,11 @@ pub fn serve(cube: Arc<Cube>, opts: &MountOptions) -> Result<()> {
     let session = fuser::Session::new(fs, &mp, &config)
         .with_context(|| format!("mounting at {}", mp.display()))?;
     let notifier = session.notifier();
-    let refresher = refresh::Refresher::start(
-        cube.clone(),
-        Box::new(move |paths: &[String]| invalidator(&notifier, paths)),
-    );
+    let refresher = cube
+        .clone()
+        .start_refresher(Box::new(move |paths: &[String]| {
+            invalidator(&notifier, paths)
+        }));
     let result = run_until_unmounted(session, &mp);
     drop(refresher);
     tracing::info!(

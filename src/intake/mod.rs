@@ -175,6 +175,7 @@ pub fn intake(
     opts: &IntakeOptions,
 ) -> Result<IntakeReport> {
     let started = Instant::now();
+    crate::collection::Collection::Sentinel2L1c.check_store(store)?;
     let ty = TileYear::new(&opts.tile, opts.year);
     let tracker = Tracker::new(opts.fence);
     let writer = RecordWriter::new();
