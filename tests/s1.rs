@@ -209,3 +209,55 @@ fn an_s2_store_is_not_opened_as_s1() {
         "{e}"
     );
 }
+
+#[test]
+fn the_mount_serves_the_merge_oracle_and_writes_back_what_intake_writes() {
+    let work = common::work_dir("s1-mount");
+    let store = work.join("store");
+    let m = common::mount::Mounted::start_s1(&work, &store, mirror());
+    let mnt = m.path("");
+    // Every value around every footprint, through the mount (zarrs reading the mounted files).
+    for tile in [WEST, EAST] {
+        assert_tile_matches_oracle(&mnt, tile);
+    }
+    // A shard of only fill has no file: ENOENT, as in the store.
+    let empty = m.path(&format!("{WEST}/2024/20m/VV/c/0/5/5"));
+    assert_eq!(
+        std::fs::metadata(&empty).unwrap_err().kind(),
+        std::io::ErrorKind::NotFound
+    );
+    let stats = m.stats();
+    assert!(common::mount::stat(&stats, "/shards/materialized") > 0);
+    assert_eq!(common::mount::stat(&stats, "/shards/materialize_errors"), 0);
+    let status = m.terminate();
+    assert!(status.success(), "{status}");
+    // The writeback holds exactly what intake computes for the same regions.
+    let intaken = intaken_store();
+    for tile in [WEST, EAST] {
+        let mounted = stored_shards(&store, tile);
+        assert!(!mounted.is_empty(), "{tile}: nothing written back");
+        for (name, keys) in &mounted {
+            for k in keys {
+                let rel = format!("{tile}/2024/20m/{name}/{k}");
+                assert_eq!(
+                    std::fs::read(store.join(&rel)).unwrap(),
+                    std::fs::read(intaken.join(&rel)).unwrap(),
+                    "{rel}"
+                );
+            }
+        }
+    }
+    // A second mount serves the written regions from the store (nothing computed again).
+    let m = common::mount::Mounted::start_s1(&work, &store, mirror());
+    assert_tile_matches_oracle(&m.path(""), EAST);
+    let stats = m.stats();
+    assert_eq!(
+        common::mount::stat(&stats, "/shards/materialized"),
+        0,
+        "{stats}"
+    );
+    assert!(
+        common::mount::stat(&stats, "/shards/from_store") > 0,
+        "{stats}"
+    );
+}

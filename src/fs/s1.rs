@@ -221,8 +221,11 @@ impl S1Cube {
             return Some(InYear::File(b.as_slice().into()));
         }
         let parts: Vec<&str> = rest.split('/').collect();
-        if parts.len() >= 3 && parts[0] == GROUP && parts[2] == "c" {
-            let v = VARIABLES.iter().position(|v| v.name == parts[1])?;
+        let var = VARIABLES.iter().position(|v| parts.get(1) == Some(&v.name));
+        if let (Some(v), true) = (
+            var,
+            parts.len() >= 3 && parts[0] == GROUP && parts[2] == "c",
+        ) {
             let nt = y.catalog.time_chunks();
             let idx = |i: usize, n: u64| canonical_u64(parts[i]).filter(|x| *x < n);
             let known = |f: &dyn Fn(&ShardPos) -> Option<String>| {

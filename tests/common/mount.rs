@@ -50,6 +50,33 @@ impl Mounted {
         args: &[String],
         env: &[(String, String)],
     ) -> Mounted {
+        Self::start_tiles(work, store, "35VLH", args, env)
+    }
+
+    /// A Sentinel-1 mount of the synthetic EODC mirror's two tiles (2024) over `store`.
+    pub fn start_s1(work: &Path, store: &Path, mirror: &Path) -> Mounted {
+        let args = [
+            "--collection".to_string(),
+            "sentinel-1-sig0".to_string(),
+            "--source".to_string(),
+            format!("file:{}", mirror.display()),
+        ];
+        Self::start_tiles(
+            work,
+            &store.display().to_string(),
+            "E048N015T3,E051N015T3",
+            &args,
+            &[],
+        )
+    }
+
+    fn start_tiles(
+        work: &Path,
+        store: &str,
+        tiles: &str,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> Mounted {
         let mnt = work.join("mnt");
         let _ = std::fs::create_dir_all(&mnt); // fails harmlessly on a stale mount point
         let log = work.join("mount.log");
@@ -63,7 +90,7 @@ impl Mounted {
             .arg(&mnt)
             .arg("--store")
             .arg(store)
-            .args(["--tiles", "35VLH", "--years", &YEAR.to_string()])
+            .args(["--tiles", tiles, "--years", &YEAR.to_string()])
             .args(args)
             .env("RUST_LOG", "info")
             .envs(env.iter().map(|(k, v)| (k, v)))
