@@ -14,7 +14,8 @@ pub struct InfoRow {
     pub year: i32,
     pub resolution: String,
     pub scenes: usize,
-    pub shape: [u64; 4],
+    /// Shape of the data arrays (`[time, band, y, x]` for S2, `[time, y, x]` for S1).
+    pub shape: Vec<u64>,
     pub chunks_total: u64,
     pub chunks_data: usize,
     pub chunks_empty: usize,
@@ -84,6 +85,11 @@ pub fn info_with_summary(store: &dyn Store) -> Result<Info> {
 }
 
 pub fn info(store: &dyn Store) -> Result<Vec<InfoRow>> {
+    if crate::collection::Collection::of_store(store)?
+        == Some(crate::collection::Collection::Sentinel1Sig0)
+    {
+        return info_s1(store);
+    }
     let mut rows = Vec::new();
     for tile in store.list_dir("")? {
         if tile.starts_with('.') || tile == "zarr.json" {
@@ -115,7 +121,7 @@ pub fn info(store: &dyn Store) -> Result<Vec<InfoRow>> {
                     year: y,
                     resolution: res.name().into(),
                     scenes: catalog.scenes.len(),
-                    shape: geom.shape(),
+                    shape: geom.shape().to_vec(),
                     chunks_total: total,
                     chunks_data: record.count(false),
                     chunks_empty: record.count(true),
@@ -129,10 +135,61 @@ pub fn info(store: &dyn Store) -> Result<Vec<InfoRow>> {
     Ok(rows)
 }
 
+/// Rows of a Sentinel-1 store: one per tile-year (its `20m` group); a chunk is a shard region
+/// (the five arrays' shards of one time chunk and 2500 × 2500 square), objects are counted by
+/// listing the shard directories.
+fn info_s1(store: &dyn Store) -> Result<Vec<InfoRow>> {
+    use crate::s1::{catalog::S1Catalog, shard::SHARDS_PER_SIDE, GROUP, TILE_PX, VARIABLES};
+    let mut rows = Vec::new();
+    for tile in store.list_dir("")? {
+        if tile.starts_with('.') || tile == "zarr.json" {
+            continue;
+        }
+        for year in store.list_dir(&tile)? {
+            let Ok(y) = year.parse::<i32>() else { continue };
+            let ty = TileYear::new(&tile, y);
+            let Some(catalog) = S1Catalog::load(store, &ty)? else {
+                continue;
+            };
+            let fp_of = |t: u64| (t < catalog.time_chunks()).then(|| catalog.fingerprint(t));
+            let record = ChunkRecord::load_matching(store, &ty, Resolution::R20, &fp_of)?;
+            let mut objects = crate::store::record_files(store, &ty, Resolution::R20)? as u64;
+            let group = format!("{ty}/{GROUP}");
+            objects += crate::s1::layout::build(&catalog)?
+                .keys()
+                .filter(|k| k.starts_with(&group))
+                .count() as u64;
+            for v in &VARIABLES {
+                let c = format!("{group}/{}/c", v.name);
+                for t in store.list_dir(&c)? {
+                    for sy in store.list_dir(&format!("{c}/{t}"))? {
+                        objects += store.list_dir(&format!("{c}/{t}/{sy}"))?.len() as u64;
+                    }
+                }
+            }
+            let total = catalog.time_chunks() * SHARDS_PER_SIDE * SHARDS_PER_SIDE;
+            rows.push(InfoRow {
+                tile: tile.clone(),
+                year: y,
+                resolution: GROUP.into(),
+                scenes: catalog.days.len(),
+                shape: vec![catalog.days.len() as u64, TILE_PX, TILE_PX],
+                chunks_total: total,
+                chunks_data: record.count(false),
+                chunks_empty: record.count(true),
+                chunks_missing: total.saturating_sub(record.chunks.len() as u64),
+                bytes: record.data_bytes(),
+                objects,
+            });
+        }
+    }
+    Ok(rows)
+}
+
 /// A plain-text table of the rows and the summary.
 pub fn table(info: &Info) -> String {
     let mut out = format!(
-        "{:<6} {:>4} {:>4} {:>6} {:>24} {:>8} {:>8} {:>8} {:>8} {:>12} {:>8}\n",
+        "{:<10} {:>4} {:>4} {:>6} {:>24} {:>8} {:>8} {:>8} {:>8} {:>12} {:>8}\n",
         "tile",
         "year",
         "res",
@@ -147,7 +204,7 @@ pub fn table(info: &Info) -> String {
     );
     for r in &info.rows {
         out.push_str(&format!(
-            "{:<6} {:>4} {:>4} {:>6} {:>24} {:>8} {:>8} {:>8} {:>8} {:>12} {:>8}\n",
+            "{:<10} {:>4} {:>4} {:>6} {:>24} {:>8} {:>8} {:>8} {:>8} {:>12} {:>8}\n",
             r.tile,
             r.year,
             r.resolution,
