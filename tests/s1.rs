@@ -86,7 +86,10 @@ fn mirror_copy(name: &str) -> std::path::PathBuf {
 
 fn intake_east(mirror: &std::path::Path, store: &std::path::Path) -> anyhow::Result<()> {
     let st = datacube::store::DirStore::create(store)?;
-    let src = datacube::s1::source::S1Source::open(&format!("file:{}", mirror.display()))?;
+    let src = datacube::s1::source::S1Source::open(
+        &format!("file:{}", mirror.display()),
+        &Default::default(),
+    )?;
     datacube::s1::intake::intake_year(&st, &src, EAST, 2024, datacube::intake::Part::WHOLE, false)
         .map(|_| ())
 }
@@ -260,4 +263,40 @@ fn the_mount_serves_the_merge_oracle_and_writes_back_what_intake_writes() {
         common::mount::stat(&stats, "/shards/from_store") > 0,
         "{stats}"
     );
+}
+
+#[test]
+fn from_the_emulated_eodc_intake_and_mount_serve_the_oracle() {
+    let work = common::work_dir("s1-eodc");
+    let emu = EodcEmulator::start(mirror(), &work);
+    // Intake over HTTP: STAC search paged one item at a time (next links), GeoTIFF windows by
+    // range requests; the store equals the mirror intake's, byte for byte.
+    let store = work.join("store");
+    let st = datacube::store::DirStore::create(&store).unwrap();
+    let opts = datacube::s1::source::EodcOptions {
+        stac_limit: 1,
+        ..Default::default()
+    };
+    let src =
+        datacube::s1::source::S1Source::open(&format!("eodc:{}", emu.stac_url), &opts).unwrap();
+    datacube::s1::intake::intake_year(&st, &src, EAST, 2024, datacube::intake::Part::WHOLE, false)
+        .unwrap();
+    // Two items, one per page: the second page came from the first one's next link.
+    assert_eq!(src.stac_requests(), 2, "paging");
+    assert_tile_matches_oracle(&store, EAST);
+    let rel = format!("{EAST}/2024/20m");
+    assert_eq!(
+        common::tree(&store.join(&rel)),
+        common::tree(&intaken_store().join(&rel))
+    );
+    // The mount over HTTP, on an empty store: every value around every footprint.
+    let m = common::mount::Mounted::start_s1_source(
+        &work,
+        &work.join("mount-store"),
+        &format!("eodc:{}", emu.stac_url),
+    );
+    for tile in [WEST, EAST] {
+        assert_tile_matches_oracle(&m.path(""), tile);
+    }
+    assert!(m.terminate().success());
 }

@@ -42,6 +42,15 @@ pub struct CdseArgs {
 }
 
 impl CdseArgs {
+    /// The same retry, paging and connection settings for the EODC source of Sentinel-1.
+    pub fn eodc_options(&self) -> crate::s1::source::EodcOptions {
+        crate::s1::source::EodcOptions {
+            retry: self.options().retry,
+            stac_limit: self.stac_limit,
+            max_connections: self.max_connections,
+        }
+    }
+
     pub fn options(&self) -> crate::source::CdseOptions {
         let d = crate::source::CdseOptions::default();
         crate::source::CdseOptions {

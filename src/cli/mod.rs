@@ -82,7 +82,7 @@ pub struct IntakeArgs {
     #[arg(long, default_value = "sentinel-2-l1c")]
     pub collection: crate::collection::Collection,
     /// sentinel-2-l1c: safe:DIR (a local SAFE archive with the CDSE layout) or cdse;
-    /// sentinel-1-sig0: file:DIR (a local EODC mirror)
+    /// sentinel-1-sig0: eodc, eodc:STAC_URL or file:DIR (a local EODC mirror)
     #[arg(long)]
     pub source: String,
     /// Store: a directory or s3://bucket/prefix
@@ -191,7 +191,7 @@ pub struct MountArgs {
     #[arg(long)]
     pub store: String,
     /// sentinel-2-l1c: safe:DIR (a local SAFE archive with the CDSE layout) or cdse;
-    /// sentinel-1-sig0: file:DIR (a local EODC mirror)
+    /// sentinel-1-sig0: eodc, eodc:STAC_URL or file:DIR (a local EODC mirror)
     #[arg(long)]
     pub source: String,
     #[command(flatten)]
@@ -342,7 +342,7 @@ pub fn main() -> Result<std::process::ExitCode> {
             args::set_threads(a.threads)?;
             args::log_panics_in_one_line();
             args::limit_malloc_retention();
-            let src = crate::s1::source::S1Source::open(&a.source)?;
+            let src = crate::s1::source::S1Source::open(&a.source, &a.cdse.eodc_options())?;
             let st: std::sync::Arc<dyn crate::store::Store> = a.store_args.open(&a.store)?.into();
             let cube = crate::fs::S1Cube::new(a.s1_config()?, st, src)?;
             crate::fs::serve(cube, &a.mount_options())?;
@@ -397,7 +397,7 @@ fn run_tool(tool: &str, t: ToolArgs) -> Result<std::process::ExitCode> {
 
 /// `datacube intake --collection sentinel-1-sig0`.
 fn intake_s1(a: &IntakeArgs, interactive: bool) -> Result<std::process::ExitCode> {
-    let src = crate::s1::source::S1Source::open(&a.source)?;
+    let src = crate::s1::source::S1Source::open(&a.source, &a.cdse.eodc_options())?;
     let st = a.store_args.open(&a.store)?;
     let work = a.work()?;
     let many = work.len() > 1 || a.part.count > 1;

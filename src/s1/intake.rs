@@ -53,7 +53,7 @@ pub fn prepare(
     if let Some(c) = S1Catalog::load(store, &ty)? {
         return Ok((c, Vec::new()));
     }
-    let found = source.search(tile)?;
+    let found = source.search(tile, year)?;
     if !found.errors.is_empty() {
         bail!(
             "{tile}/{year}: {} unusable STAC item(s) in {}; nothing was stored:\n  {}",

@@ -1,6 +1,10 @@
 //! Where S1 slices come from: the item search, and the GeoTIFF windows of their assets.
 //!
-//! A source is a **local mirror** `file:DIR` (or a plain directory) laid out like EODC:
+//! A source is the **EODC STAC API** (`eodc`, or `eodc:URL` for another API root such as an
+//! emulator): items found by `POST /search` with the `query` extension on `Equi7_TileID` and the
+//! year's datetime range, paged and retried like the CDSE search; assets read over HTTPS by GDAL
+//! (`/vsicurl/`, HTTP range requests) under a cap of concurrent window reads. Or a **local
+//! mirror** `file:DIR` (or a plain directory) laid out like EODC:
 //! `DIR/stac/SENTINEL1_SIG0_20M/<tile>/<item id>.json` for the items and, for the files, the path
 //! of each asset URL under `DIR` (`https://data.eodc.eu/collections/…` → `DIR/collections/…`).
 //! Assets are read through GDAL, one handle per file and thread kept open, so the strips a window
@@ -20,9 +24,33 @@ use super::shard::SliceReader;
 use super::{NODATA, POLARISATIONS, STAC_COLLECTION, TILE_PX};
 
 /// An S1 source.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum S1Source {
     Mirror(PathBuf),
+    Eodc {
+        url: String,
+        stac: std::sync::Arc<crate::stac::client::StacClient>,
+        /// Concurrent window reads over HTTP, at most.
+        max_connections: usize,
+    },
+}
+
+/// How to reach EODC.
+#[derive(Debug, Clone)]
+pub struct EodcOptions {
+    pub retry: crate::remote::retry::RetryPolicy,
+    pub stac_limit: usize,
+    pub max_connections: usize,
+}
+
+impl Default for EodcOptions {
+    fn default() -> Self {
+        EodcOptions {
+            retry: Default::default(),
+            stac_limit: 1000,
+            max_connections: 4,
+        }
+    }
 }
 
 /// What a search found.
@@ -34,8 +62,20 @@ pub struct Found {
 }
 
 impl S1Source {
-    /// `file:DIR` or `DIR`: a local mirror.
-    pub fn open(spec: &str) -> Result<Self> {
+    /// `eodc`, `eodc:URL` (a STAC API root), `file:DIR` or `DIR` (a local mirror).
+    pub fn open(spec: &str, opts: &EodcOptions) -> Result<Self> {
+        if spec == "eodc" || spec.starts_with("eodc:") {
+            let url = spec
+                .strip_prefix("eodc:")
+                .unwrap_or(super::STAC_API)
+                .to_string();
+            let stac = crate::stac::client::StacClient::new(&url, opts.retry, opts.stac_limit)?;
+            return Ok(S1Source::Eodc {
+                url,
+                stac: std::sync::Arc::new(stac),
+                max_connections: opts.max_connections,
+            });
+        }
         let dir = Path::new(spec.strip_prefix("file:").unwrap_or(spec));
         if !dir.join("stac").join(STAC_COLLECTION).is_dir() {
             bail!(
@@ -49,12 +89,42 @@ impl S1Source {
     pub fn describe(&self) -> String {
         match self {
             S1Source::Mirror(d) => format!("file:{}", d.display()),
+            S1Source::Eodc { url, .. } => format!("eodc:{url}"),
         }
     }
 
-    /// The items of `tile` (every date; the catalog keeps the year it is built for).
-    pub fn search(&self, tile: Equi7Tile) -> Result<Found> {
-        let S1Source::Mirror(root) = self;
+    /// STAC requests sent so far (retries included).
+    pub fn stac_requests(&self) -> u64 {
+        match self {
+            S1Source::Mirror(_) => 0,
+            S1Source::Eodc { stac, .. } => stac.requests.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// The items of `tile` in UTC `year` (a mirror returns every date it holds; the catalog keeps
+    /// the year it is built for).
+    pub fn search(&self, tile: Equi7Tile, year: i32) -> Result<Found> {
+        let root = match self {
+            S1Source::Mirror(root) => root,
+            S1Source::Eodc { stac, url, .. } => {
+                let body = serde_json::json!({
+                    "collections": [STAC_COLLECTION],
+                    "query": {"Equi7_TileID": {"eq": tile.stac_id()}},
+                    "datetime": format!("{year}-01-01T00:00:00Z/{year}-12-31T23:59:59Z"),
+                });
+                let r = crate::remote::block_on(stac.search(body))
+                    .with_context(|| format!("searching {url} for {tile} in {year}"))?;
+                let mut found = Found::default();
+                for item in r.items {
+                    let id = item["id"].as_str().unwrap_or("?").to_string();
+                    match parse_item(&item) {
+                        Ok(s) => found.slices.push(s),
+                        Err(e) => found.errors.push(format!("{url} item {id}: {e:#}")),
+                    }
+                }
+                return Ok(found);
+            }
+        };
         let dir = root
             .join("stac")
             .join(STAC_COLLECTION)
@@ -85,9 +155,19 @@ impl S1Source {
     /// A reader of the slices' GeoTIFFs.
     pub fn reader(&self) -> GdalReader {
         configure_gdal();
-        let S1Source::Mirror(root) = self;
-        GdalReader {
-            mirror: Some(root.clone()),
+        match self {
+            S1Source::Mirror(root) => GdalReader {
+                mirror: Some(root.clone()),
+                http: None,
+            },
+            S1Source::Eodc {
+                max_connections, ..
+            } => GdalReader {
+                mirror: None,
+                http: Some(std::sync::Arc::new(tokio::sync::Semaphore::new(
+                    *max_connections,
+                ))),
+            },
         }
     }
 }
@@ -97,14 +177,27 @@ impl S1Source {
 fn configure_gdal() {
     crate::raster::configure_gdal();
     static ONCE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
-    ONCE.get_or_init(|| unsafe {
-        gdal_sys::GDALSetCacheMax64(768 << 20);
+    ONCE.get_or_init(|| {
+        unsafe { gdal_sys::GDALSetCacheMax64(768 << 20) };
+        // HTTPS assets: open the file only (EODC answers 403 to sidecar probes such as .msk and
+        // does not list directories), retry transient failures, merge adjacent ranges.
+        for (k, v) in [
+            ("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR"),
+            ("CPL_VSIL_CURL_ALLOWED_EXTENSIONS", ".tif"),
+            ("GDAL_HTTP_MAX_RETRY", "5"),
+            ("GDAL_HTTP_RETRY_DELAY", "1"),
+            ("GDAL_HTTP_MERGE_CONSECUTIVE_RANGES", "YES"),
+        ] {
+            let _ = gdal::config::set_config_option(k, v);
+        }
     });
 }
 
 /// Reads slice windows through GDAL.
 pub struct GdalReader {
     mirror: Option<PathBuf>,
+    /// Permits for concurrent window reads over HTTP.
+    http: Option<std::sync::Arc<tokio::sync::Semaphore>>,
 }
 
 thread_local! {
@@ -135,6 +228,14 @@ impl GdalReader {
     ) -> Result<T> {
         let path = self.path_of(&slice.assets[pol]);
         let what = || format!("item {} asset {}: {path}", slice.id, POLARISATIONS[pol]);
+        // Held for the open and the read: the cap on concurrent HTTP connections.
+        let _permit = match &self.http {
+            Some(sem) if path.starts_with("/vsicurl/") => Some(
+                crate::remote::block_on(sem.clone().acquire_owned())
+                    .context("connection cap closed")?,
+            ),
+            _ => None,
+        };
         HANDLES.with(|h| {
             let mut h = h.borrow_mut();
             if !h.contains(&path) {

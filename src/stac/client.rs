@@ -84,6 +84,13 @@ impl StacClient {
             "filter": {"op": "=", "args": [{"property": "grid:code"}, format!("MGRS-{tile}")]},
             "limit": self.limit,
         });
+        self.search(body).await
+    }
+
+    /// Every item of a search whose first request is `POST /search` with `body` (its `limit`
+    /// set to this client's page size), following every page.
+    pub async fn search(&self, mut body: Value) -> Result<SearchResult> {
+        body["limit"] = json!(self.limit);
         let mut result = SearchResult::default();
         let mut next = Some(Request::Post(self.search_url.clone(), body));
         let mut seen = std::collections::HashSet::new();

@@ -55,11 +55,16 @@ impl Mounted {
 
     /// A Sentinel-1 mount of the synthetic EODC mirror's two tiles (2024) over `store`.
     pub fn start_s1(work: &Path, store: &Path, mirror: &Path) -> Mounted {
+        Self::start_s1_source(work, store, &format!("file:{}", mirror.display()))
+    }
+
+    /// A Sentinel-1 mount of the two fixture tiles (2024) from `source` (`file:DIR`, `eodc:URL`).
+    pub fn start_s1_source(work: &Path, store: &Path, source: &str) -> Mounted {
         let args = [
             "--collection".to_string(),
             "sentinel-1-sig0".to_string(),
             "--source".to_string(),
-            format!("file:{}", mirror.display()),
+            source.to_string(),
         ];
         Self::start_tiles(
             work,

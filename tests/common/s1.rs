@@ -32,8 +32,11 @@ pub fn intaken_store() -> &'static PathBuf {
         let m = mirror();
         shared_dir("s1-store", |dir| {
             let store = datacube::store::DirStore::create(dir).unwrap();
-            let source =
-                datacube::s1::source::S1Source::open(&format!("file:{}", m.display())).unwrap();
+            let source = datacube::s1::source::S1Source::open(
+                &format!("file:{}", m.display()),
+                &Default::default(),
+            )
+            .unwrap();
             for tile in [WEST, EAST] {
                 datacube::s1::intake::intake_year(
                     &store,
@@ -272,4 +275,60 @@ fn walk(dir: &Path) -> Vec<String> {
         }
     }
     out
+}
+
+/// `scripts/emulate-eodc` over a mirror: the STAC API (stac-fastapi-pgstac) and the data server
+/// (nginx), on 127.0.0.1; stopped (and cleaned up) on drop.
+pub struct EodcEmulator {
+    child: std::process::Child,
+    pub stac_url: String,
+    pub data_url: String,
+}
+
+impl EodcEmulator {
+    pub fn start(mirror: &Path, work: &Path) -> EodcEmulator {
+        use std::io::{BufRead, BufReader};
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/emulate-eodc");
+        let mut child = std::process::Command::new(&script)
+            .arg(mirror)
+            .arg("--dir")
+            .arg(work.join("eodc-emulator"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("starting scripts/emulate-eodc");
+        let out = child.stdout.take().unwrap();
+        let mut vars = std::collections::HashMap::new();
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if line == "READY" {
+                break;
+            }
+            if let Some((k, v)) = line.split_once('=') {
+                vars.insert(k.to_string(), v.to_string());
+            }
+        }
+        assert!(
+            vars.contains_key("STAC_URL"),
+            "emulate-eodc did not get ready"
+        );
+        EodcEmulator {
+            child,
+            stac_url: vars["STAC_URL"].clone(),
+            data_url: vars["DATA_URL"].clone(),
+        }
+    }
+}
+
+impl Drop for EodcEmulator {
+    fn drop(&mut self) {
+        super::mount::signal(self.child.id(), libc::SIGTERM);
+        for _ in 0..200 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
