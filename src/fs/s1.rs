@@ -70,6 +70,8 @@ type ShardBytes = Arc<[Option<Bytes>; 5]>;
 /// One shard object (`None`: all fill, no object).
 type Shard = Option<Bytes>;
 type ShardDone = Box<dyn FnOnce(Result<Shard, FsError>) + Send>;
+/// The writeback thread and its queue of (region, fingerprint of its time chunk).
+type Writer = (Sender<(Region, String)>, std::thread::JoinHandle<()>);
 
 struct Shared {
     store: Arc<dyn Store>,
@@ -98,7 +100,7 @@ pub struct S1Cube {
     year_flights: Arc<SingleFlight<TileYear, Option<Arc<S1Year>>, String>>,
     year_pool: WorkPool,
     workers: WorkPool,
-    writeback: Mutex<Option<(Sender<(Region, String)>, std::thread::JoinHandle<()>)>>,
+    writeback: Mutex<Option<Writer>>,
     started: chrono::DateTime<chrono::Utc>,
     fs_stats: CubeStats,
 }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use datacube::cli::args::{self, parse_bytes, positive};
@@ -72,6 +72,11 @@ Example:
     Bench {
         #[command(flatten)]
         target: Target,
+        /// sentinel-1-sig0: the S1 measurements (intake against its floor; patches through a cold
+        /// and a warm mount against the store), on --source for --tile/--year; --store, --cog,
+        /// --targets, --repeats and --patch-size do not apply
+        #[arg(long, default_value = "sentinel-2-l1c")]
+        collection: datacube::collection::Collection,
         #[arg(long, value_parser = positive::<usize>(), default_value_t = 10)]
         patches: usize,
         /// Patch side in metres (a multiple of 60)
@@ -87,9 +92,9 @@ Example:
         targets: Vec<crate::bench::run::Target>,
         #[arg(long, default_value = "bench-results")]
         out: PathBuf,
-        /// Store directory holding the tile-year
-        #[arg(long)]
-        store: PathBuf,
+        /// Store directory holding the tile-year (Sentinel-2)
+        #[arg(long, required_if_eq("collection", "sentinel-2-l1c"))]
+        store: Option<PathBuf>,
         /// COG directory (target cog)
         #[arg(long)]
         cog: Option<PathBuf>,
@@ -243,6 +248,29 @@ pub fn main() -> Result<std::process::ExitCode> {
             );
         }
         Command::Bench {
+            collection: datacube::collection::Collection::Sentinel1Sig0,
+            target: Target { source, tile, year },
+            patches,
+            seed,
+            out,
+            cache_size,
+            threads,
+            ..
+        } => {
+            args::set_threads(threads)?;
+            let r = crate::bench::s1::run(&crate::bench::s1::Options {
+                source,
+                tile: tile.parse().map_err(anyhow::Error::msg)?,
+                year,
+                patches,
+                seed,
+                out,
+                threads: threads.unwrap_or_else(rayon::current_num_threads),
+                cache_size,
+            })?;
+            print!("{}", crate::bench::s1::markdown(&r));
+        }
+        Command::Bench {
             target: Target { source, tile, year },
             patches,
             patch_size,
@@ -256,8 +284,10 @@ pub fn main() -> Result<std::process::ExitCode> {
             threads,
             python,
             no_progress,
+            ..
         } => {
             args::set_threads(threads)?;
+            let store = store.context("--store is required")?;
             let src = datacube::source::open(&source, &Default::default())?;
             let opts = crate::bench::run::Options {
                 source,

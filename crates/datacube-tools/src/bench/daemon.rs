@@ -21,6 +21,8 @@ pub struct DaemonSpec<'a> {
     pub cache_size: u64,
     pub threads: usize,
     pub log: &'a Path,
+    /// More arguments for `datacube mount` (e.g. `--collection sentinel-1-sig0`).
+    pub extra: &'a [&'a str],
 }
 
 impl Daemon {
@@ -36,6 +38,7 @@ impl Daemon {
             .args(["--years", &o.year.to_string()])
             .args(["--cache-size", &o.cache_size.to_string()])
             .args(["--threads", &o.threads.to_string()])
+            .args(o.extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

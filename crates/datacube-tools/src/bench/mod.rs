@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod mount;
 pub mod report;
 pub mod run;
+pub mod s1;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -92,6 +92,7 @@ pub fn run(o: &Options, source: &dyn BandSource) -> Result<Report> {
             cache_size: o.cache_size,
             threads: o.threads,
             log: &o.work.join("mount.log"),
+            extra: &[],
         },
         &mnt,
         &store_dir,

@@ -201,6 +201,7 @@ impl Ctx<'_> {
             cache_size: self.o.cache_size,
             threads: self.o.threads,
             log,
+            extra: &[],
         }
     }
 
