@@ -49,6 +49,24 @@ fn at(s: &str) -> i64 {
 
 /// The fixture's slices.
 pub fn plan(extra_days: u32) -> Vec<PlannedSlice> {
+    plan_with(extra_days, false)
+}
+
+/// The fixture's slices; `dense`: the benchmark's variant, whose first day covers the western tile
+/// as real passes do (three slices of 5500 rows across the whole width, the second pass over its
+/// eastern half), so reads and merges work on data rather than on absent strips.
+pub fn plan_with(extra_days: u32, dense: bool) -> Vec<PlannedSlice> {
+    let mut v = sparse_plan(extra_days);
+    if dense {
+        v[0].footprint = Some([0, 5500, 0, 15000]);
+        v[1].footprint = Some([5000, 10500, 0, 15000]);
+        v[2].footprint = Some([10000, 15000, 0, 15000]);
+        v[4].footprint = Some([0, 15000, 7000, 15000]);
+    }
+    v
+}
+
+fn sparse_plan(extra_days: u32) -> Vec<PlannedSlice> {
     let p = |tile, t: &str, orbit, ascending, version, fp| PlannedSlice {
         tile,
         sensing_s: at(t),

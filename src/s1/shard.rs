@@ -84,7 +84,7 @@ impl Encoders {
         Ok(Encoders { inner, index })
     }
 
-    fn encode(array: &Array<MemoryStore>, bytes: Vec<u8>) -> Result<Vec<u8>> {
+    fn encode(array: &Array<MemoryStore>, bytes: &[u8]) -> Result<Vec<u8>> {
         let shape: Vec<NonZeroU64> = array
             .chunk_shape(&vec![0; array.dimensionality()])?
             .to_vec();
@@ -101,6 +101,10 @@ impl Encoders {
     }
 }
 
+thread_local! {
+    static INNER_POOL: std::cell::RefCell<Option<Inner>> = const { std::cell::RefCell::new(None) };
+}
+
 /// One merged inner chunk of the five arrays ([time, y, x], days beyond the catalog are fill).
 struct Inner {
     vv: Vec<i16>,
@@ -111,6 +115,27 @@ struct Inner {
 }
 
 impl Inner {
+    /// A buffer of this thread's pool (reset to fill), or a new one: an inner chunk is 135 MB,
+    /// and allocating it afresh for every inner chunk costs more in page faults than the merge.
+    fn take() -> Self {
+        match INNER_POOL.with(|p| p.borrow_mut().take()) {
+            Some(mut i) => {
+                i.vv.fill(VARIABLES[0].fill as i16);
+                i.vh.fill(VARIABLES[1].fill as i16);
+                i.sensing.fill(VARIABLES[2].fill);
+                i.absolute_orbit.fill(VARIABLES[3].fill as i32);
+                i.relative_orbit.fill(VARIABLES[4].fill as i16);
+                i
+            }
+            None => Inner::fill(),
+        }
+    }
+
+    /// Returns the buffer to this thread's pool.
+    fn give_back(self) {
+        INNER_POOL.with(|p| *p.borrow_mut() = Some(self));
+    }
+
     fn fill() -> Self {
         let d = DayWindow::fill(INNER_LEN);
         Inner {
@@ -132,43 +157,27 @@ impl Inner {
     }
 
     /// Encoded inner chunk per variable (`None` if all fill).
-    fn encode(self, enc: &Encoders) -> Result<[Option<Vec<u8>>; 5]> {
-        fn one<T: Copy + PartialEq + le_bytes::Pod>(
+    fn encode(&self, enc: &Encoders) -> Result<[Option<Vec<u8>>; 5]> {
+        fn one<T: bytemuck::NoUninit + PartialEq>(
             a: &Array<MemoryStore>,
-            v: Vec<T>,
+            v: &[T],
             fill: T,
         ) -> Result<Option<Vec<u8>>> {
             if v.iter().all(|x| *x == fill) {
                 return Ok(None);
             }
-            Encoders::encode(a, le_bytes::to_bytes(v)).map(Some)
+            // Native order is little-endian on every platform GDAL and we build for (the
+            // `bytes` codec's `endian: little`); no copy.
+            Encoders::encode(a, bytemuck::cast_slice(v)).map(Some)
         }
         let f = |i: usize| VARIABLES[i].fill;
         Ok([
-            one(&enc.inner[0], self.vv, f(0) as i16)?,
-            one(&enc.inner[1], self.vh, f(1) as i16)?,
-            one(&enc.inner[2], self.sensing, f(2))?,
-            one(&enc.inner[3], self.absolute_orbit, f(3) as i32)?,
-            one(&enc.inner[4], self.relative_orbit, f(4) as i16)?,
+            one(&enc.inner[0], &self.vv, f(0) as i16)?,
+            one(&enc.inner[1], &self.vh, f(1) as i16)?,
+            one(&enc.inner[2], &self.sensing, f(2))?,
+            one(&enc.inner[3], &self.absolute_orbit, f(3) as i32)?,
+            one(&enc.inner[4], &self.relative_orbit, f(4) as i16)?,
         ])
-    }
-}
-
-/// Little-endian bytes of plain numbers (what the `bytes` codec with `endian: little` expects).
-mod le_bytes {
-    pub trait Pod: Copy {
-        fn le(self, out: &mut Vec<u8>);
-    }
-    macro_rules! pod {
-        ($($t:ty),*) => {$(impl Pod for $t { fn le(self, out: &mut Vec<u8>) { out.extend_from_slice(&self.to_le_bytes()) } })*};
-    }
-    pod!(i16, i32, i64, u64);
-    pub fn to_bytes<T: Pod>(v: Vec<T>) -> Vec<u8> {
-        let mut out = Vec::with_capacity(v.len() * std::mem::size_of::<T>());
-        for x in v {
-            x.le(&mut out);
-        }
-        out
     }
 }
 
@@ -250,11 +259,15 @@ pub fn materialize(
                             }
                         }
                         if let Some(day) = day {
-                            inner.get_or_insert_with(Inner::fill).set_day(i, &day);
+                            inner.get_or_insert_with(Inner::take).set_day(i, &day);
                         }
                     }
                     match inner {
-                        Some(inner) => inner.encode(enc),
+                        Some(inner) => {
+                            let r = inner.encode(enc);
+                            inner.give_back();
+                            r
+                        }
                         None => Ok(Default::default()),
                     }
                 })
@@ -293,7 +306,7 @@ fn assemble(enc: &Encoders, chunks: &[Option<&Vec<u8>>]) -> Result<Option<Vec<u8
             }
         }
     }
-    let index = Encoders::encode(&enc.index, le_bytes::to_bytes(index))?;
+    let index = Encoders::encode(&enc.index, bytemuck::cast_slice(&index))?;
     body.extend_from_slice(&index);
     Ok(Some(body))
 }

@@ -38,6 +38,10 @@ enum Command {
         /// they make a second 30-day time chunk)
         #[arg(long, default_value_t = 30)]
         extra_days: u32,
+        /// sentinel-1-sig0: the benchmark's variant, whose first day covers the western tile
+        /// (large files, ~1 GB)
+        #[arg(long)]
+        dense: bool,
         #[arg(long, default_value = "35VLH")]
         tile: String,
         #[arg(long, default_value_t = 32635)]
@@ -202,11 +206,12 @@ pub fn main() -> Result<std::process::ExitCode> {
             out,
             collection: datacube::collection::Collection::Sentinel1Sig0,
             extra_days,
+            dense,
             threads,
             ..
         } => {
             args::set_threads(threads)?;
-            let s = crate::fixture::s1::write_mirror(&out, extra_days, interactive)?;
+            let s = crate::fixture::s1::write_mirror_with(&out, extra_days, dense, interactive)?;
             println!(
                 "fixture {} (sentinel-1-sig0): {} items, {} GeoTIFFs written, {} already present",
                 out.display(),
