@@ -250,6 +250,20 @@ fn the_mount_serves_the_merge_oracle_and_writes_back_what_intake_writes() {
             }
         }
     }
+    // The store alone is a readable S1 store: info knows it, zarrs reads the written values.
+    let out = std::process::Command::new(common::bin())
+        .arg("info")
+        .arg(&store)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("E048N015T3 2024  20m     33"), "{text}");
+    assert_tile_matches_oracle(&store, EAST);
     // A second mount serves the written regions from the store (nothing computed again).
     let m = common::mount::Mounted::start_s1(&work, &store, mirror());
     assert_tile_matches_oracle(&m.path(""), EAST);

@@ -209,9 +209,17 @@ impl S1Cube {
                 x: i.x,
             })
             .collect();
+        // The store is a Zarr store of its own (readable without the mount, and `datacube info`
+        // knows its collection): its metadata and coordinates are written as intake writes them.
+        let files = layout::build(&catalog)?;
+        for (key, bytes) in &files {
+            if store.get(key)?.as_deref() != Some(&bytes[..]) {
+                store.put(key, bytes)?;
+            }
+        }
         self.shared.stats.years_resolved.inc();
         Ok(Some(Arc::new(S1Year {
-            files: layout::build(&catalog)?,
+            files,
             catalog: Arc::new(catalog),
             done: Mutex::new(done),
         })))
