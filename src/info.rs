@@ -91,89 +91,32 @@ pub fn info(store: &dyn Store) -> Result<Vec<InfoRow>> {
         return info_s1(store);
     }
     let mut rows = Vec::new();
-    for tile in store.list_dir("")? {
-        if tile.starts_with('.') || tile == "zarr.json" {
+    for ty in tile_years(store)? {
+        let (tile, y) = (ty.tile.clone(), ty.year);
+        let Some(generation) = crate::generation::latest(store, &ty)? else {
             continue;
-        }
-        for year in store.list_dir(&tile)? {
-            let Ok(y) = year.parse::<i32>() else { continue };
-            let ty = TileYear::new(&tile, y);
-            let Some(generation) = crate::generation::latest(store, &ty)? else {
-                continue;
-            };
-            let catalog = &generation.catalog;
-            let layout = crate::layout::YearLayout::build(catalog)?;
-            for res in Resolution::ALL {
-                let geom = DataGeometry::new(catalog, res)?;
-                let record = ChunkRecord::load_valid(store, &ty, res, catalog)?;
-                let group = format!("{ty}/{}/", res.name());
-                let metadata = layout
-                    .files
-                    .keys()
-                    .filter(|k| k.starts_with(&group))
-                    .count();
-                let objects = record.count(false) as u64
-                    + metadata as u64
-                    + crate::store::record_files(store, &ty, res)? as u64;
-                let total = geom.total_chunks();
-                rows.push(InfoRow {
-                    tile: tile.clone(),
-                    year: y,
-                    resolution: res.name().into(),
-                    scenes: catalog.scenes.len(),
-                    shape: geom.shape().to_vec(),
-                    chunks_total: total,
-                    chunks_data: record.count(false),
-                    chunks_empty: record.count(true),
-                    chunks_missing: total.saturating_sub(record.chunks.len() as u64),
-                    bytes: record.data_bytes(),
-                    objects,
-                });
-            }
-        }
-    }
-    Ok(rows)
-}
-
-/// Rows of a Sentinel-1 store: one per tile-year (its `20m` group); a chunk is a shard region
-/// (the five arrays' shards of one time chunk and 2500 × 2500 square), objects are counted by
-/// listing the shard directories.
-fn info_s1(store: &dyn Store) -> Result<Vec<InfoRow>> {
-    use crate::s1::{catalog::S1Catalog, shard::SHARDS_PER_SIDE, GROUP, TILE_PX, VARIABLES};
-    let mut rows = Vec::new();
-    for tile in store.list_dir("")? {
-        if tile.starts_with('.') || tile == "zarr.json" {
-            continue;
-        }
-        for year in store.list_dir(&tile)? {
-            let Ok(y) = year.parse::<i32>() else { continue };
-            let ty = TileYear::new(&tile, y);
-            let Some(catalog) = S1Catalog::load(store, &ty)? else {
-                continue;
-            };
-            let fp_of = |t: u64| (t < catalog.time_chunks()).then(|| catalog.fingerprint(t));
-            let record = ChunkRecord::load_matching(store, &ty, Resolution::R20, &fp_of)?;
-            let mut objects = crate::store::record_files(store, &ty, Resolution::R20)? as u64;
-            let group = format!("{ty}/{GROUP}");
-            objects += crate::s1::layout::build(&catalog)?
+        };
+        let catalog = &generation.catalog;
+        let layout = crate::layout::YearLayout::build(catalog)?;
+        for res in Resolution::ALL {
+            let geom = DataGeometry::new(catalog, res)?;
+            let record = ChunkRecord::load_valid(store, &ty, res, catalog)?;
+            let group = format!("{ty}/{}/", res.name());
+            let metadata = layout
+                .files
                 .keys()
                 .filter(|k| k.starts_with(&group))
-                .count() as u64;
-            for v in &VARIABLES {
-                let c = format!("{group}/{}/c", v.name);
-                for t in store.list_dir(&c)? {
-                    for sy in store.list_dir(&format!("{c}/{t}"))? {
-                        objects += store.list_dir(&format!("{c}/{t}/{sy}"))?.len() as u64;
-                    }
-                }
-            }
-            let total = catalog.time_chunks() * SHARDS_PER_SIDE * SHARDS_PER_SIDE;
+                .count();
+            let objects = record.count(false) as u64
+                + metadata as u64
+                + crate::store::record_files(store, &ty, res)? as u64;
+            let total = geom.total_chunks();
             rows.push(InfoRow {
                 tile: tile.clone(),
                 year: y,
-                resolution: GROUP.into(),
-                scenes: catalog.days.len(),
-                shape: vec![catalog.days.len() as u64, TILE_PX, TILE_PX],
+                resolution: res.name().into(),
+                scenes: catalog.scenes.len(),
+                shape: geom.shape().to_vec(),
                 chunks_total: total,
                 chunks_data: record.count(false),
                 chunks_empty: record.count(true),
@@ -182,6 +125,67 @@ fn info_s1(store: &dyn Store) -> Result<Vec<InfoRow>> {
                 objects,
             });
         }
+    }
+    Ok(rows)
+}
+
+/// The tile-year directories of a store (`TILE/YEAR`), whatever their collection.
+fn tile_years(store: &dyn Store) -> Result<Vec<TileYear>> {
+    let mut out = Vec::new();
+    for tile in store.list_dir("")? {
+        if tile.starts_with('.') || tile == "zarr.json" {
+            continue;
+        }
+        for year in store.list_dir(&tile)? {
+            if let Ok(y) = year.parse::<i32>() {
+                out.push(TileYear::new(&tile, y));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Rows of a Sentinel-1 store: one per tile-year (its `20m` group); a chunk is a shard region
+/// (the five arrays' shards of one time chunk and 2500 × 2500 square), objects are counted by
+/// listing the shard directories.
+fn info_s1(store: &dyn Store) -> Result<Vec<InfoRow>> {
+    use crate::s1::{catalog::S1Catalog, shard::SHARDS_PER_SIDE, GROUP, TILE_PX, VARIABLES};
+    let mut rows = Vec::new();
+    for ty in tile_years(store)? {
+        let (tile, y) = (ty.tile.clone(), ty.year);
+        let Some(catalog) = S1Catalog::load(store, &ty)? else {
+            continue;
+        };
+        let fp_of = |t: u64| (t < catalog.time_chunks()).then(|| catalog.fingerprint(t));
+        let record = ChunkRecord::load_matching(store, &ty, Resolution::R20, &fp_of)?;
+        let mut objects = crate::store::record_files(store, &ty, Resolution::R20)? as u64;
+        let group = format!("{ty}/{GROUP}");
+        objects += crate::s1::layout::build(&catalog)?
+            .keys()
+            .filter(|k| k.starts_with(&group))
+            .count() as u64;
+        for v in &VARIABLES {
+            let c = format!("{group}/{}/c", v.name);
+            for t in store.list_dir(&c)? {
+                for sy in store.list_dir(&format!("{c}/{t}"))? {
+                    objects += store.list_dir(&format!("{c}/{t}/{sy}"))?.len() as u64;
+                }
+            }
+        }
+        let total = catalog.time_chunks() * SHARDS_PER_SIDE * SHARDS_PER_SIDE;
+        rows.push(InfoRow {
+            tile: tile.clone(),
+            year: y,
+            resolution: GROUP.into(),
+            scenes: catalog.days.len(),
+            shape: vec![catalog.days.len() as u64, TILE_PX, TILE_PX],
+            chunks_total: total,
+            chunks_data: record.count(false),
+            chunks_empty: record.count(true),
+            chunks_missing: total.saturating_sub(record.chunks.len() as u64),
+            bytes: record.data_bytes(),
+            objects,
+        });
     }
     Ok(rows)
 }

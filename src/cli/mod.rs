@@ -300,33 +300,15 @@ pub fn main() -> Result<std::process::ExitCode> {
             args::set_threads(a.threads)?;
             let src = crate::source::open(&a.source, &a.cdse.options())?;
             let st = a.store_args.open(&a.store)?;
-            let work = a.work()?;
-            let many = work.len() > 1 || a.part.count > 1;
-            let mut failed = false;
-            for (ty, regions) in &work {
-                if many {
-                    println!("{ty} (part {}: regions {regions})", a.part);
-                }
-                match crate::intake::intake(
+            return each_tile_year(&a, |ty, regions| {
+                let r = crate::intake::intake(
                     st.as_ref(),
                     src.as_ref(),
-                    &a.options(ty, *regions, interactive),
-                ) {
-                    Ok(r) => {
-                        print_intake(&r);
-                        failed |= !r.errors.is_empty();
-                    }
-                    Err(e) if many && e.is::<crate::intake::NoScenes>() => println!("{e}"),
-                    Err(e) if many => {
-                        eprintln!("{ty}: {e:#}");
-                        failed = true;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            if failed {
-                return Ok(std::process::ExitCode::from(1));
-            }
+                    &a.options(ty, regions, interactive),
+                )?;
+                print_intake(&r);
+                Ok(r.errors.is_empty())
+            });
         }
         Command::Info(a) => {
             args::quiet_on_closed_pipe();
@@ -395,10 +377,14 @@ fn run_tool(tool: &str, t: ToolArgs) -> Result<std::process::ExitCode> {
     })
 }
 
-/// `datacube intake --collection sentinel-1-sig0`.
-fn intake_s1(a: &IntakeArgs, interactive: bool) -> Result<std::process::ExitCode> {
-    let src = crate::s1::source::S1Source::open(&a.source, &a.cdse.eodc_options())?;
-    let st = a.store_args.open(&a.store)?;
+/// Runs `one` for each tile-year of this process's share (`--part`), printing a header per
+/// tile-year when there are several. In a run over several, a tile-year without scenes is a note
+/// and a failed one is reported and the run goes on (exit status 1); a single one fails the run.
+/// `one` answers whether the tile-year finished without errors.
+fn each_tile_year(
+    a: &IntakeArgs,
+    mut one: impl FnMut(&crate::key::TileYear, crate::intake::Regions) -> Result<bool>,
+) -> Result<std::process::ExitCode> {
     let work = a.work()?;
     let many = work.len() > 1 || a.part.count > 1;
     let mut failed = false;
@@ -406,23 +392,8 @@ fn intake_s1(a: &IntakeArgs, interactive: bool) -> Result<std::process::ExitCode
         if many {
             println!("{ty} (part {}: regions {regions})", a.part);
         }
-        let tile = ty.tile.parse().map_err(anyhow::Error::msg)?;
-        let progress = interactive && !a.no_progress;
-        match crate::s1::intake::intake_year(st.as_ref(), &src, tile, ty.year, *regions, progress) {
-            Ok(r) => {
-                println!(
-                    "intake {ty}: {} days from {} slices ({} superseded versions dropped); shard regions: {} of {} computed now, {} already done; {} shard objects, {:.1} MiB in {:.1} s",
-                    r.days,
-                    r.slices,
-                    r.superseded.len(),
-                    r.regions_computed,
-                    r.regions,
-                    r.regions_skipped,
-                    r.shards_written,
-                    r.bytes_written as f64 / (1 << 20) as f64,
-                    r.seconds
-                );
-            }
+        match one(ty, *regions) {
+            Ok(ok) => failed |= !ok,
             Err(e) if many && e.is::<crate::intake::NoScenes>() => println!("{e}"),
             Err(e) if many => {
                 eprintln!("{ty}: {e:#}");
@@ -435,6 +406,31 @@ fn intake_s1(a: &IntakeArgs, interactive: bool) -> Result<std::process::ExitCode
         std::process::ExitCode::from(1)
     } else {
         std::process::ExitCode::SUCCESS
+    })
+}
+
+/// `datacube intake --collection sentinel-1-sig0`.
+fn intake_s1(a: &IntakeArgs, interactive: bool) -> Result<std::process::ExitCode> {
+    let src = crate::s1::source::S1Source::open(&a.source, &a.cdse.eodc_options())?;
+    let st = a.store_args.open(&a.store)?;
+    let progress = interactive && !a.no_progress;
+    each_tile_year(a, |ty, regions| {
+        let tile = ty.tile.parse().map_err(anyhow::Error::msg)?;
+        let r =
+            crate::s1::intake::intake_year(st.as_ref(), &src, tile, ty.year, regions, progress)?;
+        println!(
+            "intake {ty}: {} days from {} slices ({} superseded versions dropped); shard regions: {} of {} computed now, {} already done; {} shard objects, {:.1} MiB in {:.1} s",
+            r.days,
+            r.slices,
+            r.superseded.len(),
+            r.regions_computed,
+            r.regions,
+            r.regions_skipped,
+            r.shards_written,
+            r.bytes_written as f64 / (1 << 20) as f64,
+            r.seconds
+        );
+        Ok(true)
     })
 }
 
