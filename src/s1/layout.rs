@@ -37,7 +37,7 @@ fn inner_codecs(v: &Variable) -> Value {
     };
     json!([
         {"name": "bytes", "configuration": {"endian": "little"}},
-        {"name": "blosc", "configuration": {"cname": "lz4", "clevel": 5, "shuffle": "shuffle", "typesize": typesize, "blocksize": 0}}
+        {"name": "blosc", "configuration": {"cname": "zstd", "clevel": 1, "shuffle": "shuffle", "typesize": typesize, "blocksize": 0}}
     ])
 }
 
