@@ -55,7 +55,7 @@ fn mounts_and_intakes_share_a_growing_directory_store() {
     let store = StoreAt {
         args: vec![format!("--store={}", dir.display())],
         env: Vec::new(),
-        dir,
+        dir: dir.to_path_buf(),
     };
     run("living-dir", &store);
 }
@@ -96,6 +96,9 @@ fn run(name: &str, store: &StoreAt) {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let mount_dirs: Vec<_> = (0..3)
+        .map(|i| work_dir(&format!("{name}-mount-{i}")))
+        .collect();
     let mounts: Vec<Mounted> = (0..3)
         .map(|i| {
             let mut env = store.env.clone();
@@ -111,7 +114,7 @@ fn run(name: &str, store: &StoreAt) {
             ];
             let spec = store.args[0].trim_start_matches("--store=").to_string();
             args.extend(store.args[1..].iter().cloned());
-            Mounted::start_with(&work_dir(&format!("{name}-mount-{i}")), &spec, &args, &env)
+            Mounted::start_with(&mount_dirs[i], &spec, &args, &env)
         })
         .collect();
     // All three resolve the year at once and read the whole 60 m array.

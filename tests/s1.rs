@@ -70,7 +70,7 @@ fn xarray_and_rioxarray_read_the_s1_store() {
 }
 
 /// A copy of the mirror to break.
-fn mirror_copy(name: &str) -> std::path::PathBuf {
+fn mirror_copy(name: &str) -> common::WorkDir {
     let dir = common::work_dir(name);
     let status = std::process::Command::new("cp")
         .args([
@@ -281,28 +281,136 @@ fn the_mount_serves_the_merge_oracle_and_writes_back_what_intake_writes() {
 
 #[test]
 fn from_the_emulated_eodc_intake_and_mount_serve_the_oracle() {
+    use common::proxy::{Fault, Proxy};
+    use datacube::s1::source::{EodcOptions, S1Source};
     let work = common::work_dir("s1-eodc");
-    let emu = EodcEmulator::start(mirror(), &work);
-    // Intake over HTTP: STAC search paged one item at a time (next links), GeoTIFF windows by
-    // range requests; the store equals the mirror intake's, byte for byte.
-    let store = work.join("store");
-    let st = datacube::store::DirStore::create(&store).unwrap();
-    let opts = datacube::s1::source::EodcOptions {
+    // The data server behind a proxy that counts requests and injects faults.
+    let data_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let proxy = Proxy::start(&format!("http://127.0.0.1:{data_port}"));
+    let emu = EodcEmulator::start_with(
+        mirror(),
+        &work,
+        &[
+            "--data-port",
+            &data_port.to_string(),
+            "--asset-base",
+            &proxy.url,
+        ],
+    );
+    const BLOCK: u64 = 1 << 20;
+    let opts = |cache: &str| EodcOptions {
         stac_limit: 1,
+        cache_dir: work.join(cache),
+        block_bytes: BLOCK,
+        retry: datacube::remote::retry::RetryPolicy {
+            max_retries: 2,
+            min_delay: std::time::Duration::from_millis(20),
+            max_delay: std::time::Duration::from_millis(100),
+        },
         ..Default::default()
     };
-    let src =
-        datacube::s1::source::S1Source::open(&format!("eodc:{}", emu.stac_url), &opts).unwrap();
-    datacube::s1::intake::intake_year(&st, &src, EAST, 2024, datacube::intake::Part::WHOLE, false)
-        .unwrap();
+    let intake = |store: &str, cache: &str| {
+        let st = datacube::store::DirStore::create(work.join(store)).unwrap();
+        let src = S1Source::open(&format!("eodc:{}", emu.stac_url), &opts(cache)).unwrap();
+        let r = datacube::s1::intake::intake_year(
+            &st,
+            &src,
+            EAST,
+            2024,
+            datacube::intake::Part::WHOLE,
+            false,
+        );
+        (r, src)
+    };
+    let rel = format!("{EAST}/2024/20m");
+    let reference = common::tree(&intaken_store().join(&rel));
+    // Shard objects a failed intake left: each must be one the mirror intake wrote, byte for byte.
+    let assert_only_complete_shards = |store: &str| {
+        for (k, v) in common::tree(&work.join(store).join(&rel)) {
+            if k.contains("/c/") {
+                assert!(
+                    reference.get(&k) == Some(&v),
+                    "{store}: {k} is not intake's"
+                );
+            }
+        }
+    };
+
+    // Intake over HTTP: STAC search paged one item at a time (next links), GeoTIFF bytes by range
+    // requests through the disk cache; the store equals the mirror intake's, byte for byte.
+    let (r, src) = intake("store", "cache");
+    r.unwrap();
     // Two items, one per page: the second page came from the first one's next link.
     assert_eq!(src.stac_requests(), 2, "paging");
-    assert_tile_matches_oracle(&store, EAST);
-    let rel = format!("{EAST}/2024/20m");
+    assert_tile_matches_oracle(&work.join("store"), EAST);
+    assert_eq!(common::tree(&work.join("store").join(&rel)), reference);
+    let blocks = assert_range_cache_matches_mirror(&work.join("cache"), mirror(), BLOCK);
+    let stats = &src.ranges().unwrap().stats;
     assert_eq!(
-        common::tree(&store.join(&rel)),
-        common::tree(&intaken_store().join(&rel))
+        stats.gets.get() as usize,
+        blocks,
+        "one GET per cached block"
     );
+    assert_eq!(
+        proxy.requests(),
+        (stats.gets.get() + stats.heads.get()) as usize
+    );
+
+    // With the data server unreachable, a second intake reads every range from the disk cache.
+    proxy.set_outage(true);
+    let (r, src) = intake("store-2", "cache");
+    r.unwrap();
+    proxy.set_outage(false);
+    assert_eq!(src.ranges().unwrap().stats.gets.get(), 0);
+    assert_eq!(common::tree(&work.join("store-2").join(&rel)), reference);
+
+    // A server that fails every request: the error names the item, the URL and the range; nothing
+    // is cached and no shard is stored.
+    proxy.always(Some(Fault::status(503)));
+    let (r, _) = intake("store-3", "cache-3");
+    let e = format!("{:#}", r.unwrap_err());
+    proxy.always(None);
+    assert!(e.contains("HTTP 503") && e.contains(&proxy.url), "{e}");
+    assert!(e.contains("SIG0_2024"), "no item named: {e}");
+    assert!(
+        !common::tree(&work.join("cache-3"))
+            .keys()
+            .any(|k| k.starts_with("ranges/")),
+        "a failed request left something in the cache"
+    );
+    assert_only_complete_shards("store-3");
+
+    // Responses cut mid-body (the server goes away during a slow transfer): the intake fails,
+    // the cache holds only complete blocks, and a rerun completes the store.
+    proxy.throttle(Some(512 << 10));
+    std::thread::scope(|s| {
+        let cut = s.spawn(|| {
+            while proxy
+                .state
+                .streaming
+                .load(std::sync::atomic::Ordering::SeqCst)
+                == 0
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            proxy.set_outage(true);
+        });
+        let (r, _) = intake("store-4", "cache-4");
+        cut.join().unwrap();
+        assert!(r.is_err(), "the intake survived an outage");
+    });
+    proxy.set_outage(false);
+    proxy.throttle(None);
+    assert_range_cache_matches_mirror(&work.join("cache-4"), mirror(), BLOCK);
+    assert_only_complete_shards("store-4");
+    let (r, _) = intake("store-4", "cache-4");
+    r.unwrap();
+    assert_eq!(common::tree(&work.join("store-4").join(&rel)), reference);
+
     // The mount over HTTP, on an empty store: every value around every footprint.
     let m = common::mount::Mounted::start_s1_source(
         &work,
@@ -313,4 +421,5 @@ fn from_the_emulated_eodc_intake_and_mount_serve_the_oracle() {
         assert_tile_matches_oracle(&m.path(""), tile);
     }
     assert!(m.terminate().success());
+    assert!(assert_range_cache_matches_mirror(&work.join("source-cache"), mirror(), 4 << 20) > 0);
 }

@@ -30,7 +30,8 @@ pub struct CdseArgs {
     /// STAC page size (at most 1000)
     #[arg(long, value_parser = stac_limit(), default_value_t = 1000)]
     stac_limit: usize,
-    /// Where downloaded band and metadata files are kept [default: ~/.cache/datacube/eodata]
+    /// Where downloaded band and metadata files (Sentinel-2) and byte ranges of remote files
+    /// (Sentinel-1 GeoTIFFs) are kept [default: ~/.cache/datacube/eodata]
     #[arg(long)]
     source_cache: Option<PathBuf>,
     /// Cap of the source cache on disk
@@ -44,10 +45,15 @@ pub struct CdseArgs {
 impl CdseArgs {
     /// The same retry, paging and connection settings for the EODC source of Sentinel-1.
     pub fn eodc_options(&self) -> crate::s1::source::EodcOptions {
+        let o = self.options();
         crate::s1::source::EodcOptions {
-            retry: self.options().retry,
+            retry: o.retry,
             stac_limit: self.stac_limit,
             max_connections: self.max_connections,
+            max_requests_per_minute: self.max_requests_per_minute,
+            cache_dir: o.cache_dir,
+            cache_bytes: o.cache_bytes,
+            ..Default::default()
         }
     }
 

@@ -2,8 +2,10 @@
 //!
 //! A source is the **EODC STAC API** (`eodc`, or `eodc:URL` for another API root such as an
 //! emulator): items found by `POST /search` with the `query` extension on `Equi7_TileID` and the
-//! year's datetime range, paged and retried like the CDSE search; assets read over HTTPS by GDAL
-//! (`/vsicurl/`, HTTP range requests) under a cap of concurrent window reads. Or a **local
+//! year's datetime range, paged and retried like the CDSE search; assets read over HTTPS in
+//! aligned blocks (HTTP range requests under the connection and request-rate caps, retried) that
+//! are kept in the source's disk cache under its byte cap, handed to GDAL through the
+//! `/vsidatacube/` handler (`source::http_ranges`, `source::vsi`). Or a **local
 //! mirror** `file:DIR` (or a plain directory) laid out like EODC:
 //! `DIR/stac/SENTINEL1_SIG0_20M/<tile>/<item id>.json` for the items and, for the files, the path
 //! of each asset URL under `DIR` (`https://data.eodc.eu/collections/…` → `DIR/collections/…`).
@@ -22,6 +24,9 @@ use super::grid::{Equi7Tile, EU_WKT};
 use super::item::{parse_item, Slice};
 use super::shard::SliceReader;
 use super::{NODATA, POLARISATIONS, STAC_COLLECTION, TILE_PX};
+use crate::source::disk_cache::DiskCache;
+use crate::source::http_ranges::HttpRanges;
+use crate::source::vsi;
 
 /// An S1 source.
 #[derive(Clone)]
@@ -30,8 +35,8 @@ pub enum S1Source {
     Eodc {
         url: String,
         stac: std::sync::Arc<crate::stac::client::StacClient>,
-        /// Concurrent window reads over HTTP, at most.
-        max_connections: usize,
+        /// The assets' bytes, through the disk cache.
+        ranges: std::sync::Arc<HttpRanges>,
     },
 }
 
@@ -40,7 +45,14 @@ pub enum S1Source {
 pub struct EodcOptions {
     pub retry: crate::remote::retry::RetryPolicy,
     pub stac_limit: usize,
+    /// HTTP requests for asset bytes in flight at once, at most.
     pub max_connections: usize,
+    pub max_requests_per_minute: u32,
+    /// The disk cache of asset blocks (shared with other sources: keys under `ranges/`).
+    pub cache_dir: PathBuf,
+    pub cache_bytes: u64,
+    /// Bytes per cached block (a range request each).
+    pub block_bytes: u64,
 }
 
 impl Default for EodcOptions {
@@ -49,6 +61,10 @@ impl Default for EodcOptions {
             retry: Default::default(),
             stac_limit: 1000,
             max_connections: 4,
+            max_requests_per_minute: 2000,
+            cache_dir: crate::source::cdse::default_cache_dir(),
+            cache_bytes: 32 << 30,
+            block_bytes: crate::source::http_ranges::DEFAULT_BLOCK,
         }
     }
 }
@@ -70,10 +86,18 @@ impl S1Source {
                 .unwrap_or(super::STAC_API)
                 .to_string();
             let stac = crate::stac::client::StacClient::new(&url, opts.retry, opts.stac_limit)?;
+            let cache = DiskCache::open(&opts.cache_dir, opts.cache_bytes)?;
+            let ranges = HttpRanges::new(
+                cache,
+                opts.max_connections,
+                opts.max_requests_per_minute,
+                opts.retry,
+                opts.block_bytes,
+            )?;
             return Ok(S1Source::Eodc {
                 url,
                 stac: std::sync::Arc::new(stac),
-                max_connections: opts.max_connections,
+                ranges,
             });
         }
         let dir = Path::new(spec.strip_prefix("file:").unwrap_or(spec));
@@ -90,6 +114,14 @@ impl S1Source {
         match self {
             S1Source::Mirror(d) => format!("file:{}", d.display()),
             S1Source::Eodc { url, .. } => format!("eodc:{url}"),
+        }
+    }
+
+    /// The asset reader over HTTP and its disk cache (none for a mirror).
+    pub fn ranges(&self) -> Option<&std::sync::Arc<HttpRanges>> {
+        match self {
+            S1Source::Mirror(_) => None,
+            S1Source::Eodc { ranges, .. } => Some(ranges),
         }
     }
 
@@ -160,13 +192,9 @@ impl S1Source {
                 mirror: Some(root.clone()),
                 http: None,
             },
-            S1Source::Eodc {
-                max_connections, ..
-            } => GdalReader {
+            S1Source::Eodc { ranges, .. } => GdalReader {
                 mirror: None,
-                http: Some(std::sync::Arc::new(tokio::sync::Semaphore::new(
-                    *max_connections,
-                ))),
+                http: Some(vsi::register(ranges.clone())),
             },
         }
     }
@@ -179,25 +207,17 @@ fn configure_gdal() {
     static ONCE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     ONCE.get_or_init(|| {
         unsafe { gdal_sys::GDALSetCacheMax64(768 << 20) };
-        // HTTPS assets: open the file only (EODC answers 403 to sidecar probes such as .msk and
-        // does not list directories), retry transient failures, merge adjacent ranges.
-        for (k, v) in [
-            ("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR"),
-            ("CPL_VSIL_CURL_ALLOWED_EXTENSIONS", ".tif"),
-            ("GDAL_HTTP_MAX_RETRY", "5"),
-            ("GDAL_HTTP_RETRY_DELAY", "1"),
-            ("GDAL_HTTP_MERGE_CONSECUTIVE_RANGES", "YES"),
-        ] {
-            let _ = gdal::config::set_config_option(k, v);
-        }
+        // Remote assets: open the file only (EODC answers 403 to sidecar probes such as .msk
+        // and does not list directories).
+        let _ = gdal::config::set_config_option("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR");
     });
 }
 
 /// Reads slice windows through GDAL.
 pub struct GdalReader {
     mirror: Option<PathBuf>,
-    /// Permits for concurrent window reads over HTTP.
-    http: Option<std::sync::Arc<tokio::sync::Semaphore>>,
+    /// The `/vsidatacube/` handler number of the source's HTTP reader.
+    http: Option<usize>,
 }
 
 thread_local! {
@@ -211,7 +231,10 @@ impl GdalReader {
         match &self.mirror {
             Some(root) => Self::mirror_path(root, href),
             None if href.starts_with("https://") || href.starts_with("http://") => {
-                format!("/vsicurl/{href}")
+                match self.http {
+                    Some(n) => vsi::path(n, href),
+                    None => format!("/vsicurl/{href}"),
+                }
             }
             None => href.strip_prefix("file:").unwrap_or(href).to_string(),
         }
@@ -236,23 +259,32 @@ impl GdalReader {
         f: impl FnOnce(&Dataset) -> Result<T>,
     ) -> Result<T> {
         let path = self.path_of(&slice.assets[pol]);
-        let what = || format!("item {} asset {}: {path}", slice.id, POLARISATIONS[pol]);
-        // Held for the open and the read: the cap on concurrent HTTP connections.
-        let _permit = match &self.http {
-            Some(sem) if path.starts_with("/vsicurl/") => Some(
-                crate::remote::block_on(sem.clone().acquire_owned())
-                    .context("connection cap closed")?,
-            ),
-            _ => None,
+        // The file as a user knows it: the mirror's path, or the asset's URL.
+        let file = match path.starts_with(vsi::PREFIX) {
+            true => slice.assets[pol].as_str(),
+            false => path.as_str(),
         };
+        let what = || format!("item {} asset {}: {file}", slice.id, POLARISATIONS[pol]);
+        // A failed remote read is a short read to GDAL: its own message says little, the
+        // handler's names the request.
+        let remote = |e: anyhow::Error| match vsi::take_error() {
+            Some(cause) => e.context(cause),
+            None => e,
+        };
+        vsi::take_error();
         HANDLES.with(|h| {
             let mut h = h.borrow_mut();
             if !h.contains(&path) {
-                let ds = Dataset::open(&path).with_context(what)?;
+                let ds = Dataset::open(&path)
+                    .map_err(anyhow::Error::from)
+                    .map_err(remote)
+                    .with_context(what)?;
                 check(&ds, slice).with_context(what)?;
                 h.put(path.clone(), ds);
             }
-            f(h.get(&path).expect("just opened")).with_context(what)
+            f(h.get(&path).expect("just opened"))
+                .map_err(remote)
+                .with_context(what)
         })
     }
 }

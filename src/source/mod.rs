@@ -3,12 +3,16 @@
 //! A source turns a band key (`Sentinel-2/MSI/L1C/.../IMG_DATA/T35VLH_..._B02.jp2`, the same key as
 //! in CDSE's `eodata` bucket) into a local file GDAL can open: a file of a local SAFE archive
 //! (`safe`), or a whole-object download from CDSE S3 kept in a byte-capped disk cache (`cdse`).
+//! Files read in part over HTTP (Sentinel-1 GeoTIFFs) go through `http_ranges`, whose blocks live
+//! in the same kind of disk cache, and reach GDAL through the `vsi` handler.
 
 pub mod cdse;
 pub mod disk_cache;
 mod faulty;
+pub mod http_ranges;
 mod memory;
 mod safe;
+pub mod vsi;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -33,11 +33,56 @@ impl Fixture {
     }
 }
 
-pub fn work_dir(name: &str) -> PathBuf {
+/// A test's scratch directory under the target directory, removed when the test drops it, so a
+/// full run (hundreds of megabytes per test) does not fill the CI machine's disk. FUSE mounts
+/// left under it (a daemon killed on purpose) are detached first, so removal never walks into
+/// a mount. `DATACUBE_KEEP_TEST_DIRS=1` keeps them, to look at after a failure.
+pub struct WorkDir(PathBuf);
+
+impl std::ops::Deref for WorkDir {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for WorkDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for WorkDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if std::env::var_os("DATACUBE_KEEP_TEST_DIRS").is_some_and(|v| v == "1") {
+            return;
+        }
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        for line in mounts.lines() {
+            let Some(point) = line.split(' ').nth(1) else {
+                continue;
+            };
+            if Path::new(point).starts_with(&self.0) {
+                let _ = Command::new("fusermount3")
+                    .args(["-u", "-z", "-q", point])
+                    .status();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn work_dir(name: &str) -> WorkDir {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    WorkDir(d)
 }
 
 /// A directory built once for all test processes of this test binary (nextest runs each test in
@@ -291,7 +336,7 @@ pub fn normalize(key: &str, bytes: &[u8]) -> Vec<u8> {
 }
 
 /// A copy of the fixture archive that a test may damage.
-pub fn copy_archive(name: &str) -> std::path::PathBuf {
+pub fn copy_archive(name: &str) -> WorkDir {
     let archive = work_dir(name);
     let ok = Command::new("cp")
         .arg("-a")

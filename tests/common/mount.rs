@@ -65,6 +65,8 @@ impl Mounted {
             "sentinel-1-sig0".to_string(),
             "--source".to_string(),
             source.to_string(),
+            "--source-cache".to_string(),
+            work.join("source-cache").display().to_string(),
         ];
         Self::start_tiles(
             work,

@@ -287,12 +287,18 @@ pub struct EodcEmulator {
 
 impl EodcEmulator {
     pub fn start(mirror: &Path, work: &Path) -> EodcEmulator {
+        Self::start_with(mirror, work, &[])
+    }
+
+    /// With more `scripts/emulate-eodc` options (`--data-port N --asset-base URL`).
+    pub fn start_with(mirror: &Path, work: &Path, args: &[&str]) -> EodcEmulator {
         use std::io::{BufRead, BufReader};
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/emulate-eodc");
         let mut child = std::process::Command::new(&script)
             .arg(mirror)
             .arg("--dir")
             .arg(work.join("eodc-emulator"))
+            .args(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .spawn()
@@ -331,4 +337,39 @@ impl Drop for EodcEmulator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Checks a source cache's range blocks against the mirror's files (`ranges/HOST/PATH/NNNNNNNN`
+/// holds bytes `[N × block, …)` of `mirror/PATH`; `…/size` its length): nothing partial, nothing
+/// foreign. Returns the number of blocks.
+pub fn assert_range_cache_matches_mirror(cache: &Path, mirror: &Path, block: u64) -> usize {
+    let mut blocks = 0;
+    for (rel, bytes) in super::tree(cache) {
+        assert!(
+            !rel.contains(".part-"),
+            "{rel}: a partial download was left"
+        );
+        let Some(rest) = rel.strip_prefix("ranges/") else {
+            continue;
+        };
+        let (file, leaf) = rest.rsplit_once('/').unwrap();
+        let path = file.split_once('/').unwrap().1; // after HOST_PORT
+        let orig = std::fs::read(mirror.join(path)).unwrap();
+        if leaf == "size" {
+            assert_eq!(
+                String::from_utf8(bytes).unwrap(),
+                orig.len().to_string(),
+                "{rel}"
+            );
+            continue;
+        }
+        let start = leaf.parse::<u64>().unwrap() * block;
+        let end = (start + block).min(orig.len() as u64);
+        assert!(
+            bytes == orig[start as usize..end as usize],
+            "{rel}: differs from bytes {start}..{end} of the file"
+        );
+        blocks += 1;
+    }
+    blocks
 }

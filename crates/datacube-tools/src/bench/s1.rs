@@ -3,7 +3,7 @@
 //! 1. **Intake against its floor.** The floor is GDAL reading exactly the GeoTIFF windows intake
 //!    reads (every 500 × 500 inner window of every slice of every shard region, both
 //!    polarisations), with nothing merged, encoded or stored. Both start with the files in the page
-//!    cache and GDAL's caches empty.
+//!    cache (a mirror) or an empty disk cache of ranges (HTTP), and GDAL's caches empty.
 //! 2. **Patch time series.** Random 5.1 km patches (255 × 255 px at 20 m; VV and VH, every day of
 //!    the year) where the store has data, read with zarrs: through a fresh mount over an empty
 //!    store (cold: the shard regions are materialized from the source), again through the same
@@ -63,7 +63,17 @@ pub fn run(o: &Options) -> Result<Report> {
     let work = o.out.join("work");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    let src = S1Source::open(&o.source, &Default::default())?;
+    // Over HTTP every phase starts from its own empty disk cache of ranges (a mirror has none).
+    let open_source = |cache: &str| {
+        S1Source::open(
+            &o.source,
+            &datacube::s1::source::EodcOptions {
+                cache_dir: work.join(cache),
+                ..Default::default()
+            },
+        )
+    };
+    let src = open_source("floor-cache")?;
     let store_dir = work.join("store");
     let store = datacube::store::DirStore::create(&store_dir)?;
     let (catalog, _) = datacube::s1::intake::prepare(&store, &src, o.tile, o.year)?;
@@ -110,6 +120,7 @@ pub fn run(o: &Options) -> Result<Report> {
     let floor_seconds = t0.elapsed().as_secs_f64();
     datacube::s1::source::close_handles();
 
+    let src = open_source("intake-cache")?;
     let t0 = Instant::now();
     datacube::s1::intake::intake_year(
         &store,
@@ -156,7 +167,12 @@ pub fn run(o: &Options) -> Result<Report> {
             cache_size: o.cache_size,
             threads: o.threads,
             log: &log,
-            extra: &["--collection", "sentinel-1-sig0"],
+            extra: &[
+                "--collection",
+                "sentinel-1-sig0",
+                "--source-cache",
+                &work.join("mount-cache").display().to_string(),
+            ],
         },
         &mnt,
         &work.join("mount-store"),

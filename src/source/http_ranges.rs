@@ -1,0 +1,239 @@
+//! Byte ranges of remote files over HTTP(S), kept in the source's disk cache.
+//!
+//! A file is read in aligned blocks of `block` bytes (the last one shorter). Each block is one
+//! `GET` with a `Range` header and is an ordinary entry of a [`DiskCache`]: written to a
+//! temporary file, checked (status 206, `Content-Range` naming exactly the block and the file
+//! size, body of that length) and renamed into place, so the cache never holds a partial or
+//! foreign block; evicted least recently used under the cache's byte cap; pinned while read.
+//! A file's size (a `HEAD`) is cached beside its blocks, so a warm read sends no request at all.
+//! Remote files are taken as immutable per URL (EODC publishes a reprocessed slice under a new
+//! data version, hence a new URL); a block whose `Content-Range` reports another size than the
+//! cached one is an error naming the URL, never mixed in.
+//!
+//! Requests go through [`Limits`] (a cap of connections in flight and of requests per minute)
+//! and are retried with the client's [`RetryPolicy`] (5xx, 429, dropped connections, short
+//! bodies); every error names the method, the URL and the byte range.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use super::disk_cache::DiskCache;
+use super::LocalFile;
+use crate::remote::limits::Limits;
+use crate::remote::retry::{parse_retry_after, Failure, RetryPolicy};
+
+/// Block size: big enough that a GeoTIFF strip or JPEG 2000 tile-part rarely spans two, small
+/// enough that a window of a file does not pull much more than it needs.
+pub const DEFAULT_BLOCK: u64 = 4 << 20;
+
+crate::counters! {
+    /// Requests sent (retries included) and bytes received.
+    pub struct RangeStats { heads, gets, bytes }
+}
+
+pub struct HttpRanges {
+    http: reqwest::Client,
+    cache: DiskCache,
+    limits: Limits,
+    retry: RetryPolicy,
+    block: u64,
+    pub stats: RangeStats,
+}
+
+impl HttpRanges {
+    pub fn new(
+        cache: DiskCache,
+        max_connections: usize,
+        max_requests_per_minute: u32,
+        retry: RetryPolicy,
+        block: u64,
+    ) -> Result<Arc<Self>> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(120))
+            .user_agent(concat!("datacube/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Arc::new(HttpRanges {
+            http,
+            cache,
+            limits: Limits::new(max_connections, max_requests_per_minute),
+            retry,
+            block: block.max(1),
+            stats: RangeStats::default(),
+        }))
+    }
+
+    pub fn cache(&self) -> &DiskCache {
+        &self.cache
+    }
+
+    /// The most requests ever in flight at once.
+    pub fn peak_connections(&self) -> usize {
+        self.limits.peak()
+    }
+
+    /// The cache key prefix of `url`'s entries: `ranges/HOST[:PORT]/PATH`.
+    fn key_of(url: &str) -> Result<String> {
+        let u = reqwest::Url::parse(url).with_context(|| format!("{url}: not a URL"))?;
+        if !matches!(u.scheme(), "http" | "https") || u.query().is_some() {
+            bail!("{url}: only plain http(s) URLs without a query are read by ranges");
+        }
+        let host = match (u.host_str(), u.port()) {
+            (Some(h), Some(p)) => format!("{h}_{p}"),
+            (Some(h), None) => h.to_string(),
+            _ => bail!("{url}: no host"),
+        };
+        let path = u.path().trim_matches('/');
+        if path.is_empty() {
+            bail!("{url}: no path");
+        }
+        Ok(format!("ranges/{host}/{path}"))
+    }
+
+    /// The size of the file at `url` (cached after the first `HEAD`).
+    pub fn size(&self, url: &str) -> Result<u64> {
+        let key = format!("{}/size", Self::key_of(url)?);
+        let file = crate::remote::block_on(self.cache.get_or_fetch(&key, |tmp| async move {
+            let size = self.head(url).await?;
+            write_file(&tmp, size.to_string().as_bytes())?;
+            Ok(size.to_string().len() as u64)
+        }))?;
+        let text = std::fs::read_to_string(&*file)
+            .with_context(|| format!("source cache: reading {}", file.display()))?;
+        text.trim()
+            .parse()
+            .with_context(|| format!("source cache: {} holds no size", file.display()))
+    }
+
+    /// Block `index` of the file at `url` of `size` bytes, fetched first if not cached.
+    pub fn block(&self, url: &str, size: u64, index: u64) -> Result<LocalFile> {
+        let start = index * self.block;
+        if start >= size {
+            bail!("{url}: block {index} starts past the end ({size} bytes)");
+        }
+        let end = (start + self.block).min(size); // exclusive
+        let key = format!("{}/{index:08}", Self::key_of(url)?);
+        crate::remote::block_on(self.cache.get_or_fetch(&key, |tmp| async move {
+            let body = self.get_range(url, size, start, end).await?;
+            write_file(&tmp, &body)?;
+            Ok(body.len() as u64)
+        }))
+    }
+
+    pub fn block_size(&self) -> u64 {
+        self.block
+    }
+
+    async fn head(&self, url: &str) -> Result<u64> {
+        let what = format!("HEAD {url}");
+        let r = self
+            .retry
+            .run(&what, || async {
+                let _permit = self.limits.acquire().await;
+                self.stats.heads.inc();
+                let resp = self.http.head(url).send().await.map_err(transient)?;
+                check_status(&resp)?;
+                resp.headers()
+                    .get(reqwest::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .ok_or_else(|| Failure::Permanent(anyhow::anyhow!("no Content-Length")))
+            })
+            .await;
+        r.map_err(|(e, n)| e.context(format!("{what}: failed after {n} attempt(s)")))
+    }
+
+    /// Bytes `[start, end)` of the file, which must be `size` bytes long.
+    async fn get_range(&self, url: &str, size: u64, start: u64, end: u64) -> Result<Vec<u8>> {
+        let range = format!("bytes={start}-{}", end - 1);
+        let what = format!("GET {url} ({range})");
+        let r = self
+            .retry
+            .run(&what, || async {
+                let _permit = self.limits.acquire().await;
+                self.stats.gets.inc();
+                let resp = self
+                    .http
+                    .get(url)
+                    .header(reqwest::header::RANGE, &range)
+                    .send()
+                    .await
+                    .map_err(transient)?;
+                check_status(&resp)?;
+                if resp.status().as_u16() != 206 {
+                    return Err(Failure::Permanent(anyhow::anyhow!(
+                        "HTTP {} instead of 206: the server ignored the range",
+                        resp.status()
+                    )));
+                }
+                let got = resp
+                    .headers()
+                    .get(reqwest::header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                let want = format!("bytes {start}-{}/{size}", end - 1);
+                if got != want {
+                    // Another size: the file changed under this URL. Never mix it in.
+                    return Err(Failure::Permanent(anyhow::anyhow!(
+                        "Content-Range {got:?}, expected {want:?} (did the file change?)"
+                    )));
+                }
+                let body = resp.bytes().await.map_err(|e| Failure::Transient {
+                    error: anyhow::anyhow!(
+                        "reading the response: {}",
+                        crate::remote::error_chain(&e)
+                    ),
+                    retry_after: None,
+                })?;
+                if body.len() as u64 != end - start {
+                    return Err(Failure::Transient {
+                        error: anyhow::anyhow!("{} bytes received of {}", body.len(), end - start),
+                        retry_after: None,
+                    });
+                }
+                self.stats.bytes.add(body.len() as u64);
+                Ok(body.to_vec())
+            })
+            .await;
+        r.map_err(|(e, n)| e.context(format!("{what}: failed after {n} attempt(s)")))
+    }
+}
+
+fn transient(e: reqwest::Error) -> Failure<anyhow::Error> {
+    Failure::Transient {
+        error: anyhow::anyhow!("{}", crate::remote::error_chain(&e)),
+        retry_after: None,
+    }
+}
+
+/// 429 and 5xx may pass when repeated; other failures (403, 404) will not.
+fn check_status(resp: &reqwest::Response) -> Result<(), Failure<anyhow::Error>> {
+    let status = resp.status();
+    if status.as_u16() == 429 || status.is_server_error() {
+        return Err(Failure::Transient {
+            error: anyhow::anyhow!("HTTP {status}"),
+            retry_after: parse_retry_after(
+                resp.headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok()),
+            ),
+        });
+    }
+    if !status.is_success() {
+        return Err(Failure::Permanent(anyhow::anyhow!("HTTP {status}")));
+    }
+    Ok(())
+}
+
+fn write_file(path: &PathBuf, bytes: &[u8]) -> Result<()> {
+    let mut f = std::fs::File::create(path)
+        .with_context(|| format!("source cache: creating {}", path.display()))?;
+    f.write_all(bytes)
+        .with_context(|| format!("source cache: writing {}", path.display()))
+}
