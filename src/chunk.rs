@@ -100,7 +100,8 @@ impl YearContext {
             .iter()
             .flat_map(|s| bands.iter().map(move |b| s.band_key(b.id)))
             .collect();
-        source.prefetch(&keys);
+        let window = Window { x0, y0, w, h };
+        source.prefetch_window(&keys, window);
         // One (scene, band) plane per task: the JP2 decodes of a chunk spread over all cores.
         // Planes past the last scene stay zero (fill).
         buf.par_chunks_mut(cs * cs)
@@ -110,7 +111,7 @@ impl YearContext {
                 let (scene, band) = (&scenes[plane / nb], &bands[plane % nb]);
                 let key = scene.band_key(band.id);
                 let what = || format!("scene {} band {} ({key})", scene.product_id, band.name);
-                let path = source.local_path(key).with_context(what)?;
+                let path = source.open_window(key, window).with_context(what)?;
                 let info = raster.info(&path).with_context(what)?;
                 if info.width as u64 != geom.grid.ncols || info.height as u64 != geom.grid.nrows {
                     anyhow::bail!(
@@ -123,7 +124,7 @@ impl YearContext {
                     );
                 }
                 raster
-                    .read_window(&path, Window { x0, y0, w, h }, out, cs)
+                    .read_window(&path, window, out, cs)
                     .with_context(what)
             })?;
         Ok(buf)

@@ -174,7 +174,10 @@ impl RasterReader {
 }
 
 fn open(path: &Path) -> Result<Dataset> {
-    Dataset::open(path).with_context(|| format!("{}: cannot open with GDAL", path.display()))
+    crate::source::vsi::take_error();
+    Dataset::open(path)
+        .map_err(|e| crate::source::vsi::with_cause(e.into()))
+        .with_context(|| format!("{}: cannot open with GDAL", path.display()))
 }
 
 fn decode_block(path: &Path, info: &RasterInfo, bx: usize, by: usize) -> Result<Block> {
@@ -194,6 +197,7 @@ pub fn read_direct(path: &Path, x0: usize, y0: usize, w: usize, h: usize) -> Res
         .with_context(|| format!("{}: no band 1", path.display()))?;
     let mut data = vec![0u16; w * h];
     band.read_into_slice::<u16>((x0 as isize, y0 as isize), (w, h), (w, h), &mut data, None)
+        .map_err(|e| crate::source::vsi::with_cause(e.into()))
         .with_context(|| format!("{}: decoding window {x0},{y0} {w}x{h}", path.display()))?;
     Ok(data)
 }

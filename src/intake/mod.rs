@@ -405,18 +405,16 @@ fn run_group(
         .flat_map(|s| res.bands().into_iter().map(move |b| (s, b.id)))
         .collect();
     let keys: Vec<&str> = jobs.iter().map(|&(s, b)| scenes[s].band_key(b)).collect();
-    source.prefetch(&keys);
+    let window = Window {
+        x0: g.x0 as usize,
+        y0: g.y0 as usize,
+        w: g.w as usize,
+        h: g.h as usize,
+    };
+    source.prefetch_window(&keys, window);
     jobs.par_iter().for_each(|&(s, b)| {
-        if let Ok(path) = source.local_path(scenes[s].band_key(b)) {
-            let _ = raster.prefetch(
-                &path,
-                Window {
-                    x0: g.x0 as usize,
-                    y0: g.y0 as usize,
-                    w: g.w as usize,
-                    h: g.h as usize,
-                },
-            );
+        if let Ok(path) = source.open_window(scenes[s].band_key(b), window) {
+            let _ = raster.prefetch(&path, window);
         }
     });
     // Phase 2: assemble, encode and write the chunks, in parallel.

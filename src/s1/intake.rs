@@ -51,6 +51,7 @@ pub fn prepare(
     Collection::Sentinel1Sig0.check_store(store)?;
     let ty = TileYear::new(&tile.to_string(), year);
     if let Some(c) = S1Catalog::load(store, &ty)? {
+        warn_if_open(&c);
         return Ok((c, Vec::new()));
     }
     let found = source.search(tile, year)?;
@@ -70,7 +71,34 @@ pub fn prepare(
         ))
         .into());
     };
-    Ok((catalog.publish(store)?, built.superseded))
+    let catalog = catalog.publish(store)?;
+    warn_if_open(&catalog);
+    Ok((catalog, built.superseded))
+}
+
+/// EODC publishes a slice days after sensing and reprocesses older ones; a year is taken as
+/// complete this long after it ends.
+const YEAR_SETTLES_DAYS: i64 = 30;
+
+/// An S1 tile-year's time axis is fixed when first published (its catalog does not grow like
+/// Sentinel-2's): say so when that happened before the year was complete.
+fn warn_if_open(c: &S1Catalog) {
+    let settled = chrono::NaiveDate::from_ymd_opt(c.year + 1, 1, 1)
+        .map(|d| d + chrono::Duration::days(YEAR_SETTLES_DAYS));
+    let created = chrono::DateTime::parse_from_rfc3339(&c.created)
+        .ok()
+        .map(|t| t.date_naive());
+    if let (Some(settled), Some(created)) = (settled, created) {
+        if created < settled {
+            tracing::warn!(
+                "{}/{}: this Sentinel-1 time axis was fixed on {created}, before the year was \
+                 complete; slices published after that do not appear (Sentinel-1 tile-years do \
+                 not grow yet: remove TILE/YEAR from the store to rebuild it)",
+                c.tile,
+                c.year
+            );
+        }
+    }
 }
 
 /// Fills the store with every shard of `tile`/`year`.

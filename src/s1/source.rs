@@ -194,7 +194,9 @@ impl S1Source {
             },
             S1Source::Eodc { ranges, .. } => GdalReader {
                 mirror: None,
-                http: Some(vsi::register(ranges.clone())),
+                http: Some(vsi::register(
+                    ranges.clone() as std::sync::Arc<dyn vsi::VirtualFiles>
+                )),
             },
         }
     }
@@ -265,12 +267,7 @@ impl GdalReader {
             false => path.as_str(),
         };
         let what = || format!("item {} asset {}: {file}", slice.id, POLARISATIONS[pol]);
-        // A failed remote read is a short read to GDAL: its own message says little, the
-        // handler's names the request.
-        let remote = |e: anyhow::Error| match vsi::take_error() {
-            Some(cause) => e.context(cause),
-            None => e,
-        };
+        let remote = vsi::with_cause;
         vsi::take_error();
         HANDLES.with(|h| {
             let mut h = h.borrow_mut();

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, Context, Result};
 use futures::StreamExt;
@@ -21,8 +21,11 @@ use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
 use super::disk_cache::DiskCache;
-use super::{BandSource, LocalFile};
+use super::j2k_index::J2kIndex;
+use super::tile_parts::{RangeFetch, TileParts};
+use super::{BandSource, FetchMode, LocalFile};
 use crate::catalog::{deduplicate, ScanResult};
+use crate::raster::Window;
 use crate::remote::limits::Limits;
 use crate::remote::retry::{Failure, RetryPolicy};
 use crate::remote::s3::{self, S3Options};
@@ -47,6 +50,8 @@ pub struct CdseOptions {
     pub cache_dir: PathBuf,
     pub cache_bytes: u64,
     pub retry: RetryPolicy,
+    /// Tile-parts or whole files (`--fetch`).
+    pub fetch: FetchMode,
 }
 
 impl Default for CdseOptions {
@@ -66,6 +71,7 @@ impl Default for CdseOptions {
             cache_dir: default_cache_dir(),
             cache_bytes: 32 << 30,
             retry: RetryPolicy::default(),
+            fetch: FetchMode::Whole,
         }
     }
 }
@@ -83,30 +89,59 @@ pub struct CdseSource {
     opts: CdseOptions,
     stac: StacClient,
     s3: aws_sdk_s3::Client,
-    limits: Limits,
-    cache: DiskCache,
+    limits: Arc<Limits>,
+    cache: Arc<DiskCache>,
     /// Band sizes the STAC items promised (`file:size`), by key.
     sizes: Mutex<HashMap<String, u64>>,
-    stats: S3Stats,
+    stats: Arc<S3Stats>,
+    /// Band files read by tile-part, and their `/vsidatacube/` number.
+    tiles: Arc<TileParts>,
+    vsi: usize,
+}
+
+/// Ranged GETs of the bucket's objects under the source's quotas (what [`TileParts`] fetches
+/// with).
+struct S3Ranges {
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+    limits: Arc<Limits>,
+    retry: RetryPolicy,
+    stats: Arc<S3Stats>,
 }
 
 crate::counters! {
     /// What the S3 client did.
-    struct S3Stats { s3_requests, s3_failed_attempts }
+    struct S3Stats { s3_requests, s3_failed_attempts, s3_range_requests, s3_range_bytes }
 }
 
 impl CdseSource {
     pub fn new(opts: CdseOptions) -> Result<Self> {
         let stac = StacClient::new(&opts.stac_url, opts.retry, opts.stac_limit)?;
         let s3 = crate::remote::block_on(s3::client(&opts.s3, true));
-        let cache = DiskCache::open(&opts.cache_dir, opts.cache_bytes)?;
+        let cache = Arc::new(DiskCache::open(&opts.cache_dir, opts.cache_bytes)?);
+        let limits = Arc::new(Limits::new(
+            opts.max_connections,
+            opts.max_requests_per_minute,
+        ));
+        let stats = Arc::new(S3Stats::default());
+        let ranges = Arc::new(S3Ranges {
+            s3: s3.clone(),
+            bucket: opts.bucket.clone(),
+            limits: limits.clone(),
+            retry: opts.retry,
+            stats: stats.clone(),
+        });
+        let tiles = TileParts::new(ranges, cache.clone());
+        let vsi = super::vsi::register(tiles.clone() as Arc<dyn super::vsi::VirtualFiles>);
         Ok(CdseSource {
-            limits: Limits::new(opts.max_connections, opts.max_requests_per_minute),
+            limits,
             stac,
             s3,
             cache,
             sizes: Mutex::new(HashMap::new()),
-            stats: S3Stats::default(),
+            stats,
+            tiles,
+            vsi,
             opts,
         })
     }
@@ -325,9 +360,197 @@ impl CdseSource {
     }
 }
 
+impl S3Ranges {
+    /// Bytes `[start, end)` of `key` by one ranged GET (retried like downloads), and the object's
+    /// size. The answer must name exactly that range (`Content-Range`) and carry all of it; a
+    /// 416 (range past the end: the object is shorter than its index says) is not retried.
+    async fn get_range(&self, key: &str, start: u64, end: u64) -> Result<(Vec<u8>, u64)> {
+        let range = format!("bytes={start}-{}", end - 1);
+        let what = format!("GET s3://{}/{key} ({range})", self.bucket);
+        self.retry
+            .run(&what, || async {
+                let _permit = self.limits.acquire().await;
+                self.stats.s3_requests.inc();
+                self.stats.s3_range_requests.inc();
+                let fail = |f: Failure<anyhow::Error>| {
+                    self.stats.s3_failed_attempts.inc();
+                    f
+                };
+                let resp = self
+                    .s3
+                    .get_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .range(&range)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        let error = anyhow!("{}", s3::error_message(&e));
+                        fail(if s3::is_transient(&e) {
+                            Failure::Transient {
+                                error,
+                                retry_after: None,
+                            }
+                        } else {
+                            Failure::Permanent(error)
+                        })
+                    })?;
+                // `bytes START-LAST/SIZE`: exactly the range asked for, or cut at the object's
+                // end when the range runs past it.
+                let got = resp.content_range().unwrap_or("").to_string();
+                let parsed = got
+                    .strip_prefix("bytes ")
+                    .and_then(|r| r.split_once('/'))
+                    .and_then(|(r, size)| {
+                        let (a, b) = r.split_once('-')?;
+                        Some((
+                            a.parse::<u64>().ok()?,
+                            b.parse::<u64>().ok()?,
+                            size.parse::<u64>().ok()?,
+                        ))
+                    });
+                let (last, size) = match parsed {
+                    Some((a, b, size))
+                        if a == start && (b + 1 == end || (b + 1 == size && end > size)) =>
+                    {
+                        (b, size)
+                    }
+                    _ => {
+                        return Err(fail(Failure::Permanent(anyhow!(
+                            "Content-Range {got:?}, expected bytes {start}-{}/SIZE",
+                            end - 1
+                        ))))
+                    }
+                };
+                let end = last + 1;
+                let body = resp.body.collect().await.map_err(|e| {
+                    fail(Failure::Transient {
+                        error: anyhow!("transfer broke off: {}", crate::remote::error_chain(&e)),
+                        retry_after: None,
+                    })
+                })?;
+                let bytes = body.into_bytes();
+                if bytes.len() as u64 != end - start {
+                    return Err(fail(Failure::Transient {
+                        error: anyhow!("{} bytes received of {}", bytes.len(), end - start),
+                        retry_after: None,
+                    }));
+                }
+                self.stats.s3_range_bytes.add(bytes.len() as u64);
+                Ok((bytes.to_vec(), size))
+            })
+            .await
+            .map_err(|(e, n)| e.context(format!("{what}: failed after {n} attempt(s)")))
+    }
+}
+
+impl RangeFetch for S3Ranges {
+    fn fetch<'a>(
+        &'a self,
+        key: &'a str,
+        start: u64,
+        end: u64,
+    ) -> futures::future::BoxFuture<'a, Result<(Vec<u8>, u64)>> {
+        Box::pin(self.get_range(key, start, end))
+    }
+
+    fn describe(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
+    }
+}
+
+/// What a request costs under the quotas beyond its bytes: its round trip, or its share of the
+/// request rate when that binds first (seconds per request per connection).
+const REQUEST_SECONDS: f64 = 0.05;
+/// Bytes per second per connection (CDSE's per-connection bandwidth).
+const CONNECTION_BYTES_PER_SECOND: f64 = 20e6;
+
+impl CdseSource {
+    /// Expected seconds for `requests` requests carrying `bytes` bytes under the quotas.
+    fn cost(&self, requests: u64, bytes: u64) -> f64 {
+        let conns = self.opts.max_connections.max(1) as f64;
+        let rate_share = 60.0 / self.opts.max_requests_per_minute.max(1) as f64 * conns;
+        requests as f64 * REQUEST_SECONDS.max(rate_share) / conns
+            + bytes as f64 / (CONNECTION_BYTES_PER_SECOND * conns)
+    }
+
+    /// How `window` of `key` is read: by tile-part (with the tiles it covers) or whole.
+    /// Deterministic for a given cache state, so `prefetch_window` and `open_window` agree.
+    fn plan(&self, key: &str, window: Window) -> Result<Option<(Arc<J2kIndex>, Vec<u16>)>> {
+        if self.opts.fetch == FetchMode::Whole || self.cache.peek(key).is_some() {
+            return Ok(None);
+        }
+        let idx = match self.opts.fetch {
+            FetchMode::Ranges => self.tiles.index(key)?,
+            // Auto: an index known, or one request away (TLM); no SOT walk just to decide.
+            _ => match self.tiles.index_if_cheap(key)? {
+                Some(i) => i,
+                None => return Ok(None),
+            },
+        };
+        let tiles = idx.grid.tiles_of(
+            window.x0 as u32,
+            window.y0 as u32,
+            window.w as u32,
+            window.h as u32,
+        );
+        if self.opts.fetch == FetchMode::Ranges {
+            return Ok(Some((idx, tiles)));
+        }
+        let parts = idx.parts_of(&tiles);
+        let bytes: u64 = parts.iter().map(|p| p.len).sum::<u64>() + idx.first_sot;
+        let runs = 1 + parts
+            .windows(2)
+            .filter(|w| w[1].offset > w[0].offset + w[0].len + super::tile_parts::COALESCE_GAP)
+            .count() as u64;
+        let ranges = self.cost(runs + 1, bytes);
+        let whole = self.cost(1, idx.size);
+        Ok((ranges < whole).then_some((idx, tiles)))
+    }
+}
+
 impl BandSource for CdseSource {
     fn local_path(&self, key: &str) -> Result<LocalFile> {
-        crate::remote::block_on(self.cached(key))
+        let f = crate::remote::block_on(self.cached(key))?;
+        // A whole file indexes itself for free: later reads of it, once evicted, can go by
+        // tile-part without a walk.
+        if self.opts.fetch != FetchMode::Whole {
+            self.tiles.index_local(key, &f);
+        }
+        Ok(f)
+    }
+
+    fn open_window(&self, key: &str, window: Window) -> Result<LocalFile> {
+        match self.plan(key, window)? {
+            Some(_) => Ok(LocalFile::plain(PathBuf::from(super::vsi::path(
+                self.vsi, key,
+            )))),
+            None => self.local_path(key),
+        }
+    }
+
+    fn prefetch_window(&self, keys: &[&str], window: Window) {
+        let mut whole = Vec::new();
+        let mut wants = Vec::new();
+        for k in keys {
+            match self.plan(k, window) {
+                Ok(Some((idx, tiles))) => wants.push((idx, k.to_string(), tiles)),
+                Ok(None) => whole.push(*k),
+                // Resurfaces from open_window with its context.
+                Err(_) => {}
+            }
+        }
+        let _ = crate::remote::block_on(futures::future::join(
+            self.tiles.prefetch(&wants),
+            futures::future::join_all(whole.iter().map(|k| self.cached(k))),
+        ));
+        if self.opts.fetch != FetchMode::Whole {
+            for k in whole {
+                if let Some(f) = self.cache.peek(k) {
+                    self.tiles.index_local(k, &f);
+                }
+            }
+        }
     }
 
     fn prefetch(&self, keys: &[&str]) {
@@ -363,6 +586,8 @@ impl BandSource for CdseSource {
             "cache_evictions": evictions,
             "cache_bytes": self.cache.bytes(),
             "cache_capacity": self.opts.cache_bytes,
+            "fetch": format!("{:?}", self.opts.fetch).to_lowercase(),
+            "tile_parts": serde_json::Value::Object(self.tiles.stats.to_json()),
         })));
         serde_json::Value::Object(m)
     }

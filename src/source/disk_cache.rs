@@ -55,6 +55,12 @@ impl DiskCache {
             .with_context(|| format!("source cache {}: cannot create", root.display()))?;
         let mut found = Vec::new();
         walk(root, &mut |p, meta| {
+            // Durable files kept beside the cache by its users (tile-part indexes) are not its own.
+            if p.strip_prefix(root)
+                .is_ok_and(|rel| rel.starts_with(super::tile_parts::INDEX_DIR))
+            {
+                return;
+            }
             let name = p.file_name().unwrap_or_default().to_string_lossy();
             if let Some(i) = name.find(PART) {
                 // A live download (another process sharing the cache) is left alone.
@@ -102,6 +108,12 @@ impl DiskCache {
 
     fn lookup(&self, key: &str) -> Option<Arc<Entry>> {
         self.files.lock().unwrap().get(key)
+    }
+
+    /// The cached object `key` if present (pinned while the `LocalFile` lives), without fetching.
+    pub fn peek(&self, key: &str) -> Option<LocalFile> {
+        self.lookup(key)
+            .map(|e| LocalFile::pinned(e.path.clone(), e))
     }
 
     /// The cached object `key`, fetched first if absent: `fetch(temp_path)` writes the complete,

@@ -15,6 +15,7 @@
 //! bodies); every error names the method, the URL and the byte range.
 
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use super::disk_cache::DiskCache;
+use super::vsi::{VirtualFile, VirtualFiles};
 use super::LocalFile;
 use crate::remote::limits::Limits;
 use crate::remote::retry::{parse_retry_after, Failure, RetryPolicy};
@@ -202,6 +204,60 @@ impl HttpRanges {
             })
             .await;
         r.map_err(|(e, n)| e.context(format!("{what}: failed after {n} attempt(s)")))
+    }
+}
+
+/// GDAL opens an HTTP(S) URL of this reader as `/vsidatacube/<n>/<url>`.
+impl VirtualFiles for HttpRanges {
+    fn size(&self, url: &str) -> Result<u64> {
+        HttpRanges::size(self, url)
+    }
+
+    fn open(self: Arc<Self>, url: &str) -> Result<Box<dyn VirtualFile>> {
+        let size = HttpRanges::size(&self, url)?;
+        Ok(Box::new(BlockFile {
+            ranges: self,
+            url: url.to_string(),
+            size,
+            current: None,
+        }))
+    }
+}
+
+/// An open remote file, read block by block; the block read last is kept open (and pinned):
+/// GDAL reads a strip or a tile at a time, many per block.
+struct BlockFile {
+    ranges: Arc<HttpRanges>,
+    url: String,
+    size: u64,
+    current: Option<(u64, LocalFile, std::fs::File)>,
+}
+
+impl VirtualFile for BlockFile {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&mut self, mut pos: u64, mut out: &mut [u8]) -> Result<()> {
+        let block = self.ranges.block;
+        while !out.is_empty() {
+            let index = pos / block;
+            if self.current.as_ref().map(|c| c.0) != Some(index) {
+                self.current = None; // unpin the previous block first
+                let local = self.ranges.block(&self.url, self.size, index)?;
+                let file = std::fs::File::open(&*local)
+                    .with_context(|| format!("source cache: opening {}", local.display()))?;
+                self.current = Some((index, local, file));
+            }
+            let (_, local, file) = self.current.as_ref().expect("just set");
+            let within = pos - index * block;
+            let n = ((block - within) as usize).min(out.len());
+            file.read_exact_at(&mut out[..n], within)
+                .with_context(|| format!("source cache: reading {}", local.display()))?;
+            out = &mut out[n..];
+            pos += n as u64;
+        }
+        Ok(())
     }
 }
 

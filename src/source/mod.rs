@@ -10,8 +10,10 @@ pub mod cdse;
 pub mod disk_cache;
 mod faulty;
 pub mod http_ranges;
+pub mod j2k_index;
 mod memory;
 mod safe;
+pub mod tile_parts;
 pub mod vsi;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +22,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use crate::catalog::ScanResult;
+use crate::raster::Window;
 
 pub use cdse::{CdseOptions, CdseSource};
 pub use faulty::{FaultySource, SourceOp};
@@ -70,6 +73,16 @@ pub trait BandSource: Send + Sync {
     /// Makes the objects local ahead of use, concurrently where the source can (best effort: a
     /// failure resurfaces from `local_path` with its context).
     fn prefetch(&self, _keys: &[&str]) {}
+    /// A file GDAL reads `window` (pixels) of `key` from: the local file, or, from a source
+    /// that fetches by tile-part, a virtual one (`/vsidatacube/…`) serving the parts
+    /// `prefetch_window` fetched.
+    fn open_window(&self, key: &str, _window: Window) -> Result<LocalFile> {
+        self.local_path(key)
+    }
+    /// `prefetch` for reads of `window` only.
+    fn prefetch_window(&self, keys: &[&str], _window: Window) {
+        self.prefetch(keys)
+    }
     /// The scenes of a tile-year this source offers.
     fn scan(&self, tile: &str, year: i32) -> Result<ScanResult>;
     fn describe(&self) -> String;
@@ -77,6 +90,19 @@ pub trait BandSource: Send + Sync {
     fn stats(&self) -> serde_json::Value {
         serde_json::Value::Null
     }
+}
+
+/// How a remote source fetches what a read needs of a band file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum FetchMode {
+    /// Per file, whichever costs less under the quotas (requests and bytes): the tile-parts a
+    /// read needs, or the whole file.
+    Auto,
+    /// Always the tile-parts (the index of a file without TLM is built by walking its SOT chain).
+    Ranges,
+    /// Always the whole file.
+    #[default]
+    Whole,
 }
 
 /// Opens a source from its command-line spelling: `safe:DIR` or `cdse` (configured by `cdse`).

@@ -1,10 +1,12 @@
-//! GDAL reads remote files through [`HttpRanges`] and so through the source's disk cache.
+//! GDAL reads remote files through the sources' own range readers, and so through the source's
+//! disk cache.
 //!
 //! GDAL's own `/vsicurl/` keeps what it fetched in memory only (per process, lost on exit); the
-//! product's rule is that nothing fetched is fetched twice while the disk cache holds it. So the
-//! remote files are handed to GDAL as `/vsidatacube/<n>/<url>`, a virtual file system installed
-//! through GDAL's plugin API (`VSIInstallPluginHandler`, GDAL ≥ 3.0), whose reads are served
-//! from cached blocks (`n` names the [`HttpRanges`] instance, so tests can hold several).
+//! product's rule is that nothing fetched is fetched twice while the disk cache holds it. So a
+//! source hands GDAL its remote files as `/vsidatacube/<n>/<name>`, a virtual file system
+//! installed through GDAL's plugin API (`VSIInstallPluginHandler`, GDAL ≥ 3.0), whose reads the
+//! source serves ([`VirtualFiles`]: blocks of an HTTP file, tile-parts of a JPEG 2000 file; `n`
+//! names the registered instance, so a process, or a test, can hold several).
 //!
 //! Errors cannot cross GDAL with their message: a failed read is a short read to GDAL, which
 //! reports its own generic error. The message naming the URL and range is kept per thread, and
@@ -13,19 +15,32 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_void, CStr};
-use std::os::unix::fs::FileExt;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::{Context, Result};
 
-use super::http_ranges::HttpRanges;
-use super::LocalFile;
-
 pub const PREFIX: &str = "/vsidatacube/";
 
-fn registry() -> &'static Mutex<HashMap<usize, Arc<HttpRanges>>> {
-    static R: OnceLock<Mutex<HashMap<usize, Arc<HttpRanges>>>> = OnceLock::new();
+/// A set of read-only files a source serves to GDAL by name.
+pub trait VirtualFiles: Send + Sync {
+    /// The size of `name` in bytes.
+    fn size(&self, name: &str) -> Result<u64>;
+    /// Opens `name` for reading.
+    fn open(self: Arc<Self>, name: &str) -> Result<Box<dyn VirtualFile>>;
+}
+
+/// One open file.
+pub trait VirtualFile: Send {
+    fn size(&self) -> u64;
+    /// Fills `out` with the bytes at `pos` (the range lies inside the file).
+    fn read_at(&mut self, pos: u64, out: &mut [u8]) -> Result<()>;
+}
+
+type Registry = Mutex<HashMap<usize, Arc<dyn VirtualFiles>>>;
+
+fn registry() -> &'static Registry {
+    static R: OnceLock<Registry> = OnceLock::new();
     R.get_or_init(Default::default)
 }
 
@@ -38,30 +53,40 @@ pub fn take_error() -> Option<String> {
     LAST_ERROR.with(|e| e.borrow_mut().take())
 }
 
+/// `e` (a GDAL call's failure) with the cause a `/vsidatacube/` read of this thread recorded, if
+/// any: GDAL's own message says little ("read error"), the handler's names the request.
+pub fn with_cause(e: anyhow::Error) -> anyhow::Error {
+    match take_error() {
+        Some(cause) => e.context(cause),
+        None => e,
+    }
+}
+
 fn set_error(e: &anyhow::Error) {
     LAST_ERROR.with(|slot| *slot.borrow_mut() = Some(format!("{e:#}")));
 }
 
-/// Makes `ranges` readable by GDAL; returns the handle to build paths with ([`path`]).
-pub fn register(ranges: Arc<HttpRanges>) -> usize {
+/// Makes `files` readable by GDAL; returns the number to build paths with ([`path`]).
+pub fn register(files: Arc<dyn VirtualFiles>) -> usize {
     install();
     let mut r = registry().lock().unwrap();
     // The same instance keeps its number (sources are cloned freely).
-    if let Some((n, _)) = r.iter().find(|(_, v)| Arc::ptr_eq(v, &ranges)) {
+    let same = |v: &Arc<dyn VirtualFiles>| std::ptr::addr_eq(Arc::as_ptr(v), Arc::as_ptr(&files));
+    if let Some((n, _)) = r.iter().find(|(_, v)| same(v)) {
         return *n;
     }
     let n = r.len() + 1;
-    r.insert(n, ranges);
+    r.insert(n, files);
     n
 }
 
-/// GDAL's path for `url` read through the instance `n`.
-pub fn path(n: usize, url: &str) -> String {
-    format!("{PREFIX}{n}/{url}")
+/// GDAL's path for the file `name` of the instance `n`.
+pub fn path(n: usize, name: &str) -> String {
+    format!("{PREFIX}{n}/{name}")
 }
 
-/// GDAL hands callbacks the path without the prefix: `<n>/<url>`.
-fn resolve(name: *const c_char) -> Result<(Arc<HttpRanges>, String)> {
+/// GDAL hands callbacks the path without the prefix: `<n>/<name>`.
+fn resolve(name: *const c_char) -> Result<(Arc<dyn VirtualFiles>, String)> {
     let name = unsafe { CStr::from_ptr(name) }.to_string_lossy();
     let rest = name.strip_prefix(PREFIX).unwrap_or(&name);
     let (n, url) = rest
@@ -79,39 +104,11 @@ fn resolve(name: *const c_char) -> Result<(Arc<HttpRanges>, String)> {
     Ok((ranges, url.to_string()))
 }
 
-/// One open file: where GDAL is, and the block it read last (kept open: GDAL reads a strip or a
-/// tile at a time, many per block).
+/// One open file and where GDAL is in it.
 struct Handle {
-    ranges: Arc<HttpRanges>,
-    url: String,
-    size: u64,
+    file: Box<dyn VirtualFile>,
     pos: u64,
     eof: bool,
-    current: Option<(u64, LocalFile, std::fs::File)>,
-}
-
-impl Handle {
-    fn read_at(&mut self, mut pos: u64, mut out: &mut [u8]) -> Result<()> {
-        let block = self.ranges.block_size();
-        while !out.is_empty() {
-            let index = pos / block;
-            if self.current.as_ref().map(|c| c.0) != Some(index) {
-                self.current = None; // unpin the previous block first
-                let local = self.ranges.block(&self.url, self.size, index)?;
-                let file = std::fs::File::open(&*local)
-                    .with_context(|| format!("source cache: opening {}", local.display()))?;
-                self.current = Some((index, local, file));
-            }
-            let (_, local, file) = self.current.as_ref().expect("just set");
-            let within = pos - index * block;
-            let n = ((block - within) as usize).min(out.len());
-            file.read_exact_at(&mut out[..n], within)
-                .with_context(|| format!("source cache: reading {}", local.display()))?;
-            out = &mut out[n..];
-            pos += n as u64;
-        }
-        Ok(())
-    }
 }
 
 /// Runs a callback body, turning a panic into the callback's failure value (a panic must not
@@ -160,15 +157,11 @@ unsafe extern "C" fn open(
             set_error(&anyhow::anyhow!("{PREFIX} files are read-only"));
             return std::ptr::null_mut();
         }
-        match resolve(name).and_then(|(ranges, url)| {
-            let size = ranges.size(&url)?;
+        match resolve(name).and_then(|(files, name)| {
             Ok(Handle {
-                ranges,
-                url,
-                size,
+                file: files.open(&name)?,
                 pos: 0,
                 eof: false,
-                current: None,
             })
         }) {
             Ok(h) => Box::into_raw(Box::new(h)) as *mut c_void,
@@ -193,7 +186,7 @@ unsafe extern "C" fn seek(f: *mut c_void, offset: gdal_sys::vsi_l_offset, whence
     h.pos = match whence {
         libc::SEEK_SET => offset,
         libc::SEEK_CUR => h.pos.wrapping_add(offset),
-        libc::SEEK_END => h.size.wrapping_add(offset),
+        libc::SEEK_END => h.file.size().wrapping_add(offset),
         _ => return -1,
     };
     h.eof = false;
@@ -207,13 +200,13 @@ unsafe extern "C" fn read(f: *mut c_void, buf: *mut c_void, size: usize, count: 
         if size == 0 || want == 0 {
             return 0;
         }
-        let avail = h.size.saturating_sub(h.pos);
+        let avail = h.file.size().saturating_sub(h.pos);
         let n = want.min(avail) as usize;
         if (n as u64) < want {
             h.eof = true;
         }
         let out = unsafe { std::slice::from_raw_parts_mut(buf as *mut u8, n) };
-        match h.read_at(h.pos, out) {
+        match h.file.read_at(h.pos, out) {
             Ok(()) => {
                 h.pos += n as u64;
                 n / size
@@ -228,6 +221,12 @@ unsafe extern "C" fn read(f: *mut c_void, buf: *mut c_void, size: usize, count: 
 
 unsafe extern "C" fn eof(f: *mut c_void) -> c_int {
     unsafe { handle(f) }.eof as c_int
+}
+
+/// No file has siblings: GDAL then probes for none (`.aux.xml`, `.IMD`, `.msk`, … would each
+/// cost a request, and a server may answer them 403). An empty list, allocated as GDAL frees it.
+unsafe extern "C" fn sibling_files(_user: *mut c_void, _name: *const c_char) -> *mut *mut c_char {
+    unsafe { gdal_sys::CPLCalloc(1, std::mem::size_of::<*mut c_char>()) as *mut *mut c_char }
 }
 
 unsafe extern "C" fn close(f: *mut c_void) -> c_int {
@@ -247,6 +246,7 @@ fn install() {
         (*cb).read = Some(read);
         (*cb).eof = Some(eof);
         (*cb).close = Some(close);
+        (*cb).sibling_files = Some(sibling_files);
         // Our blocks are the cache; GDAL's own read-ahead buffer over them would only copy.
         (*cb).nBufferSize = 0;
         (*cb).nCacheSize = 0;

@@ -57,6 +57,13 @@ enum Command {
         scenes: usize,
         #[arg(long, value_enum, default_value = "mini")]
         size: FixtureSize,
+        /// Every product's band files carry TLM markers (as CDSE's since February 2026)
+        #[arg(long, conflicts_with = "tlm_since")]
+        tlm: bool,
+        /// Only products sensed on or after this date (YYYY-MM-DD) carry TLM markers: a mixed
+        /// archive, older products without, newer with
+        #[arg(long)]
+        tlm_since: Option<chrono::NaiveDate>,
         #[arg(long, value_parser = positive::<usize>())]
         threads: Option<usize>,
     },
@@ -229,10 +236,22 @@ pub fn main() -> Result<std::process::ExitCode> {
             year,
             scenes,
             size,
+            tlm,
+            tlm_since,
             threads,
             ..
         } => {
             args::set_threads(threads)?;
+            let tlm_since_ms = match (tlm, tlm_since) {
+                (true, _) => Some(i64::MIN),
+                (false, Some(d)) => Some(
+                    d.and_hms_opt(0, 0, 0)
+                        .expect("midnight")
+                        .and_utc()
+                        .timestamp_millis(),
+                ),
+                (false, None) => None,
+            };
             let spec = FixtureSpec {
                 tile,
                 epsg,
@@ -241,6 +260,7 @@ pub fn main() -> Result<std::process::ExitCode> {
                 year,
                 scenes,
                 size,
+                tlm_since_ms,
             };
             let s = crate::fixture::write_archive(&spec, &out, interactive)?;
             println!(
