@@ -140,6 +140,9 @@ fn assert_cache_complete(cache: &Path, archive: &Path) -> usize {
     let mut n = 0;
     for (rel, bytes) in tree(cache) {
         assert!(!rel.contains(".part-"), "partial download left: {rel}");
+        if rel.starts_with("j2k-index/") {
+            continue; // the tile-part indexes whole files give for free
+        }
         let orig = std::fs::read(archive.join(&rel)).unwrap();
         assert!(bytes == orig, "{rel}: cached copy differs from the archive");
         n += 1;
@@ -714,5 +717,163 @@ fn the_s3_store_keeps_the_store_contract() {
     assert!(
         !err.contains("WARN"),
         "warnings without a configured region: {err}"
+    );
+}
+
+/// The 10 m band files of the products in `archive` (B02, B03, B04, B08), by archive key.
+fn band_files_10m(archive: &Path) -> BTreeSet<String> {
+    tree(archive)
+        .into_keys()
+        .filter(|k| {
+            ["_B02.jp2", "_B03.jp2", "_B04.jp2", "_B08.jp2"]
+                .iter()
+                .any(|b| k.ends_with(b))
+        })
+        .collect()
+}
+
+#[test]
+fn reading_by_tile_part_makes_the_same_store_and_fetches_only_what_a_chunk_needs() {
+    use datacube::fixture::{plan, FixtureSize, FixtureSpec};
+    let work = work_dir("cdse-tile-parts");
+    // A mixed archive as CDSE has it: the older products without TLM markers, the newer with.
+    let mut spec = FixtureSpec::new(YEAR, 4, FixtureSize::Mini);
+    let kept: Vec<_> = plan(&spec).into_iter().filter(|p| !p.superseded).collect();
+    spec.tlm_since_ms = Some(kept[2].sensing_ms);
+    let archive = work.join("archive");
+    datacube_tools::fixture::write_archive(&spec, &archive, false).unwrap();
+    let reference = work.join("safe-store");
+    let safe = [
+        "--source".to_string(),
+        format!("safe:{}", archive.display()),
+    ];
+    let out = intake(&reference.display().to_string(), &safe, &[], "info");
+    assert!(out.status.success(), "{}", text(&out));
+    let emu = Emulator::start(&archive, &work);
+    let env = emu.aws_env();
+
+    // Intake reading only tile-parts: the same store as from the SAFE directory.
+    let store = work.join("store-ranges");
+    let args = cdse_args(
+        &emu.stac_url,
+        None,
+        &work.join("cache-intake"),
+        &["--fetch", "ranges"],
+    );
+    let out = intake(&store.display().to_string(), &args, &env, "info");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_same_store(&reference, &store);
+
+    // A cold 10 m chunk through the mount: per (scene, band) the main header and the tile-parts
+    // of the one JP2 tile the chunk lies in (the 74-pixel-wide last column of tiles).
+    let chunk = format!("35VLH/{YEAR}/10m/data/c/0/0/0/2");
+    let want = std::fs::read(reference.join(&chunk)).unwrap();
+    let files = band_files_10m(&archive);
+    let kept_files: Vec<&String> = files
+        .iter()
+        .filter(|k| kept.iter().any(|p| k.contains(&p.product_id)))
+        .collect();
+    assert_eq!(kept_files.len(), 16);
+    let file_bytes: u64 = kept_files
+        .iter()
+        .map(|k| std::fs::metadata(archive.join(k)).unwrap().len())
+        .sum();
+    let cache = work.join("cache-mount");
+    let mount = |name: &str, cache: &Path, read: &str| {
+        let dir = work.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let m = Mounted::start_with(
+            &dir,
+            &dir.join("store").display().to_string(),
+            &cdse_args(&emu.stac_url, None, cache, &["--fetch", "ranges"]),
+            &env,
+        );
+        let got = std::fs::read(m.path(read));
+        let s = m.stats();
+        let log = m.log_text();
+        assert!(m.terminate().success());
+        (got, s, log)
+    };
+    let (got, s, log) = mount("m1", &cache, &chunk);
+    assert!(
+        got.as_ref().ok() == Some(&want),
+        "{chunk} differs from the SAFE store's\n{log}"
+    );
+    let tp = |s: &serde_json::Value, k: &str| stat(s, &format!("/source_io/tile_parts/{k}"));
+    assert!(
+        !tree(&cache)
+            .keys()
+            .any(|k| k.starts_with("Sentinel-2/") && k.ends_with(".jp2")),
+        "a whole band file was downloaded"
+    );
+    assert_eq!(tp(&s, "indexes_built"), 16, "{s}");
+    // With TLM: one request for header and index, one for the tile-parts (8 files); without:
+    // the SOT walk, then one.
+    assert_eq!(tp(&s, "tlm_index_requests"), 8, "{s}");
+    assert_eq!(
+        tp(&s, "segment_requests"),
+        16,
+        "one ranged GET per (scene, band): {s}"
+    );
+    assert_eq!(tp(&s, "late_fetches"), 0, "{s}");
+    assert_eq!(
+        stat(&s, "/source_io/s3_range_requests"),
+        tp(&s, "index_requests") + tp(&s, "segment_requests"),
+        "{s}"
+    );
+    assert!(
+        tp(&s, "segment_bytes") * 5 < file_bytes,
+        "{} of {file_bytes} bytes fetched",
+        tp(&s, "segment_bytes")
+    );
+
+    // Another mount with the same source cache: indexes are not built again (not even the SOT
+    // walks), another tile's parts are fetched and nothing else.
+    let chunk2 = format!("35VLH/{YEAR}/10m/data/c/0/0/2/0");
+    let (got, s, log) = mount("m2", &cache, &chunk2);
+    let want2 = std::fs::read(reference.join(&chunk2)).unwrap();
+    assert!(got.as_ref().ok() == Some(&want2), "{chunk2}\n{log}");
+    assert_eq!(tp(&s, "indexes_built"), 0, "{s}");
+    assert_eq!(tp(&s, "index_requests"), 0, "{s}");
+    assert_eq!(tp(&s, "segment_requests"), 16, "{s}");
+
+    // A file whose TLM disagrees with its SOT markers: EIO for the chunk, a log line naming the
+    // file and the range, and none of its tile-parts cached.
+    let bad_key = kept_files
+        .iter()
+        .find(|k| k.contains(&kept[3].product_id) && k.ends_with("_B02.jp2"))
+        .unwrap()
+        .to_string();
+    let path = archive.join(&bad_key);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let tlm = bytes
+        .windows(2)
+        .position(|w| w == [0xFF, 0x55])
+        .expect("a TLM marker");
+    // Lengths of tile-parts 0 and 1 (Stlm says 2-byte Ttlm, 4-byte Ptlm: GDAL's choice), moved
+    // by one byte each way: the sum stays the file's, every offset after part 0 is off by one.
+    let stlm = bytes[tlm + 5];
+    let (tw, pw) = (
+        ((stlm >> 4) & 3) as usize,
+        if stlm & 0x40 != 0 { 4 } else { 2 },
+    );
+    assert_eq!(pw, 4, "Stlm {stlm:#x}");
+    let e0 = tlm + 6 + tw;
+    let e1 = e0 + pw + tw;
+    let p0 = u32::from_be_bytes(bytes[e0..e0 + 4].try_into().unwrap());
+    let p1 = u32::from_be_bytes(bytes[e1..e1 + 4].try_into().unwrap());
+    bytes[e0..e0 + 4].copy_from_slice(&(p0 + 1).to_be_bytes());
+    bytes[e1..e1 + 4].copy_from_slice(&(p1 - 1).to_be_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let cache3 = work.join("cache-bad");
+    let (got, _, log) = mount("m3", &cache3, &chunk);
+    let e = got.expect_err("a chunk of a broken file was served");
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    assert!(log.contains(&bad_key) && log.contains("bytes"), "{log}");
+    assert!(
+        !tree(&cache3)
+            .keys()
+            .any(|k| k.starts_with(&format!("tiles/{bad_key}/p"))),
+        "a tile-part of the broken file was cached"
     );
 }

@@ -40,6 +40,10 @@ pub struct CdseArgs {
     /// Retries of a failed STAC or S3 request (exponential backoff with jitter)
     #[arg(long, default_value_t = 6)]
     retries: usize,
+    /// How band files are fetched: auto (per file, the JPEG 2000 tile-parts a read needs or the
+    /// whole file, whichever costs less under the quotas), ranges (always tile-parts) or whole
+    #[arg(long, value_enum, default_value = "auto")]
+    fetch: crate::source::FetchMode,
 }
 
 impl CdseArgs {
@@ -72,6 +76,7 @@ impl CdseArgs {
             stac_limit: self.stac_limit,
             cache_dir: self.source_cache.clone().unwrap_or(d.cache_dir),
             cache_bytes: self.source_cache_size,
+            fetch: self.fetch,
             retry: {
                 // Test hook (environment, not a flag): a shorter first retry delay.
                 let first = test_hook_ms("DATACUBE_TEST_RETRY_DELAY_MS").unwrap_or(500);

@@ -71,7 +71,7 @@ impl Default for CdseOptions {
             cache_dir: default_cache_dir(),
             cache_bytes: 32 << 30,
             retry: RetryPolicy::default(),
-            fetch: FetchMode::Whole,
+            fetch: FetchMode::Auto,
         }
     }
 }
@@ -522,8 +522,9 @@ impl BandSource for CdseSource {
 
     fn open_window(&self, key: &str, window: Window) -> Result<LocalFile> {
         match self.plan(key, window)? {
-            Some(_) => Ok(LocalFile::plain(PathBuf::from(super::vsi::path(
-                self.vsi, key,
+            Some((_, tiles)) => Ok(LocalFile::plain(PathBuf::from(super::vsi::path(
+                self.vsi,
+                &super::tile_parts::name(key, &tiles),
             )))),
             None => self.local_path(key),
         }

@@ -36,6 +36,25 @@ pub struct TilePart {
     pub tile: u16,
     pub offset: u64,
     pub len: u64,
+    /// `TPsot`: this part's number within its tile.
+    pub tp: u8,
+    /// `TNsot`: the tile's number of parts (0: not said). With TLM, counted from the TLM.
+    pub tn: u8,
+}
+
+impl TilePart {
+    /// The part's SOT marker segment as the index knows it (what a reader walking the chain
+    /// reads first; the same bytes as the file's when the index came from the SOT walk).
+    pub fn sot_bytes(&self) -> [u8; 12] {
+        let mut b = [0u8; 12];
+        b[0..2].copy_from_slice(&SOT.to_be_bytes());
+        b[2..4].copy_from_slice(&10u16.to_be_bytes());
+        b[4..6].copy_from_slice(&self.tile.to_be_bytes());
+        b[6..10].copy_from_slice(&(self.len as u32).to_be_bytes());
+        b[10] = self.tp;
+        b[11] = self.tn;
+        b
+    }
 }
 
 /// The tile grid (SIZ), in reference-grid pixels.
@@ -207,8 +226,20 @@ pub fn read_index_with(r: &mut dyn RangeRead, size: u64, walk: bool) -> Result<O
                 tile,
                 offset: off,
                 len: *len,
+                tp: 0,
+                tn: 0,
             });
             off += len;
+        }
+        // TPsot: order within the tile; TNsot: the tile's count of parts.
+        let mut seen: std::collections::HashMap<u16, u8> = Default::default();
+        for p in parts.iter_mut() {
+            let n = seen.entry(p.tile).or_default();
+            p.tp = *n;
+            *n = n.saturating_add(1);
+        }
+        for p in parts.iter_mut() {
+            p.tn = seen[&p.tile];
         }
         (parts, IndexSource::Tlm)
     } else if walk {
@@ -332,6 +363,8 @@ fn walk_sot(r: &mut dyn RangeRead, first: u64, size: u64) -> Result<Vec<TilePart
             tile: sot.0,
             offset: pos,
             len,
+            tp: b[10],
+            tn: b[11],
         });
         pos += len;
     }
@@ -468,6 +501,8 @@ mod tests {
             for p in &idx.parts {
                 let s = &bytes[p.offset as usize..(p.offset + p.len) as usize];
                 check_part(p, s).unwrap();
+                // The SOT a reader is shown for a part it skips is the file's own.
+                assert_eq!(p.sot_bytes(), s[..12], "tile {}", p.tile);
             }
         }
         // The same codestream apart from the TLM segment: same tiles, same lengths.

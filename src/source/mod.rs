@@ -97,11 +97,11 @@ pub trait BandSource: Send + Sync {
 pub enum FetchMode {
     /// Per file, whichever costs less under the quotas (requests and bytes): the tile-parts a
     /// read needs, or the whole file.
+    #[default]
     Auto,
     /// Always the tile-parts (the index of a file without TLM is built by walking its SOT chain).
     Ranges,
     /// Always the whole file.
-    #[default]
     Whole,
 }
 

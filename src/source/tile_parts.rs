@@ -8,18 +8,21 @@
 //! read, complete or absent): `head` (the JP2 boxes and the main header, `[0, first SOT)`), one
 //! entry per tile-part (`p<offset>`), `tail` (after the last tile-part). Every entry carries
 //! [`MARGIN`] more bytes: GDAL's JP2OpenJPEG reads the codestream through OpenJPEG's 1 KiB stream
-//! buffer, so a read that finishes a segment runs up to that far into the next one. Walking the
-//! SOT chain keeps each tile-part's first [`SOT_HEAD`] bytes (`s<offset>`): OpenJPEG walks the same
-//! chain to reach a tile in a file without TLM, reading exactly those bytes.
+//! buffer, so a read that finishes a segment runs up to that far into the next one.
 //!
-//! GDAL decodes the file through the `/vsidatacube/` handler ([`super::vsi`]) as if it were whole;
-//! its reads are served from the segments. [`TileParts::prefetch`] fetches what a window needs
-//! before the decode (neighbouring tile-parts coalesced into one ranged GET); a read that finds its
-//! segment absent fetches that segment then (counted as `late_fetches`: zero when the prefetch
-//! was right). Every tile-part fetched is checked against the index (its SOT marker names the tile
-//! and length the index gives) before it is cached, so a TLM that disagrees with the SOT markers,
-//! a truncated or short answer is an error naming the file and the range, and nothing bad is
-//! cached.
+//! GDAL decodes the file through the `/vsidatacube/` handler ([`super::vsi`]) as
+//! `/vsidatacube/<n>/t<tiles>/<key>`, the path naming the tiles the read needs. OpenJPEG 2.5
+//! reaches a tile by walking the SOT chain from the first tile-part even when the file has TLM
+//! (measured: one 1 KiB read at the start of every tile-part, then a skip), so a tile-part the
+//! read does not need is shown as its SOT marker segment, rebuilt from the index, followed by
+//! zeros — OpenJPEG reads its SOT and skips the rest (a decode through this view is tested to
+//! equal GDAL's decode of the whole file). Tile-parts the read needs are always the file's own
+//! bytes: [`TileParts::prefetch`] fetches them before the decode (neighbouring tile-parts
+//! coalesced into one ranged GET); a read that finds a needed segment absent fetches it then
+//! (counted as `late_fetches`: zero when the prefetch was right). Every tile-part fetched is
+//! checked against the index (its SOT marker names the tile and length the index gives) before
+//! it is cached, so a TLM that disagrees with the SOT markers, a truncated or short answer is an
+//! error naming the file and the range, and nothing bad is cached.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -37,7 +40,8 @@ use super::LocalFile;
 
 /// Bytes every segment carries past its end (OpenJPEG's stream buffer is 1 KiB).
 pub const MARGIN: u64 = 4096;
-/// Bytes kept at the start of each tile-part when walking the SOT chain.
+/// How far into a tile-part it does not need a reader may look (OpenJPEG reads its 1 KiB stream
+/// buffer at each SOT); a read beyond is served the real bytes, fetched then.
 pub const SOT_HEAD: u64 = 4096;
 /// Needed tile-parts closer than this are fetched in one request, the gap included.
 pub const COALESCE_GAP: u64 = 256 << 10;
@@ -63,8 +67,9 @@ crate::counters! {
     pub struct TilePartStats {
         /// Indexes built (each once per file, ever).
         indexes_built,
-        /// Range requests made to build them.
+        /// Range requests made to build them (all of them, and those for files with TLM).
         index_requests,
+        tlm_index_requests,
         /// Range requests for segments (coalesced runs, late fetches).
         segment_requests,
         segment_bytes,
@@ -187,38 +192,32 @@ impl TileParts {
 
     fn build_index(&self, key: &str, walk: bool) -> Result<Option<J2kIndex>> {
         self.stats.indexes_built.inc();
-        // The first read learns the size; the SOT walk's reads keep SOT_HEAD bytes each.
+        // The first read learns the size; the SOT walk then reads 12 bytes per tile-part.
         // (A file shorter than HEAD_BYTES comes whole: the answer is cut at its end.)
         let (head, size) = crate::remote::block_on(self.fetch.fetch(key, 0, HEAD_BYTES))?;
         self.stats.index_requests.inc();
-        let mut sot_heads: Vec<(u64, Vec<u8>)> = Vec::new();
         let idx = {
             let mut read = |off: u64, len: u64| -> Result<Vec<u8>> {
                 if off + len <= head.len() as u64 {
                     return Ok(head[off as usize..(off + len) as usize].to_vec());
                 }
-                let end = (off + len.max(SOT_HEAD)).min(size);
                 self.stats.index_requests.inc();
-                let (b, _) = crate::remote::block_on(self.fetch.fetch(key, off, end))?;
-                if len <= 12 {
-                    sot_heads.push((off, b.clone()));
-                }
-                Ok(b[..len.min(b.len() as u64) as usize].to_vec())
+                let (b, _) =
+                    crate::remote::block_on(self.fetch.fetch(key, off, (off + len).min(size)))?;
+                Ok(b)
             };
             match read_index_with(&mut read, size, walk)? {
                 Some(i) => i,
                 None => return Ok(None),
             }
         };
-        // The head segment and the SOT heads are already here: cache them.
+        if idx.source == super::j2k_index::IndexSource::Tlm {
+            self.stats.tlm_index_requests.inc(); // the head read: the whole index
+        }
+        // The head segment is already here: cache it.
         let head_end = head_end(&idx);
         if head_end <= head.len() as u64 {
             self.put(key, "head", &head[..head_end as usize])?;
-        }
-        for (off, b) in sot_heads {
-            if idx.parts.iter().any(|p| p.offset == off) {
-                self.put(key, &format!("s{off}"), &b)?;
-            }
         }
         Ok(Some(idx))
     }
@@ -358,47 +357,65 @@ fn coalesce(parts: &[TilePart]) -> Vec<Vec<TilePart>> {
     runs
 }
 
-/// GDAL opens a band object of this source as `/vsidatacube/<n>/<key>`.
+/// The name GDAL opens `key` by for a read of `tiles`: `t5_6/<key>` (`/vsidatacube/<n>/…`).
+pub fn name(key: &str, tiles: &[u16]) -> String {
+    let t: Vec<String> = tiles.iter().map(|t| t.to_string()).collect();
+    format!("t{}/{key}", t.join("_"))
+}
+
+fn parse_name(name: &str) -> Result<(Vec<u16>, &str)> {
+    let bad = || anyhow::anyhow!("{name}: expected t<tiles>/<key>");
+    let (t, key) = name.split_once('/').ok_or_else(bad)?;
+    let t = t.strip_prefix('t').ok_or_else(bad)?;
+    let tiles = t
+        .split('_')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<u16>().map_err(|_| bad()))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((tiles, key))
+}
+
 impl VirtualFiles for TileParts {
-    fn size(&self, key: &str) -> Result<u64> {
+    fn size(&self, name: &str) -> Result<u64> {
+        let (_, key) = parse_name(name)?;
         Ok(self.index(key)?.size)
     }
 
-    fn open(self: Arc<Self>, key: &str) -> Result<Box<dyn VirtualFile>> {
+    fn open(self: Arc<Self>, name: &str) -> Result<Box<dyn VirtualFile>> {
+        let (needed, key) = parse_name(name)?;
         let index = self.index(key)?;
         Ok(Box::new(SegmentFile {
             parts: self,
             key: key.to_string(),
             index,
+            needed,
             current: None,
         }))
     }
 }
 
-/// An open band file: reads served from cached segments; the segment read last is kept open.
+/// An open band file: reads served from cached segments (the one read last kept open), or, in
+/// tile-parts the read does not need, from the index.
 struct SegmentFile {
     parts: Arc<TileParts>,
     key: String,
     index: Arc<J2kIndex>,
+    needed: Vec<u16>,
     /// (start, end, entry, file) of the segment read last.
     current: Option<(u64, u64, LocalFile, std::fs::File)>,
 }
 
 impl SegmentFile {
-    /// A cached segment covering `pos` (the tile-part, else its SOT head if the read fits in it),
-    /// fetched now if none is cached.
-    fn segment(&mut self, pos: u64, len: u64) -> Result<(u64, u64, LocalFile)> {
-        let (name, start, end, part) = TileParts::segment_of(&self.index, pos);
-        if let Some(f) = self.parts.lookup(&self.key, &name) {
-            return Ok((start, end, f));
-        }
-        if let Some(p) = part {
-            if let Some(f) = self.parts.lookup(&self.key, &format!("s{}", p.offset)) {
-                let have = std::fs::metadata(&*f).map(|m| m.len()).unwrap_or(0);
-                if pos + len <= p.offset + have {
-                    return Ok((p.offset, p.offset + have, f));
-                }
-            }
+    /// The cached segment `name` (`[start, end)` of the file), fetched now if absent.
+    fn segment(
+        &mut self,
+        name: &str,
+        start: u64,
+        end: u64,
+        part: Option<TilePart>,
+    ) -> Result<LocalFile> {
+        if let Some(f) = self.parts.lookup(&self.key, name) {
+            return Ok(f);
         }
         self.parts.stats.late_fetches.inc();
         let run = match part {
@@ -406,6 +423,7 @@ impl SegmentFile {
             None if name == "head" => Run::Head,
             None => {
                 // The tail: whatever follows the last tile-part (EOC, boxes after the codestream).
+                self.parts.stats.segment_requests.inc();
                 let (bytes, _) =
                     crate::remote::block_on(self.parts.fetch.fetch(&self.key, start, end))
                         .with_context(|| {
@@ -416,19 +434,16 @@ impl SegmentFile {
                             )
                         })?;
                 self.parts.put(&self.key, "tail", &bytes)?;
-                let f = self
+                return self
                     .parts
                     .lookup(&self.key, "tail")
-                    .context("tail vanished")?;
-                return Ok((start, end, f));
+                    .context("tail vanished");
             }
         };
         crate::remote::block_on(self.parts.fetch_run(&self.index, &self.key, &run))?;
-        let f = self
-            .parts
-            .lookup(&self.key, &name)
-            .with_context(|| format!("segment {name} of {} vanished", self.key))?;
-        Ok((start, end, f))
+        self.parts
+            .lookup(&self.key, name)
+            .with_context(|| format!("segment {name} of {} vanished", self.key))
     }
 }
 
@@ -439,20 +454,47 @@ impl VirtualFile for SegmentFile {
 
     fn read_at(&mut self, mut pos: u64, mut out: &mut [u8]) -> Result<()> {
         while !out.is_empty() {
-            let covered = matches!(&self.current, Some((s, e, _, _)) if *s <= pos && pos < *e);
-            if !covered {
-                self.current = None;
-                let (s, e, local) = self.segment(pos, out.len() as u64)?;
-                let file = std::fs::File::open(&*local)
-                    .with_context(|| format!("source cache: opening {}", local.display()))?;
-                self.current = Some((s, e, local, file));
+            if let Some((s, e, local, file)) = &self.current {
+                if *s <= pos && pos < *e {
+                    let n = ((e - pos) as usize).min(out.len());
+                    file.read_exact_at(&mut out[..n], pos - s)
+                        .with_context(|| format!("source cache: reading {}", local.display()))?;
+                    out = &mut out[n..];
+                    pos += n as u64;
+                    continue;
+                }
             }
-            let (s, e, local, file) = self.current.as_ref().expect("just set");
-            let n = ((e - pos) as usize).min(out.len());
-            file.read_exact_at(&mut out[..n], pos - s)
-                .with_context(|| format!("source cache: reading {}", local.display()))?;
-            out = &mut out[n..];
-            pos += n as u64;
+            let (name, start, end, part) = TileParts::segment_of(&self.index, pos);
+            if name == "tail" && end - start == 2 {
+                // Two bytes after the last tile-part, the file's end: the codestream's EOC
+                // marker (FFD9), which a codestream ends with. No request for it.
+                let eoc = [0xFF, 0xD9];
+                let n = ((end - pos) as usize).min(out.len());
+                out[..n].copy_from_slice(&eoc[(pos - start) as usize..][..n]);
+                out = &mut out[n..];
+                pos += n as u64;
+                continue;
+            }
+            if let Some(p) = part.filter(|p| !self.needed.contains(&p.tile)) {
+                // A tile-part this read skips: its SOT, then zeros, up to SOT_HEAD bytes in.
+                let within = pos - p.offset;
+                if within < SOT_HEAD.min(p.len) {
+                    let n = ((SOT_HEAD.min(p.len) - within) as usize).min(out.len());
+                    let sot = p.sot_bytes();
+                    for (i, b) in out[..n].iter_mut().enumerate() {
+                        let at = within as usize + i;
+                        *b = if at < sot.len() { sot[at] } else { 0 };
+                    }
+                    out = &mut out[n..];
+                    pos += n as u64;
+                    continue;
+                }
+            }
+            self.current = None; // unpin the previous segment first
+            let local = self.segment(&name, start, end, part)?;
+            let file = std::fs::File::open(&*local)
+                .with_context(|| format!("source cache: opening {}", local.display()))?;
+            self.current = Some((start, end, local, file));
         }
         Ok(())
     }
