@@ -531,14 +531,26 @@ impl BandSource for CdseSource {
     }
 
     fn prefetch_window(&self, keys: &[&str], window: Window) {
+        // Plans need an index, which may take a request: as many at once as connections.
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let plans: Vec<Mutex<Option<Result<_>>>> = keys.iter().map(|_| Mutex::new(None)).collect();
+        std::thread::scope(|s| {
+            for _ in 0..self.opts.max_connections.clamp(1, keys.len().max(1)) {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(k) = keys.get(i) else { break };
+                    *plans[i].lock().unwrap() = Some(self.plan(k, window));
+                });
+            }
+        });
         let mut whole = Vec::new();
         let mut wants = Vec::new();
-        for k in keys {
-            match self.plan(k, window) {
-                Ok(Some((idx, tiles))) => wants.push((idx, k.to_string(), tiles)),
-                Ok(None) => whole.push(*k),
+        for (k, p) in keys.iter().zip(plans) {
+            match p.into_inner().unwrap() {
+                Some(Ok(Some((idx, tiles)))) => wants.push((idx, k.to_string(), tiles)),
+                Some(Ok(None)) => whole.push(*k),
                 // Resurfaces from open_window with its context.
-                Err(_) => {}
+                _ => {}
             }
         }
         let _ = crate::remote::block_on(futures::future::join(

@@ -24,6 +24,11 @@ pub struct Emulator {
 impl Emulator {
     /// Starts the emulator for `archive`; `work` receives its run directory and AWS files.
     pub fn start(archive: &Path, work: &Path) -> Emulator {
+        Self::start_with(archive, work, &[])
+    }
+
+    /// With more `scripts/emulate-cdse` options (`--quota`, …).
+    pub fn start_with(archive: &Path, work: &Path, args: &[&str]) -> Emulator {
         let run_dir = work.join("emulator");
         let _ = std::fs::remove_dir_all(&run_dir);
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/emulate-cdse");
@@ -31,6 +36,7 @@ impl Emulator {
             .arg(archive)
             .arg("--dir")
             .arg(&run_dir)
+            .args(args)
             .env("EMULATOR_ACCESS_KEY", ACCESS_KEY)
             .env("EMULATOR_SECRET_KEY", SECRET_KEY)
             .stdout(Stdio::piped())
