@@ -298,7 +298,13 @@ pub fn main() -> Result<std::process::ExitCode> {
         }
         Command::Intake(a) => {
             args::set_threads(a.threads)?;
-            let src = crate::source::open(&a.source, &a.cdse.options())?;
+            // Intake reads every tile of every file, one JP2 tile at a time: `auto` would weigh
+            // each tile on its own and fetch a file in ~120 pieces. Whole files are its cheapest.
+            let mut opts = a.cdse.options();
+            if opts.fetch == crate::source::FetchMode::Auto {
+                opts.fetch = crate::source::FetchMode::Whole;
+            }
+            let src = crate::source::open(&a.source, &opts)?;
             let st = a.store_args.open(&a.store)?;
             return each_tile_year(&a, |ty, regions| {
                 let r = crate::intake::intake(
