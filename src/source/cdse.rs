@@ -187,17 +187,7 @@ impl CdseSource {
             .key(key)
             .send()
             .await
-            .map_err(|e| {
-                let error = anyhow!("{}", s3::error_message(&e));
-                fail(if s3::is_transient(&e) {
-                    Failure::Transient {
-                        error,
-                        retry_after: None,
-                    }
-                } else {
-                    Failure::Permanent(error)
-                })
-            })?;
+            .map_err(|e| fail(send_failure(&e)))?;
         let declared = resp.content_length().and_then(|n| u64::try_from(n).ok());
         let mut file = tokio::fs::File::create(tmp)
             .await
@@ -360,6 +350,24 @@ impl CdseSource {
     }
 }
 
+/// A failed GetObject: transient (retried) or not, with the S3 error's message.
+fn send_failure<E>(
+    e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> Failure<anyhow::Error>
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let error = anyhow!("{}", s3::error_message(e));
+    if s3::is_transient(e) {
+        Failure::Transient {
+            error,
+            retry_after: None,
+        }
+    } else {
+        Failure::Permanent(error)
+    }
+}
+
 impl S3Ranges {
     /// Bytes `[start, end)` of `key` by one ranged GET (retried like downloads), and the object's
     /// size. The answer must name exactly that range (`Content-Range`) and carry all of it; a
@@ -384,17 +392,7 @@ impl S3Ranges {
                     .range(&range)
                     .send()
                     .await
-                    .map_err(|e| {
-                        let error = anyhow!("{}", s3::error_message(&e));
-                        fail(if s3::is_transient(&e) {
-                            Failure::Transient {
-                                error,
-                                retry_after: None,
-                            }
-                        } else {
-                            Failure::Permanent(error)
-                        })
-                    })?;
+                    .map_err(|e| fail(send_failure(&e)))?;
                 // `bytes START-LAST/SIZE`: exactly the range asked for, or cut at the object's
                 // end when the range runs past it.
                 let got = resp.content_range().unwrap_or("").to_string();

@@ -14,9 +14,7 @@
 //! and are retried with the client's [`RetryPolicy`] (5xx, 429, dropped connections, short
 //! bodies); every error names the method, the URL and the byte range.
 
-use std::io::Write;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -102,7 +100,7 @@ impl HttpRanges {
         let key = format!("{}/size", Self::key_of(url)?);
         let file = crate::remote::block_on(self.cache.get_or_fetch(&key, |tmp| async move {
             let size = self.head(url).await?;
-            write_file(&tmp, size.to_string().as_bytes())?;
+            super::write_new_file(&tmp, size.to_string().as_bytes())?;
             Ok(size.to_string().len() as u64)
         }))?;
         let text = std::fs::read_to_string(&*file)
@@ -122,7 +120,7 @@ impl HttpRanges {
         let key = format!("{}/{index:08}", Self::key_of(url)?);
         crate::remote::block_on(self.cache.get_or_fetch(&key, |tmp| async move {
             let body = self.get_range(url, size, start, end).await?;
-            write_file(&tmp, &body)?;
+            super::write_new_file(&tmp, &body)?;
             Ok(body.len() as u64)
         }))
     }
@@ -285,11 +283,4 @@ fn check_status(resp: &reqwest::Response) -> Result<(), Failure<anyhow::Error>> 
         return Err(Failure::Permanent(anyhow::anyhow!("HTTP {status}")));
     }
     Ok(())
-}
-
-fn write_file(path: &PathBuf, bytes: &[u8]) -> Result<()> {
-    let mut f = std::fs::File::create(path)
-        .with_context(|| format!("source cache: creating {}", path.display()))?;
-    f.write_all(bytes)
-        .with_context(|| format!("source cache: writing {}", path.display()))
 }

@@ -92,6 +92,15 @@ pub trait BandSource: Send + Sync {
     }
 }
 
+/// Writes `bytes` to a new file at `path` (a cache's temporary file, renamed into place after).
+pub(crate) fn write_new_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path)
+        .with_context(|| format!("source cache: creating {}", path.display()))?;
+    f.write_all(bytes)
+        .with_context(|| format!("source cache: writing {}", path.display()))
+}
+
 /// How a remote source fetches what a read needs of a band file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum FetchMode {

@@ -25,7 +25,6 @@
 //! error naming the file and the range, and nothing bad is cached.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -226,7 +225,7 @@ impl TileParts {
     fn put(&self, key: &str, name: &str, bytes: &[u8]) -> Result<()> {
         let entry = format!("tiles/{key}/{name}");
         crate::remote::block_on(self.cache.get_or_fetch(&entry, |tmp| async move {
-            write_file(&tmp, bytes)?;
+            super::write_new_file(&tmp, bytes)?;
             Ok(bytes.len() as u64)
         }))
         .map(drop)
@@ -302,7 +301,7 @@ impl TileParts {
         let entry = format!("tiles/{key}/{name}");
         self.cache
             .get_or_fetch(&entry, |tmp| async move {
-                write_file(&tmp, &bytes)?;
+                super::write_new_file(&tmp, &bytes)?;
                 Ok(bytes.len() as u64)
             })
             .await
@@ -500,13 +499,6 @@ impl VirtualFile for SegmentFile {
     }
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut f = std::fs::File::create(path)
-        .with_context(|| format!("source cache: creating {}", path.display()))?;
-    f.write_all(bytes)
-        .with_context(|| format!("source cache: writing {}", path.display()))
-}
-
 /// Writes `path` whole or not at all (temporary file, then rename).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(dir) = path.parent() {
@@ -518,7 +510,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         path.display(),
         crate::util::temp_files::owner_tag()
     ));
-    write_file(&tmp, bytes)?;
+    super::write_new_file(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
         .with_context(|| format!("source cache: renaming into {}", path.display()))
 }
