@@ -721,6 +721,24 @@ fn the_s3_store_keeps_the_store_contract() {
 }
 
 /// The 10 m band files of the products in `archive` (B02, B03, B04, B08), by archive key.
+/// Writes `spec`'s archive in `work/archive` and intakes it from the SAFE directory into
+/// `work/safe-store` (the oracle of the tile-part tests).
+fn archive_and_safe_store(
+    spec: &datacube::fixture::FixtureSpec,
+    work: &Path,
+) -> (PathBuf, PathBuf) {
+    let archive = work.join("archive");
+    datacube_tools::fixture::write_archive(spec, &archive, false).unwrap();
+    let reference = work.join("safe-store");
+    let safe = [
+        "--source".to_string(),
+        format!("safe:{}", archive.display()),
+    ];
+    let out = intake(&reference.display().to_string(), &safe, &[], "info");
+    assert!(out.status.success(), "{}", text(&out));
+    (archive, reference)
+}
+
 fn band_files_10m(archive: &Path) -> BTreeSet<String> {
     tree(archive)
         .into_keys()
@@ -740,15 +758,7 @@ fn reading_by_tile_part_makes_the_same_store_and_fetches_only_what_a_chunk_needs
     let mut spec = FixtureSpec::new(YEAR, 4, FixtureSize::Mini);
     let kept: Vec<_> = plan(&spec).into_iter().filter(|p| !p.superseded).collect();
     spec.tlm_since_ms = Some(kept[2].sensing_ms);
-    let archive = work.join("archive");
-    datacube_tools::fixture::write_archive(&spec, &archive, false).unwrap();
-    let reference = work.join("safe-store");
-    let safe = [
-        "--source".to_string(),
-        format!("safe:{}", archive.display()),
-    ];
-    let out = intake(&reference.display().to_string(), &safe, &[], "info");
-    assert!(out.status.success(), "{}", text(&out));
+    let (archive, reference) = archive_and_safe_store(&spec, &work);
     let emu = Emulator::start(&archive, &work);
     let env = emu.aws_env();
 
@@ -876,4 +886,277 @@ fn reading_by_tile_part_makes_the_same_store_and_fetches_only_what_a_chunk_needs
             .any(|k| k.starts_with(&format!("tiles/{bad_key}/p"))),
         "a tile-part of the broken file was cached"
     );
+}
+
+/// The tile-part index of a local JP2 (the test's own view of where each tile's bytes are).
+fn local_index(path: &Path) -> datacube::source::j2k_index::J2kIndex {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path).unwrap();
+    let size = f.metadata().unwrap().len();
+    let mut read = |off: u64, len: u64| -> anyhow::Result<Vec<u8>> {
+        let mut b = vec![0u8; len.min(size - off) as usize];
+        f.read_exact_at(&mut b, off)?;
+        Ok(b)
+    };
+    datacube::source::j2k_index::read_index(&mut read, size).unwrap()
+}
+
+#[test]
+fn tile_parts_answered_wrongly_fail_their_chunk_and_nothing_bad_is_cached() {
+    use datacube::fixture::{plan, FixtureSize, FixtureSpec};
+    let work = work_dir("cdse-tile-part-faults");
+    let mut spec = FixtureSpec::new(YEAR, 2, FixtureSize::Mini);
+    spec.tlm_since_ms = Some(0); // every product with TLM
+    let kept: Vec<_> = plan(&spec).into_iter().filter(|p| !p.superseded).collect();
+    let (archive, reference) = archive_and_safe_store(&spec, &work);
+
+    // One band file answers wrongly, a different fault per JP2 tile (2 × 2 tiles of 1024 px):
+    // tile 0's tile-part → 416; tile 1's → a 206 whose Content-Range names one byte instead of
+    // the range asked (the proxy rewrites the answer's header: it cannot change the request,
+    // which is signed); tile 2's is cut short later by truncating the object. The head (header
+    // and TLM) is served right.
+    let bad_key = band_files_10m(&archive)
+        .into_iter()
+        .find(|k| k.contains(&kept[0].product_id) && k.ends_with("_B02.jp2"))
+        .unwrap();
+    let original = std::fs::read(archive.join(&bad_key)).unwrap();
+    let idx = local_index(&archive.join(&bad_key));
+    let part_of = |tile: u16| idx.parts_of(&[tile])[0];
+    let (p0, p1, p2) = (part_of(0), part_of(1), part_of(2));
+    let faults = work.join("faults.conf");
+    std::fs::write(
+        &faults,
+        format!(
+            r#"location = /eodata/{bad_key} {{
+  if ($http_range ~ "^bytes={o0}-") {{ return 416; }}
+  if ($http_range ~ "^bytes={o1}-") {{ rewrite ^ /fault-one-byte$uri last; }}
+  proxy_pass $s3_upstream;
+}}
+location ^~ /fault-one-byte/ {{
+  internal;
+  rewrite ^/fault-one-byte(.*)$ $1 break;
+  proxy_pass $s3_upstream;
+  proxy_hide_header Content-Range;
+  add_header Content-Range "bytes {o1}-{o1}/{size}" always;
+}}
+"#,
+            o0 = p0.offset,
+            o1 = p1.offset,
+            size = idx.size,
+        ),
+    )
+    .unwrap();
+    let emu = Emulator::start_with(
+        &archive,
+        &work,
+        &["--proxy-faults", &faults.display().to_string()],
+    );
+    let env = emu.aws_env();
+    let cache = work.join("cache");
+    let dir = work.join("m");
+    std::fs::create_dir_all(&dir).unwrap();
+    let m = Mounted::start_with(
+        &dir,
+        &dir.join("store").display().to_string(),
+        &cdse_args(&emu.stac_url, None, &cache, &["--fetch", "ranges"]),
+        &env,
+    );
+    let chunk = |res: &str, c: &str| format!("35VLH/{YEAR}/{res}/data/c/0/0/{c}");
+    let eio = |rel: &str, range: (u64, u64), why: &str| {
+        let e = std::fs::read(m.path(rel)).expect_err("a chunk of a file answered wrongly");
+        assert_eq!(e.raw_os_error(), Some(libc::EIO), "{rel}: {e}");
+        let log = m.log_text();
+        let named = format!("{bad_key} bytes {}-{}", range.0, range.1);
+        assert!(
+            log.lines()
+                .any(|l| l.contains(&named) && l.contains(why) && l.contains(rel)),
+            "no log line naming {rel}, {named} and {why:?}:\n{log}"
+        );
+    };
+    let end = |p: datacube::source::j2k_index::TilePart| {
+        (p.offset + p.len + datacube::source::tile_parts::MARGIN).min(idx.size) - 1
+    };
+    eio(&chunk("10m", "0/0"), (p0.offset, end(p0)), "416");
+    eio(&chunk("10m", "0/2"), (p1.offset, end(p1)), "Content-Range");
+    // The object shrinks after its index was taken (replaced by a cut copy): the tile-part's
+    // answer is cut at the new end.
+    std::fs::write(
+        archive.join(&bad_key),
+        &original[..(p2.offset + p2.len / 2) as usize],
+    )
+    .unwrap();
+    eio(&chunk("10m", "2/0"), (p2.offset, end(p2)), "replaced");
+    // The daemon serves everything else: a 20 m chunk, right.
+    let ok = chunk("20m", "0/0");
+    assert_eq!(
+        std::fs::read(m.path(&ok)).unwrap(),
+        std::fs::read(reference.join(&ok)).unwrap()
+    );
+    assert!(m.terminate().success());
+
+    // Nothing bad cached: every cached segment of every file is that file's bytes at its offset,
+    // and none of the three failed tile-parts is there.
+    let mut segments = 0;
+    for (k, bytes) in tree(&cache) {
+        let Some(rest) = k.strip_prefix("tiles/") else {
+            continue;
+        };
+        let (key, name) = rest.rsplit_once('/').unwrap();
+        let file = if key == bad_key {
+            original.clone()
+        } else {
+            std::fs::read(archive.join(key)).unwrap()
+        };
+        let off: usize = match name {
+            "head" => 0,
+            "tail" => file.len() - bytes.len(),
+            n => n.strip_prefix('p').unwrap().parse().unwrap(),
+        };
+        assert_eq!(&file[off..off + bytes.len()], &bytes[..], "cached {k}");
+        segments += 1;
+        if key == bad_key {
+            for p in [p0, p1, p2] {
+                assert_ne!(name, format!("p{}", p.offset), "failed tile-part cached");
+            }
+        }
+    }
+    assert!(segments > 0);
+
+    // A source cache smaller than what is read: said once in the log and in stats, and the
+    // tile-parts evicted and needed again are counted as refetches (two 20 m chunks in one
+    // JP2 tile of each file, a 1 MiB cap).
+    let dir = work.join("m-small");
+    std::fs::create_dir_all(&dir).unwrap();
+    let m = Mounted::start_with(
+        &dir,
+        &dir.join("store").display().to_string(),
+        &cdse_args(
+            &emu.stac_url,
+            None,
+            &work.join("cache-small"),
+            &["--fetch", "ranges", "--source-cache-size", "1MiB"],
+        ),
+        &env,
+    );
+    for c in ["0/0", "0/1", "1/0"] {
+        let rel = chunk("20m", c);
+        assert_eq!(
+            std::fs::read(m.path(&rel)).unwrap(),
+            std::fs::read(reference.join(&rel)).unwrap(),
+            "{rel}"
+        );
+    }
+    let s = m.stats();
+    let log = m.log_text();
+    assert!(m.terminate().success());
+    assert_eq!(log.matches("exceed its cap").count(), 1, "{log}");
+    assert_eq!(
+        s.pointer("/source_io/cache_over_cap"),
+        Some(&serde_json::json!(true))
+    );
+    assert!(
+        stat(&s, "/source_io/cache_working_set_bytes") > 1 << 20,
+        "{s}"
+    );
+    assert!(stat(&s, "/source_io/cache_refetches") > 0, "{s}");
+}
+
+#[test]
+fn at_the_quotas_429s_are_retried_with_backoff_and_connections_stay_within_the_limit() {
+    let f = fixture();
+    let work = work_dir("cdse-quota");
+    // 20 requests a second beyond a burst of 5: an intake by tile-part (several small requests
+    // per file) runs into it again and again.
+    let emu = Emulator::start_with(
+        &f.archive,
+        &work,
+        &["--quota", "--quota-rpm", "1200", "--quota-burst", "5"],
+    );
+    // The client's concurrency as the client sees it: a proxy of the test's own in front of
+    // nginx (nginx itself counts a request until it has finalized it).
+    let s3 = Proxy::start(&emu.s3_endpoint);
+    let mut env = emu.aws_env();
+    env.push(("DATACUBE_TEST_RETRY_DELAY_MS".into(), "200".into()));
+    let args: Vec<String> = [
+        "--source",
+        "cdse",
+        "--stac-url",
+        &emu.stac_url,
+        "--s3-endpoint",
+        &s3.url,
+        "--source-cache",
+        &work.join("cache").display().to_string(),
+        "--retries",
+        "12",
+        "--fetch",
+        "ranges",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let store = work.join("store");
+    let out = intake(&store.display().to_string(), &args, &env, "info");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_same_store(intaken_store(), &store);
+    assert!(s3.peak() <= 4, "{} requests in flight at once", s3.peak());
+    assert!(s3.peak() >= 2, "requests never overlapped: test too weak");
+
+    // The server's log: `$msec $request_time $connection "$request" "$http_range" $status $bytes`.
+    let log = std::fs::read_to_string(emu.run_dir.join("quota-requests.log")).unwrap();
+    struct Line {
+        start: f64,
+        end: f64,
+        what: String,
+        status: u16,
+    }
+    let lines: Vec<Line> = log
+        .lines()
+        .map(|l| {
+            let q: Vec<&str> = l.split('"').collect();
+            let head: Vec<f64> = q[0]
+                .split_whitespace()
+                .take(2)
+                .map(|x| x.parse().unwrap())
+                .collect();
+            Line {
+                start: head[0] - head[1],
+                end: head[0],
+                what: format!("{} {}", q[1], q[3]),
+                status: q[4].split_whitespace().next().unwrap().parse().unwrap(),
+            }
+        })
+        .collect();
+    let refused: Vec<(usize, &Line)> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.status == 429)
+        .collect();
+    assert!(
+        refused.len() >= 5,
+        "{} answers 429: the rate limit was never reached, test too weak",
+        refused.len()
+    );
+    // Every refused request came again, and not before the backoff's first delay (200 ms).
+    // (The log is in order of completion: a retry is logged after the answer it follows.)
+    for (i, r) in &refused {
+        let again = lines[i + 1..]
+            .iter()
+            .filter(|l| l.what == r.what)
+            .map(|l| l.start)
+            .fold(f64::INFINITY, f64::min);
+        assert!(again.is_finite(), "{} was not retried", r.what);
+        assert!(
+            again - r.end >= 0.19,
+            "{} retried {:.3} s after its 429",
+            r.what,
+            again - r.end
+        );
+    }
+    // Nothing was lost to the limits: every request line ended in a success at last.
+    let ok: BTreeSet<&str> = lines
+        .iter()
+        .filter(|l| l.status < 300)
+        .map(|l| l.what.as_str())
+        .collect();
+    assert!(refused.iter().all(|(_, r)| ok.contains(r.what.as_str())));
 }

@@ -34,9 +34,10 @@ pub struct CdseArgs {
     /// (Sentinel-1 GeoTIFFs) are kept [default: ~/.cache/datacube/eodata]
     #[arg(long)]
     source_cache: Option<PathBuf>,
-    /// Cap of the source cache on disk
-    #[arg(long, default_value = "32GiB", value_parser = parse_bytes)]
-    source_cache_size: u64,
+    /// Cap of the source cache on disk [default: room for a tile-year's band files where the
+    /// disk allows: the smaller of 128 GiB and half the free space of its filesystem]
+    #[arg(long, value_parser = parse_bytes)]
+    source_cache_size: Option<u64>,
     /// Retries of a failed STAC or S3 request (exponential backoff with jitter)
     #[arg(long, default_value_t = 6)]
     retries: usize,
@@ -74,8 +75,12 @@ impl CdseArgs {
             max_requests_per_minute: self.max_requests_per_minute,
             per_day: self.per_day,
             stac_limit: self.stac_limit,
+            cache_bytes: self.source_cache_size.unwrap_or_else(|| {
+                crate::source::disk_cache::default_capacity(
+                    self.source_cache.as_deref().unwrap_or(&d.cache_dir),
+                )
+            }),
             cache_dir: self.source_cache.clone().unwrap_or(d.cache_dir),
-            cache_bytes: self.source_cache_size,
             fetch: self.fetch,
             retry: {
                 // Test hook (environment, not a flag): a shorter first retry delay.

@@ -1,6 +1,6 @@
 //! The command line of the daemon binary: a thin layer over the library. Each command's arguments
 //! are a struct whose methods turn them into the library's configuration. The tools (`fixture`,
-//! `bench`, `bench-mount`, `bench-intake`, `convert`) live in `datacube-tools`, a binary of their
+//! `bench`, `bench-mount`, `bench-intake`, `bench-cold`, `convert`) live in `datacube-tools`, a binary of their
 //! own; `datacube TOOL ARGS…` runs `datacube-tools TOOL ARGS…`.
 
 pub mod args;
@@ -64,6 +64,9 @@ Live counters: cat /mnt/cube/.datacube/stats.json")]
     /// Benchmark intake against the decode floor (runs datacube-tools bench-intake).
     #[command(disable_help_flag = true)]
     BenchIntake(ToolArgs),
+    /// Benchmark cold reads from (emulated) CDSE by fetch mode (runs datacube-tools bench-cold).
+    #[command(disable_help_flag = true)]
+    BenchCold(ToolArgs),
     /// Convert a tile-year into another format, e.g. COGs (runs datacube-tools convert).
     #[command(disable_help_flag = true)]
     Convert(ToolArgs),
@@ -355,6 +358,7 @@ pub fn main() -> Result<std::process::ExitCode> {
         Command::Bench(t) => return run_tool("bench", t),
         Command::BenchMount(t) => return run_tool("bench-mount", t),
         Command::BenchIntake(t) => return run_tool("bench-intake", t),
+        Command::BenchCold(t) => return run_tool("bench-cold", t),
         Command::Convert(t) => return run_tool("convert", t),
     }
     Ok(std::process::ExitCode::SUCCESS)

@@ -1,7 +1,8 @@
 //! What the network-facing backends share: one tokio runtime for the synchronous pipeline to block
 //! on, the retry policy (exponential backoff with jitter, `Retry-After` honoured) and the request
-//! limits CDSE's quotas impose. Only the STAC client, the S3 source and the S3 store use this.
+//! limits CDSE's quotas impose. Only the network-facing backends (STAC client, S3 and HTTPS sources, S3 store) use this.
 
+pub mod http;
 pub mod limits;
 pub mod retry;
 pub mod s3;

@@ -85,19 +85,23 @@ pub async fn client(o: &S3Options, own_retries: bool) -> aws_sdk_s3::Client {
 
 /// An SDK error as a one-line message: the service's code and message, or the transport cause.
 /// (SDK errors carry no credentials; request signatures are not part of their display.)
-pub fn error_message<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> String
+pub fn error_message<E>(
+    e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> String
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     use aws_sdk_s3::error::SdkError;
     match e {
         SdkError::ServiceError(s) => {
+            // The status first: an answer without an S3 error body (a 416 from a proxy, a 503
+            // from a load balancer) has nothing else to say.
+            let status = s.raw().status().as_u16();
             let err = s.err();
             match (err.code(), err.message()) {
-                (Some(c), Some(m)) => format!("{c}: {m}"),
-                (Some(c), None) => c.to_string(),
-                _ => format!("{err}"),
+                (Some(c), Some(m)) => format!("HTTP {status} {c}: {m}"),
+                (Some(c), None) => format!("HTTP {status} {c}"),
+                _ => format!("HTTP {status}: {err}"),
             }
         }
         other => super::error_chain(other),

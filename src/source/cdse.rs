@@ -597,6 +597,10 @@ impl BandSource for CdseSource {
             "cache_evictions": evictions,
             "cache_bytes": self.cache.bytes(),
             "cache_capacity": self.opts.cache_bytes,
+            "cache_working_set_bytes": c.working_set_bytes.get(),
+            "cache_over_cap": self.cache.over_cap(),
+            "cache_refetches": c.refetches.get(),
+            "cache_refetched_bytes": c.refetched_bytes.get(),
             "fetch": format!("{:?}", self.opts.fetch).to_lowercase(),
             "tile_parts": serde_json::Value::Object(self.tiles.stats.to_json()),
         })));

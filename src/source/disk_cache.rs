@@ -7,9 +7,18 @@
 //! processes sharing the cache are left alone). Concurrent requests for one key wait for
 //! a single download. A file handed out is pinned (never evicted) until its `LocalFile` is dropped,
 //! so GDAL never sees a file vanish under it; the cap can be exceeded only by pinned files.
+//!
+//! Thrash is watched, not guessed: the cache keeps the size of every distinct object it has served
+//! since it opened (its *working set*: what is being read). When that exceeds the cap, what is
+//! evicted may be needed again and downloaded twice: the cache says so once in the log and in its
+//! statistics (`working_set_bytes`, `over_cap`), and counts the downloads of objects it had
+//! already held (`refetches`, `refetched_bytes`).
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
@@ -26,7 +35,35 @@ struct Entry {
 
 crate::counters! {
     /// Downloads (hits and evictions are the LRU's).
-    pub struct DiskCacheStats { fetches, fetched_bytes }
+    pub struct DiskCacheStats {
+        fetches,
+        fetched_bytes,
+        /// Downloads of objects this cache had held before (evicted since).
+        refetches,
+        refetched_bytes,
+        /// Bytes of the distinct objects served since the cache opened.
+        working_set_bytes,
+    }
+}
+
+/// The default cap of a source cache at `dir`: room for a whole tile-year of band files (~115 GB
+/// for 192 Sentinel-2 scenes) where the disk allows — the smaller of 128 GiB and half the free
+/// space of the filesystem `dir` is on (at least 1 GiB).
+pub fn default_capacity(dir: &Path) -> u64 {
+    const MOST: u64 = 128 << 30;
+    let mut d = Some(dir);
+    while let Some(p) = d {
+        if let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) {
+            // SAFETY: a valid C string and a zeroed statvfs for the call to fill.
+            let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+            if unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0 {
+                let free = st.f_bavail as u64 * st.f_frsize as u64;
+                return (free / 2).clamp(1 << 30, MOST);
+            }
+        }
+        d = p.parent();
+    }
+    MOST
 }
 
 pub struct DiskCache {
@@ -36,7 +73,17 @@ pub struct DiskCache {
     /// One download at a time per key; a failed download leaves its error for those who waited
     /// on it (they fail with it rather than each retrying in turn).
     flights: Arc<SingleFlight<String, Arc<Entry>, String>>,
+    capacity: u64,
+    /// Size of every distinct object served since opening, by key hash (16 bytes per object).
+    seen: Mutex<HashMap<u64, u64>>,
+    over_cap: AtomicBool,
     pub stats: DiskCacheStats,
+}
+
+fn key_hash(key: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
 }
 
 fn weigh(e: &Arc<Entry>) -> usize {
@@ -78,6 +125,9 @@ impl DiskCache {
             root: root.to_path_buf(),
             files: Mutex::new(ByteLru::new(capacity as usize, weigh, pinned)),
             flights: Arc::new(SingleFlight::new()),
+            capacity,
+            seen: Mutex::new(HashMap::new()),
+            over_cap: AtomicBool::new(false),
             stats: DiskCacheStats::default(),
         };
         for (_, key, path, size) in found {
@@ -107,7 +157,43 @@ impl DiskCache {
     }
 
     fn lookup(&self, key: &str) -> Option<Arc<Entry>> {
-        self.files.lock().unwrap().get(key)
+        let e = self.files.lock().unwrap().get(key);
+        if let Some(e) = &e {
+            self.served(key, e.size, false);
+        }
+        e
+    }
+
+    /// Whether the objects served so far exceed the cap (said once in the log when it happens).
+    pub fn over_cap(&self) -> bool {
+        self.over_cap.load(Ordering::Relaxed)
+    }
+
+    /// Notes that `key` (`size` bytes) was served, `downloaded` now.
+    fn served(&self, key: &str, size: u64, downloaded: bool) {
+        let before = self.seen.lock().unwrap().insert(key_hash(key), size);
+        match before {
+            Some(_) if downloaded => {
+                self.stats.refetches.inc();
+                self.stats.refetched_bytes.add(size);
+            }
+            Some(_) => {}
+            None => {
+                self.stats.working_set_bytes.add(size);
+                if self.stats.working_set_bytes.get() > self.capacity
+                    && !self.over_cap.swap(true, Ordering::Relaxed)
+                {
+                    tracing::warn!(
+                        "source cache {}: the files read so far ({:.1} GB) exceed its cap \
+                         ({:.1} GB, --source-cache-size): files evicted now are downloaded \
+                         again when read again (stats: source_io.cache_refetches)",
+                        self.root.display(),
+                        self.stats.working_set_bytes.get() as f64 / 1e9,
+                        self.capacity as f64 / 1e9
+                    );
+                }
+            }
+        }
     }
 
     /// The cached object `key` if present (pinned while the `LocalFile` lives), without fetching.
@@ -173,6 +259,7 @@ impl DiskCache {
         };
         self.stats.fetches.inc();
         self.stats.fetched_bytes.add(size);
+        self.served(key, size, true);
         let entry = Arc::new(Entry { path, size });
         // The clone we return pins the entry through the insert's eviction.
         let evicted = self
@@ -217,6 +304,38 @@ mod tests {
             std::fs::write(&tmp, vec![7u8; n])?;
             Ok(n as u64)
         }))
+    }
+
+    #[test]
+    fn a_working_set_beyond_the_cap_is_said_once_and_refetches_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DiskCache::open(dir.path(), 250).unwrap();
+        for k in ["a", "b"] {
+            drop(put(&cache, k, 100).unwrap());
+        }
+        drop(put(&cache, "a", 100).unwrap()); // a hit: the same object, not more working set
+        assert_eq!(cache.stats.working_set_bytes.get(), 200);
+        assert!(!cache.over_cap());
+        drop(put(&cache, "c", 100).unwrap()); // 300 > 250: b (least recent) goes
+        assert!(cache.over_cap());
+        assert_eq!(cache.stats.refetches.get(), 0);
+        drop(put(&cache, "b", 100).unwrap()); // downloaded a second time
+        assert_eq!(
+            (
+                cache.stats.refetches.get(),
+                cache.stats.refetched_bytes.get(),
+                cache.stats.fetches.get(),
+                cache.stats.working_set_bytes.get()
+            ),
+            (1, 100, 4, 300)
+        );
+    }
+
+    #[test]
+    fn the_default_cap_is_half_the_free_space_within_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let cap = default_capacity(&dir.path().join("not/yet/made"));
+        assert!((1 << 30..=128 << 30).contains(&cap), "{cap}");
     }
 
     #[test]

@@ -23,8 +23,9 @@ use anyhow::{bail, Context, Result};
 use super::disk_cache::DiskCache;
 use super::vsi::{VirtualFile, VirtualFiles};
 use super::LocalFile;
+use crate::remote::http;
 use crate::remote::limits::Limits;
-use crate::remote::retry::{parse_retry_after, Failure, RetryPolicy};
+use crate::remote::retry::{Failure, RetryPolicy};
 
 /// Block size: big enough that a GeoTIFF strip or JPEG 2000 tile-part rarely spans two, small
 /// enough that a window of a file does not pull much more than it needs.
@@ -136,8 +137,15 @@ impl HttpRanges {
             .run(&what, || async {
                 let _permit = self.limits.acquire().await;
                 self.stats.heads.inc();
-                let resp = self.http.head(url).send().await.map_err(transient)?;
-                check_status(&resp)?;
+                let resp = self
+                    .http
+                    .head(url)
+                    .send()
+                    .await
+                    .map_err(|e| http::transport(&e, ""))?;
+                if let Some(f) = http::status_failure(resp.status(), resp.headers(), "") {
+                    return Err(f);
+                }
                 resp.headers()
                     .get(reqwest::header::CONTENT_LENGTH)
                     .and_then(|v| v.to_str().ok())
@@ -163,8 +171,10 @@ impl HttpRanges {
                     .header(reqwest::header::RANGE, &range)
                     .send()
                     .await
-                    .map_err(transient)?;
-                check_status(&resp)?;
+                    .map_err(|e| http::transport(&e, ""))?;
+                if let Some(f) = http::status_failure(resp.status(), resp.headers(), "") {
+                    return Err(f);
+                }
                 if resp.status().as_u16() != 206 {
                     return Err(Failure::Permanent(anyhow::anyhow!(
                         "HTTP {} instead of 206: the server ignored the range",
@@ -184,13 +194,10 @@ impl HttpRanges {
                         "Content-Range {got:?}, expected {want:?} (did the file change?)"
                     )));
                 }
-                let body = resp.bytes().await.map_err(|e| Failure::Transient {
-                    error: anyhow::anyhow!(
-                        "reading the response: {}",
-                        crate::remote::error_chain(&e)
-                    ),
-                    retry_after: None,
-                })?;
+                let body = resp
+                    .bytes()
+                    .await
+                    .map_err(|e| http::transport(&e, "reading the response: "))?;
                 if body.len() as u64 != end - start {
                     return Err(Failure::Transient {
                         error: anyhow::anyhow!("{} bytes received of {}", body.len(), end - start),
@@ -257,30 +264,4 @@ impl VirtualFile for BlockFile {
         }
         Ok(())
     }
-}
-
-fn transient(e: reqwest::Error) -> Failure<anyhow::Error> {
-    Failure::Transient {
-        error: anyhow::anyhow!("{}", crate::remote::error_chain(&e)),
-        retry_after: None,
-    }
-}
-
-/// 429 and 5xx may pass when repeated; other failures (403, 404) will not.
-fn check_status(resp: &reqwest::Response) -> Result<(), Failure<anyhow::Error>> {
-    let status = resp.status();
-    if status.as_u16() == 429 || status.is_server_error() {
-        return Err(Failure::Transient {
-            error: anyhow::anyhow!("HTTP {status}"),
-            retry_after: parse_retry_after(
-                resp.headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok()),
-            ),
-        });
-    }
-    if !status.is_success() {
-        return Err(Failure::Permanent(anyhow::anyhow!("HTTP {status}")));
-    }
-    Ok(())
 }

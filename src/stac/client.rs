@@ -12,7 +12,8 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Value};
 
-use crate::remote::retry::{parse_retry_after, Failure, RetryPolicy};
+use crate::remote::http;
+use crate::remote::retry::{Failure, RetryPolicy};
 
 pub const COLLECTION: &str = "sentinel-2-l1c";
 /// The STAC API of the Copernicus Data Space Ecosystem.
@@ -155,34 +156,16 @@ impl StacClient {
                 };
                 self.requests
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let resp = send.send().await.map_err(|e| Failure::Transient {
-                    error: anyhow::anyhow!("{}", crate::remote::error_chain(&e)),
-                    retry_after: None,
-                })?;
-                let status = resp.status();
-                let retry_after = parse_retry_after(
-                    resp.headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok()),
-                );
-                let body = resp.bytes().await.map_err(|e| Failure::Transient {
-                    error: anyhow::anyhow!(
-                        "reading the response: {}",
-                        crate::remote::error_chain(&e)
-                    ),
-                    retry_after: None,
-                })?;
-                if status.as_u16() == 429 || status.is_server_error() {
-                    return Err(Failure::Transient {
-                        error: anyhow::anyhow!("HTTP {status}: {}", snippet(&body)),
-                        retry_after,
-                    });
-                }
-                if !status.is_success() {
-                    return Err(Failure::Permanent(anyhow::anyhow!(
-                        "HTTP {status}: {}",
-                        snippet(&body)
-                    )));
+                let resp = send.send().await.map_err(|e| http::transport(&e, ""))?;
+                let (status, headers) = (resp.status(), resp.headers().clone());
+                let body = resp
+                    .bytes()
+                    .await
+                    .map_err(|e| http::transport(&e, "reading the response: "))?;
+                if let Some(f) =
+                    http::status_failure(status, &headers, &format!(": {}", snippet(&body)))
+                {
+                    return Err(f);
                 }
                 serde_json::from_slice::<Value>(&body).map_err(|e| {
                     Failure::Permanent(anyhow::anyhow!("invalid JSON ({e}): {}", snippet(&body)))

@@ -161,6 +161,51 @@ Example:
         #[command(subcommand)]
         to: ConvertTo,
     },
+    /// Benchmark cold reads through a mount over (emulated) CDSE under its quotas, per --fetch
+    /// mode: a 5.1 km patch time series (13 bands) and a 10 × 10 km B02/B03/B04 window, every
+    /// scene, against the decode floor on a local copy of the archive.
+    #[command(
+        after_help = "Example (the emulator started with --quota, its AWS profile in the environment):\n  datacube bench-cold --archive full8 --stac-url http://127.0.0.1:PORT --tile 35VLH --year 2024 \\\n    --work /tmp/cold --server-log RUN_DIR/quota-requests.log"
+    )]
+    BenchCold {
+        /// The archive the emulator serves, as a local SAFE directory (catalog and decode floor)
+        #[arg(long)]
+        archive: PathBuf,
+        #[arg(long)]
+        stac_url: String,
+        #[arg(long)]
+        s3_endpoint: Option<String>,
+        /// More arguments for the mounts (repeatable), e.g. --mount-arg=--max-connections=4
+        #[arg(long, allow_hyphen_values = true)]
+        mount_arg: Vec<String>,
+        #[arg(long, default_value = "35VLH")]
+        tile: String,
+        #[arg(long, default_value_t = 2024)]
+        year: i32,
+        /// Scratch directory (one store, source cache and mount point per run)
+        #[arg(long)]
+        work: PathBuf,
+        /// --fetch modes to measure, in this order
+        #[arg(long, value_delimiter = ',', default_value = "whole,ranges")]
+        modes: Vec<String>,
+        #[arg(long, default_value_t = 5100)]
+        patch_size: u64,
+        /// Side of the comparison job's window (metres, a multiple of 10)
+        #[arg(long, default_value_t = 10000)]
+        job_size: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value = "2GiB", value_parser = parse_bytes)]
+        cache_size: u64,
+        #[arg(long, value_parser = positive::<usize>())]
+        threads: Option<usize>,
+        /// The quota proxy's request log (RUN_DIR/quota-requests.log of scripts/emulate-cdse)
+        #[arg(long)]
+        server_log: Option<PathBuf>,
+        /// Write the JSON report here too
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Benchmark intake against the decode floor (GDAL decoding every band JP2 fully, same threads).
     BenchIntake {
         #[command(flatten)]
@@ -190,6 +235,16 @@ enum ConvertTo {
         #[arg(long, value_parser = positive::<usize>())]
         threads: Option<usize>,
     },
+}
+
+/// Prints a report as JSON (also written to `out`) and as markdown.
+fn print_report(r: &impl serde::Serialize, out: Option<PathBuf>, markdown: &str) -> Result<()> {
+    let json = serde_json::to_string_pretty(r)?;
+    if let Some(out) = out {
+        std::fs::write(&out, &json).with_context(|| out.display().to_string())?;
+    }
+    println!("{json}\n{markdown}");
+    Ok(())
 }
 
 /// The tile-year a tool works on, and where its products come from.
@@ -373,12 +428,7 @@ pub fn main() -> Result<std::process::ExitCode> {
                 threads: rayon::current_num_threads(),
             };
             let r = crate::bench::mount::run(&opts, src.as_ref())?;
-            let json = serde_json::to_string_pretty(&r)?;
-            if let Some(out) = out {
-                std::fs::write(out, &json)?;
-            }
-            println!("{json}");
-            println!("{}", crate::bench::mount::markdown(&r));
+            print_report(&r, out, &crate::bench::mount::markdown(&r))?;
             if !r.checksums_agree {
                 anyhow::bail!("readers disagree with the decode floor: see the report");
             }
@@ -407,6 +457,57 @@ pub fn main() -> Result<std::process::ExitCode> {
                     eprintln!("  {e}");
                 }
                 return Ok(std::process::ExitCode::from(1));
+            }
+        }
+        Command::BenchCold {
+            archive,
+            stac_url,
+            s3_endpoint,
+            mount_arg,
+            tile,
+            year,
+            work,
+            modes,
+            patch_size,
+            job_size,
+            seed,
+            cache_size,
+            threads,
+            server_log,
+            out,
+        } => {
+            args::set_threads(threads)?;
+            anyhow::ensure!(
+                job_size % 10 == 0,
+                "--job-size {job_size}: a multiple of 10 m"
+            );
+            let local = datacube::source::open(
+                &format!("safe:{}", archive.display()),
+                &Default::default(),
+            )?;
+            let mut source_args = vec!["--stac-url".to_string(), stac_url];
+            if let Some(e) = s3_endpoint {
+                source_args.extend(["--s3-endpoint".to_string(), e]);
+            }
+            source_args.extend(mount_arg);
+            std::fs::create_dir_all(&work)?;
+            let opts = crate::bench::cold::Options {
+                source_args,
+                tile,
+                year,
+                work: std::path::absolute(&work)?,
+                modes,
+                patch_size_m: patch_size,
+                job_size_m: job_size,
+                seed,
+                cache_size,
+                threads: rayon::current_num_threads(),
+                server_log,
+            };
+            let r = crate::bench::cold::run(&opts, local.as_ref())?;
+            print_report(&r, out, &crate::bench::cold::markdown(&r))?;
+            if r.runs.iter().any(|x| !x.agrees_with_floor) {
+                anyhow::bail!("a cold read disagrees with the decode floor: see the report");
             }
         }
         Command::BenchIntake {

@@ -6,6 +6,7 @@
 //! exactly the patch windows of every band JP2). All return `[time, band, n, n]` u16 arrays, so a
 //! checksum tells whether they agree.
 
+pub mod cold;
 pub mod daemon;
 pub mod mount;
 pub mod report;
@@ -84,10 +85,25 @@ impl ZarrReader {
 
     /// The patch time series at `res`: `[time, band, n, n]`, C order.
     pub fn read(&self, res: Resolution, p: &Patch) -> Result<Vec<u16>> {
+        self.read_bands(res, p, 0..res.bands().len())
+    }
+
+    /// `read` of some bands only (indices into `res.bands()`).
+    pub fn read_bands(
+        &self,
+        res: Resolution,
+        p: &Patch,
+        bands: std::ops::Range<usize>,
+    ) -> Result<Vec<u16>> {
         let a = &self.arrays[res.index()];
         let s = a.shape();
         let (r, c, n) = p.pixels(res);
-        let subset = ArraySubset::new_with_ranges(&[0..s[0], 0..s[1], r..r + n, c..c + n]);
+        let subset = ArraySubset::new_with_ranges(&[
+            0..s[0],
+            bands.start as u64..bands.end as u64,
+            r..r + n,
+            c..c + n,
+        ]);
         let v: ndarray::ArrayD<u16> = a
             .retrieve_array_subset(&subset)
             .with_context(|| format!("reading {p:?} at {res}"))?;
@@ -103,9 +119,20 @@ pub fn floor_read(
     res: Resolution,
     p: &Patch,
 ) -> Result<Vec<u16>> {
+    floor_read_bands(source, catalog, res, p, 0..res.bands().len())
+}
+
+/// `floor_read` of some bands only (indices into `res.bands()`).
+pub fn floor_read_bands(
+    source: &dyn BandSource,
+    catalog: &Catalog,
+    res: Resolution,
+    p: &Patch,
+    bands: std::ops::Range<usize>,
+) -> Result<Vec<u16>> {
     let (r, c, n) = p.pixels(res);
     let n = n as usize;
-    let bands = res.bands();
+    let bands = &res.bands()[bands];
     let mut out = vec![0u16; catalog.scenes.len() * bands.len() * n * n];
     out.par_chunks_mut(n * n)
         .enumerate()
