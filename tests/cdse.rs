@@ -1066,7 +1066,7 @@ fn at_the_quotas_429s_are_retried_with_backoff_and_connections_stay_within_the_l
     let f = fixture();
     let work = work_dir("cdse-quota");
     // 20 requests a second beyond a burst of 5: an intake by tile-part (several small requests
-    // per file) runs into it again and again.
+    // per file; the 60 m group: 3 band files per product) runs into it again and again.
     let emu = Emulator::start_with(
         &f.archive,
         &work,
@@ -1090,6 +1090,8 @@ fn at_the_quotas_429s_are_retried_with_backoff_and_connections_stay_within_the_l
         "12",
         "--fetch",
         "ranges",
+        "--resolutions",
+        "60m",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -1097,7 +1099,10 @@ fn at_the_quotas_429s_are_retried_with_backoff_and_connections_stay_within_the_l
     let store = work.join("store");
     let out = intake(&store.display().to_string(), &args, &env, "info");
     assert!(out.status.success(), "{}", text(&out));
-    assert_same_store(intaken_store(), &store);
+    let group = format!("35VLH/{YEAR}/60m/data");
+    let chunks = tree(&store.join(&group));
+    assert!(!chunks.is_empty());
+    assert_eq!(chunks, tree(&intaken_store().join(&group)));
     assert!(s3.peak() <= 4, "{} requests in flight at once", s3.peak());
     assert!(s3.peak() >= 2, "requests never overlapped: test too weak");
 
@@ -1109,6 +1114,12 @@ fn at_the_quotas_429s_are_retried_with_backoff_and_connections_stay_within_the_l
         what: String,
         status: u16,
     }
+    eprintln!(
+        "quota test: {} requests at the server, {} answered 429, peak {} in flight",
+        log.lines().count(),
+        log.lines().filter(|l| l.contains("\" 429 ")).count(),
+        s3.peak()
+    );
     let lines: Vec<Line> = log
         .lines()
         .map(|l| {
