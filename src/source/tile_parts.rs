@@ -84,6 +84,8 @@ pub struct TileParts {
     indexes: Mutex<HashMap<String, Arc<J2kIndex>>>,
     /// Files known to have no TLM and no index yet (their head was read once).
     no_tlm: Mutex<std::collections::HashSet<String>>,
+    /// One index build per file at a time: the chunks of a patch plan the same files at once.
+    building: Arc<crate::util::SingleFlight<String, Option<Arc<J2kIndex>>, String>>,
     pub stats: TilePartStats,
 }
 
@@ -96,6 +98,7 @@ impl TileParts {
             index_dir,
             indexes: Mutex::new(HashMap::new()),
             no_tlm: Default::default(),
+            building: Arc::new(crate::util::SingleFlight::new()),
             stats: TilePartStats::default(),
         })
     }
@@ -148,6 +151,19 @@ impl TileParts {
         if let Some(i) = self.known(key)? {
             return Ok(Some(i));
         }
+        let flight = format!("{}:{key}", if walk { "walk" } else { "head" });
+        self.building
+            .run(flight, || {
+                // Whoever built it while we waited to fly.
+                if let Some(i) = self.known(key).map_err(|e| format!("{e:#}"))? {
+                    return Ok(Some(i));
+                }
+                self.build_and_keep(key, walk).map_err(|e| format!("{e:#}"))
+            })
+            .map_err(|e| anyhow::anyhow!(e))
+    }
+
+    fn build_and_keep(&self, key: &str, walk: bool) -> Result<Option<Arc<J2kIndex>>> {
         let built = self
             .build_index(key, walk)
             .with_context(|| format!("indexing {}", self.fetch.describe(key)))?;

@@ -202,6 +202,10 @@ Example:
         /// The quota proxy's request log (RUN_DIR/quota-requests.log of scripts/emulate-cdse)
         #[arg(long)]
         server_log: Option<PathBuf>,
+        /// Also read the windows without the mount (the CDSE source in this process, GDAL
+        /// decoding exactly the windows)
+        #[arg(long)]
+        direct: bool,
         /// Write the JSON report here too
         #[arg(long)]
         out: Option<PathBuf>,
@@ -474,6 +478,7 @@ pub fn main() -> Result<std::process::ExitCode> {
             cache_size,
             threads,
             server_log,
+            direct,
             out,
         } => {
             args::set_threads(threads)?;
@@ -485,6 +490,15 @@ pub fn main() -> Result<std::process::ExitCode> {
                 &format!("safe:{}", archive.display()),
                 &Default::default(),
             )?;
+            let direct = direct.then(|| datacube::source::CdseOptions {
+                stac_url: stac_url.clone(),
+                s3: datacube::remote::s3::S3Options {
+                    profile: Some("cdse".into()),
+                    endpoint: s3_endpoint.clone(),
+                    region: Some("default".into()),
+                },
+                ..Default::default()
+            });
             let mut source_args = vec!["--stac-url".to_string(), stac_url];
             if let Some(e) = s3_endpoint {
                 source_args.extend(["--s3-endpoint".to_string(), e]);
@@ -493,6 +507,7 @@ pub fn main() -> Result<std::process::ExitCode> {
             std::fs::create_dir_all(&work)?;
             let opts = crate::bench::cold::Options {
                 source_args,
+                direct,
                 tile,
                 year,
                 work: std::path::absolute(&work)?,

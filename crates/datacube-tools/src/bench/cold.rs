@@ -7,8 +7,14 @@
 //! arrays (the year's STAC search and metadata files), the time of the read, what the daemon
 //! fetched (requests, bytes, tile-part statistics) and, with `--server-log` (the quota proxy's
 //! request log of `scripts/emulate-cdse --quota`), what the server saw: requests, bytes, 429 and
-//! 503 answers, the most requests in flight at once. The decode floor is GDAL decoding exactly the
+//! 503 answers (nginx's own accounting of the limits; the client's peak of requests in flight is
+//! from its stats). The decode floor is GDAL decoding exactly the
 //! same windows from the local copy of the archive (page-cached), with the same threads.
+//!
+//! With `--direct`, each mode is also measured without the mount (`read` = `patch-direct`,
+//! `job-direct`): the library's CDSE source in this process fetching what the windows need and
+//! GDAL decoding exactly those windows — what a reader of the JP2 files by tile-part does, the
+//! published comparison's second contender.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -27,6 +33,8 @@ use datacube::source::BandSource;
 pub struct Options {
     /// `cdse` source arguments for the daemon (`--stac-url URL`, `--s3-endpoint URL`, …).
     pub source_args: Vec<String>,
+    /// The same source for direct reads (`--direct`).
+    pub direct: Option<datacube::source::CdseOptions>,
     pub tile: String,
     pub year: i32,
     pub work: PathBuf,
@@ -46,8 +54,6 @@ pub struct ServerView {
     pub bytes: u64,
     pub answered_429: u64,
     pub answered_503: u64,
-    /// Most requests in flight at once, by the proxy's own times (start = end − request time).
-    pub peak_in_flight: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -60,7 +66,11 @@ pub struct RunReport {
     pub floor_seconds: f64,
     pub read_over_floor: f64,
     pub client_s3_requests: u64,
+    /// Most requests the client had in flight at once (its connection cap holds it to 4).
+    pub client_peak_in_flight: u64,
+    /// Bytes of ranged GETs plus whole files downloaded (band and metadata files).
     pub client_bytes: u64,
+    /// Band files downloaded whole.
     pub whole_files: u64,
     pub tile_parts: serde_json::Value,
     pub server: Option<ServerView>,
@@ -163,6 +173,15 @@ pub fn run(o: &Options, local: &dyn BandSource) -> Result<Report> {
                 r.read, r.read_seconds, r.floor_seconds
             );
             runs.push(r);
+            if let Some(cdse) = &o.direct {
+                let r = direct_run(o, cdse, mode, &catalog, &p, is_job, floors[i])
+                    .with_context(|| format!("--fetch {mode}, direct"))?;
+                eprintln!(
+                    "bench-cold: --fetch {mode} {}: {:.1} s (floor {:.1} s)",
+                    r.read, r.read_seconds, r.floor_seconds
+                );
+                runs.push(r);
+            }
         }
     }
     Ok(Report {
@@ -216,6 +235,7 @@ fn cold_run(o: &Options, mode: &str, p: &Patch, job: bool, floor: (f64, u64)) ->
     let (open_seconds, read_seconds, h, s) = measured?;
     stopped?;
     let n = |ptr: &str| s.pointer(ptr).and_then(|v| v.as_u64()).unwrap_or(0);
+    let (whole_files, whole_bytes) = whole_downloads(&dir.join("source-cache"))?;
     let server = match (&o.server_log, log_start) {
         (Some(l), Some(start)) => Some(server_view(l, start)?),
         _ => None,
@@ -228,8 +248,9 @@ fn cold_run(o: &Options, mode: &str, p: &Patch, job: bool, floor: (f64, u64)) ->
         floor_seconds: floor.0,
         read_over_floor: read_seconds / floor.0,
         client_s3_requests: n("/source_io/s3_requests"),
-        client_bytes: n("/source_io/downloaded_bytes") + n("/source_io/s3_range_bytes"),
-        whole_files: n("/source_io/downloads"),
+        client_peak_in_flight: n("/source_io/s3_peak_in_flight"),
+        client_bytes: whole_bytes + n("/source_io/s3_range_bytes"),
+        whole_files,
         tile_parts: s
             .pointer("/source_io/tile_parts")
             .cloned()
@@ -239,18 +260,115 @@ fn cold_run(o: &Options, mode: &str, p: &Patch, job: bool, floor: (f64, u64)) ->
     })
 }
 
-/// Reads the proxy's log from byte `start` on: `$msec $request_time $connection "$request"
-/// $status $body_bytes_sent` per line.
+/// The windows of `p` read without the mount: the CDSE source in this process (fresh cache)
+/// fetches what each (resolution, scene) needs, then GDAL decodes exactly the windows.
+fn direct_run(
+    o: &Options,
+    cdse: &datacube::source::CdseOptions,
+    mode: &str,
+    catalog: &Catalog,
+    p: &Patch,
+    job: bool,
+    floor: (f64, u64),
+) -> Result<RunReport> {
+    use rayon::prelude::*;
+    let read = if job { "job-direct" } else { "patch-direct" };
+    let dir = o.work.join(format!("{mode}-{read}"));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    let mut opts = cdse.clone();
+    opts.cache_dir = dir.join("source-cache");
+    opts.fetch = <datacube::source::FetchMode as clap::ValueEnum>::from_str(mode, true)
+        .map_err(|e| anyhow::anyhow!("--fetch {mode}: {e}"))?;
+    let log_start = o
+        .server_log
+        .as_ref()
+        .map(|l| std::fs::metadata(l).map(|m| m.len()).unwrap_or(0));
+    let source = datacube::source::CdseSource::new(opts)?;
+    let (read_seconds, h) = timed(|| {
+        let mut h = 0u64;
+        for (res, bands) in reads(job) {
+            let (r, c, n) = p.pixels(res);
+            let window = datacube::raster::Window {
+                x0: c as usize,
+                y0: r as usize,
+                w: n as usize,
+                h: n as usize,
+            };
+            let bands = &res.bands()[bands];
+            let keys: Vec<&str> = catalog
+                .scenes
+                .iter()
+                .flat_map(|s| bands.iter().map(move |b| s.band_key(b.id)))
+                .collect();
+            source.prefetch_window(&keys, window);
+            let planes = keys
+                .par_iter()
+                .map(|k| {
+                    let f = source.open_window(k, window)?;
+                    datacube::raster::read_direct(&f, window.x0, window.y0, window.w, window.h)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            h = combine(h, checksum(&planes.concat()));
+        }
+        Ok(h)
+    })?;
+    let s = source.stats();
+    let n = |ptr: &str| s.pointer(ptr).and_then(|v| v.as_u64()).unwrap_or(0);
+    let (whole_files, whole_bytes) = whole_downloads(&dir.join("source-cache"))?;
+    let server = match (&o.server_log, log_start) {
+        (Some(l), Some(start)) => Some(server_view(l, start)?),
+        _ => None,
+    };
+    Ok(RunReport {
+        fetch: mode.to_string(),
+        read: read.to_string(),
+        open_seconds: 0.0,
+        read_seconds,
+        floor_seconds: floor.0,
+        read_over_floor: read_seconds / floor.0,
+        client_s3_requests: n("/s3_requests"),
+        client_peak_in_flight: n("/s3_peak_in_flight"),
+        client_bytes: whole_bytes + n("/s3_range_bytes"),
+        whole_files,
+        tile_parts: s.pointer("/tile_parts").cloned().unwrap_or_default(),
+        server,
+        agrees_with_floor: h == floor.1,
+    })
+}
+
+/// Band files (`.jp2`) downloaded whole into a source cache, and the bytes of every whole file
+/// there (band and metadata files; not the tile-part segments under `tiles/` or the indexes).
+fn whole_downloads(cache: &Path) -> Result<(u64, u64)> {
+    let (mut files, mut bytes) = (0, 0);
+    let mut stack = vec![cache.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).with_context(|| d.display().to_string())? {
+            let e = e?;
+            let rel = e.path().strip_prefix(cache)?.to_path_buf();
+            if rel.starts_with("tiles") || rel.starts_with("j2k-index") {
+                continue;
+            }
+            if e.file_type()?.is_dir() {
+                stack.push(e.path());
+            } else {
+                bytes += e.metadata()?.len();
+                files += (rel.extension().is_some_and(|x| x == "jp2")) as u64;
+            }
+        }
+    }
+    Ok((files, bytes))
+}
+
+/// Reads the proxy's log from byte `start` on: `… $status $body_bytes_sent` per line.
 fn server_view(log: &Path, start: u64) -> Result<ServerView> {
     let text = std::fs::read(log).with_context(|| log.display().to_string())?;
     let text = String::from_utf8_lossy(&text[start.min(text.len() as u64) as usize..]).to_string();
     let mut v = ServerView::default();
-    let mut events = Vec::new();
     for line in text.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
-        let (Some(end), Some(took), Some(status), Some(bytes)) = (
-            f.first().and_then(|x| x.parse::<f64>().ok()),
-            f.get(1).and_then(|x| x.parse::<f64>().ok()),
+        let (Some(status), Some(bytes)) = (
             f.get(f.len().wrapping_sub(2))
                 .and_then(|x| x.parse::<u16>().ok()),
             f.last().and_then(|x| x.parse::<u64>().ok()),
@@ -261,15 +379,6 @@ fn server_view(log: &Path, start: u64) -> Result<ServerView> {
         v.bytes += bytes;
         v.answered_429 += (status == 429) as u64;
         v.answered_503 += (status == 503) as u64;
-        // Integer milliseconds; an end sorts before a start at the same instant.
-        events.push(((end * 1000.0).round() as i64, -1i64));
-        events.push((((end - took) * 1000.0).round() as i64, 1));
-    }
-    events.sort();
-    let mut now = 0i64;
-    for (_, d) in events {
-        now += d;
-        v.peak_in_flight = v.peak_in_flight.max(now as u64);
     }
     Ok(v)
 }
@@ -291,7 +400,7 @@ pub fn markdown(r: &Report) -> String {
         r.job.x_m,
         r.job.y_m,
     );
-    s.push_str("| fetch | read | open (s) | read (s) | floor (s) | ÷ floor | requests (server) | MB (server) | 429 / 503 | peak in flight | whole files | index req. | part req. | agrees |\n");
+    s.push_str("| fetch | read | open (s) | read (s) | floor (s) | ÷ floor | requests (server) | MB (server) | 429 / 503 | in flight (client peak) | whole band files | index req. | part req. | agrees |\n");
     s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|\n");
     for x in &r.runs {
         let sv = x.server.clone().unwrap_or_default();
@@ -310,7 +419,7 @@ pub fn markdown(r: &Report) -> String {
             sv.bytes as f64 / 1e6,
             sv.answered_429,
             sv.answered_503,
-            sv.peak_in_flight,
+            x.client_peak_in_flight,
             x.whole_files,
             tp("index_requests"),
             tp("segment_requests"),
