@@ -234,30 +234,17 @@ fn cold_run(o: &Options, mode: &str, p: &Patch, job: bool, floor: (f64, u64)) ->
     let stopped = daemon.stop();
     let (open_seconds, read_seconds, h, s) = measured?;
     stopped?;
-    let n = |ptr: &str| s.pointer(ptr).and_then(|v| v.as_u64()).unwrap_or(0);
-    let (whole_files, whole_bytes) = whole_downloads(&dir.join("source-cache"))?;
-    let server = match (&o.server_log, log_start) {
-        (Some(l), Some(start)) => Some(server_view(l, start)?),
-        _ => None,
-    };
-    Ok(RunReport {
-        fetch: mode.to_string(),
-        read: read.to_string(),
-        open_seconds,
-        read_seconds,
-        floor_seconds: floor.0,
-        read_over_floor: read_seconds / floor.0,
-        client_s3_requests: n("/source_io/s3_requests"),
-        client_peak_in_flight: n("/source_io/s3_peak_in_flight"),
-        client_bytes: whole_bytes + n("/source_io/s3_range_bytes"),
-        whole_files,
-        tile_parts: s
-            .pointer("/source_io/tile_parts")
-            .cloned()
-            .unwrap_or_default(),
-        server,
-        agrees_with_floor: h == floor.1,
-    })
+    let source_io = s.get("source_io").cloned().unwrap_or_default();
+    report(
+        o,
+        &dir,
+        log_start,
+        (mode, read),
+        (open_seconds, read_seconds),
+        floor,
+        h,
+        &source_io,
+    )
 }
 
 /// The windows of `p` read without the mount: the CDSE source in this process (fresh cache)
@@ -314,8 +301,33 @@ fn direct_run(
         }
         Ok(h)
     })?;
-    let s = source.stats();
-    let n = |ptr: &str| s.pointer(ptr).and_then(|v| v.as_u64()).unwrap_or(0);
+    let source_io = source.stats();
+    report(
+        o,
+        &dir,
+        log_start,
+        (mode, read),
+        (0.0, read_seconds),
+        floor,
+        h,
+        &source_io,
+    )
+}
+
+/// A run's report from what it measured, the source's statistics (`source_io` of the mount's
+/// stats, or the source's own), its source cache and the server's log since `log_start`.
+#[allow(clippy::too_many_arguments)]
+fn report(
+    o: &Options,
+    dir: &Path,
+    log_start: Option<u64>,
+    (mode, read): (&str, &str),
+    (open_seconds, read_seconds): (f64, f64),
+    floor: (f64, u64),
+    checksum: u64,
+    source_io: &serde_json::Value,
+) -> Result<RunReport> {
+    let n = |k: &str| source_io.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
     let (whole_files, whole_bytes) = whole_downloads(&dir.join("source-cache"))?;
     let server = match (&o.server_log, log_start) {
         (Some(l), Some(start)) => Some(server_view(l, start)?),
@@ -324,17 +336,17 @@ fn direct_run(
     Ok(RunReport {
         fetch: mode.to_string(),
         read: read.to_string(),
-        open_seconds: 0.0,
+        open_seconds,
         read_seconds,
         floor_seconds: floor.0,
         read_over_floor: read_seconds / floor.0,
-        client_s3_requests: n("/s3_requests"),
-        client_peak_in_flight: n("/s3_peak_in_flight"),
-        client_bytes: whole_bytes + n("/s3_range_bytes"),
+        client_s3_requests: n("s3_requests"),
+        client_peak_in_flight: n("s3_peak_in_flight"),
+        client_bytes: whole_bytes + n("s3_range_bytes"),
         whole_files,
-        tile_parts: s.pointer("/tile_parts").cloned().unwrap_or_default(),
+        tile_parts: source_io.get("tile_parts").cloned().unwrap_or_default(),
         server,
-        agrees_with_floor: h == floor.1,
+        agrees_with_floor: checksum == floor.1,
     })
 }
 
