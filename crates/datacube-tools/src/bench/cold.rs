@@ -440,3 +440,30 @@ pub fn markdown(r: &Report) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_server_view_counts_the_log_from_an_offset() {
+        let log = std::env::temp_dir().join(format!("quota-requests-{}.log", std::process::id()));
+        let before = "1.000 0.010 1 \"GET /eodata/a HTTP/1.1\" \"bytes=0-9\" 206 10\n";
+        std::fs::write(
+            &log,
+            format!(
+                "{before}\
+                 2.000 0.020 2 \"GET /eodata/b HTTP/1.1\" \"bytes=0-65535\" 206 65536\n\
+                 2.100 0.000 3 \"GET /eodata/b HTTP/1.1\" \"bytes=70000-80000\" 429 120\n\
+                 2.200 0.000 4 \"GET /eodata/c HTTP/1.1\" \"-\" 503 130\n"
+            ),
+        )
+        .unwrap();
+        let v = server_view(&log, before.len() as u64).unwrap();
+        std::fs::remove_file(&log).unwrap();
+        assert_eq!(
+            (v.requests, v.bytes, v.answered_429, v.answered_503),
+            (3, 65536 + 120 + 130, 1, 1)
+        );
+    }
+}
