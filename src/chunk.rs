@@ -1,8 +1,10 @@
-//! Chunk materialization: (tile, year, resolution, chunk index) → encoded chunk bytes, or "all fill".
+//! Chunk materialization: (tile, year, resolution, chunk index) → encoded object bytes, or "all fill".
 //!
-//! A chunk is `time × all bands × y × x` of one resolution. It is assembled from exactly the JP2
-//! windows it covers (through the shared `RasterReader`, so a JP2 tile is decoded once for all the
-//! chunks inside it) and encoded with the `data` array's own codec chain by zarrs.
+//! The object is a chunk (chunked layout) or a shard (sharded layout, `crate::chunking`): the
+//! same `time × all bands × y × x` block, encoded by zarrs with the `data` array's own codec chain
+//! — for a shard, `sharding_indexed`, which leaves all-fill inner chunks out and appends the index.
+//! An object is assembled from exactly the JP2 windows it covers (through the shared
+//! `RasterReader`, so a JP2 tile is decoded once for all the objects inside it).
 
 use std::num::NonZeroU64;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use zarrs::storage::store::MemoryStore;
 
 use crate::bands::Resolution;
 use crate::catalog::Catalog;
+use crate::chunking::Chunking;
 use crate::layout::{array_from_json, DataGeometry, YearLayout};
 use crate::raster::{RasterReader, Window};
 use crate::source::BandSource;
@@ -33,18 +36,19 @@ pub enum ChunkOutcome {
 /// Everything needed to build the chunks of one tile-year.
 pub struct YearContext {
     pub catalog: Arc<Catalog>,
+    pub chunking: Chunking,
     pub layout: YearLayout,
     geometries: Vec<DataGeometry>,
     encoders: Vec<Array<MemoryStore>>,
 }
 
 impl YearContext {
-    pub fn new(catalog: Arc<Catalog>) -> Result<Self> {
-        let layout = YearLayout::build(&catalog)?;
+    pub fn new(catalog: Arc<Catalog>, chunking: Chunking) -> Result<Self> {
+        let layout = YearLayout::build(&catalog, chunking)?;
         let mut geometries = Vec::new();
         let mut encoders = Vec::new();
         for res in Resolution::ALL {
-            geometries.push(DataGeometry::new(&catalog, res)?);
+            geometries.push(DataGeometry::new(&catalog, res, chunking)?);
             let meta = &layout.data_metadata[res.index()];
             encoders.push(array_from_json(
                 Arc::new(MemoryStore::new()),
@@ -54,6 +58,7 @@ impl YearContext {
         }
         Ok(YearContext {
             catalog,
+            chunking,
             layout,
             geometries,
             encoders,
@@ -83,7 +88,7 @@ impl YearContext {
     ) -> Result<Vec<u16>> {
         self.check_index(res, idx)?;
         let geom = self.geometry(res);
-        let [ct, nb, cs, _] = res.chunk_shape();
+        let [ct, nb, cs, _] = geom.object;
         let (ct, nb, cs) = (ct as usize, nb as usize, cs as usize);
         let mut buf = vec![0u16; ct * nb * cs * cs];
         let t0 = idx.t as usize * ct;
@@ -136,8 +141,9 @@ impl YearContext {
             return Ok(ChunkOutcome::Empty);
         }
         let array = &self.encoders[res.index()];
-        let shape: Vec<NonZeroU64> = res
-            .chunk_shape()
+        let shape: Vec<NonZeroU64> = self
+            .geometry(res)
+            .object
             .iter()
             .map(|s| NonZeroU64::new(*s).expect("non-zero chunk shape"))
             .collect();

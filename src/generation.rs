@@ -347,14 +347,17 @@ struct Tracked {
 /// `Fence::check_age` old when a verdict is asked for.
 pub struct Tracker {
     pub fence: Fence,
+    /// The store's layout (which metadata documents an invalidation writes).
+    pub chunking: crate::chunking::Chunking,
     years: Mutex<HashMap<TileYear, Tracked>>,
     pub stats: TrackerStats,
 }
 
 impl Tracker {
-    pub fn new(fence: Fence) -> Self {
+    pub fn new(fence: Fence, chunking: crate::chunking::Chunking) -> Self {
         Tracker {
             fence,
+            chunking,
             years: Mutex::new(HashMap::new()),
             stats: TrackerStats::default(),
         }
@@ -485,7 +488,7 @@ impl Tracker {
 
     /// Runs `gen`'s invalidation (waiting for its due time), counting what it did.
     pub fn invalidate(&self, store: &dyn Store, gen: &Generation) -> Result<Invalidation> {
-        let files = crate::layout::YearLayout::build(&gen.catalog)?.files;
+        let files = crate::layout::YearLayout::build(&gen.catalog, self.chunking)?.files;
         let r = invalidate(store, gen, &files, &self.fence)?;
         if r.completed_here {
             self.stats.invalidations.inc();

@@ -42,6 +42,42 @@ pub struct Summary {
     /// generations, and the root groups.
     pub objects: u64,
     pub object_limit: u64,
+    /// Objects per tile-year (`TILE/YEAR` → count, everything under it included).
+    pub tile_year_objects: std::collections::BTreeMap<String, u64>,
+    /// The store's layout (Sentinel-2 stores).
+    pub layout: Option<String>,
+    /// What the Finland tile set would hold in this layout (Sentinel-2 stores with a tile-year).
+    pub projection: Option<Projection>,
+}
+
+/// The object count of full tile-years of the Finland tile set, projected from the layout and
+/// from what this store's tile-years hold besides data objects (metadata, records, catalog
+/// generations). Every data object is counted as present (an upper bound: a tile's all-fill
+/// objects are not stored).
+#[derive(Debug, Clone, Serialize)]
+pub struct Projection {
+    pub tiles: usize,
+    pub years: u64,
+    pub scenes_per_year: u64,
+    pub data_objects_per_tile_year: u64,
+    pub other_objects_per_tile_year: u64,
+    pub objects: u64,
+    pub object_limit: u64,
+}
+
+/// Acquisitions of one tile in a year (two satellites, 5-day revisit, overlapping orbits).
+pub const SCENES_PER_YEAR: u64 = 192;
+
+/// Data objects of a full tile-year (10980 × 10980 at 10 m) of `scenes` scenes in `chunking`.
+pub fn data_objects_per_tile_year(chunking: crate::chunking::Chunking, scenes: u64) -> u64 {
+    Resolution::ALL
+        .iter()
+        .map(|&res| {
+            let side = 109_800 / res.metres() as u64;
+            let n = side.div_ceil(chunking.space(res));
+            scenes.div_ceil(res.time_chunk()) * n * n
+        })
+        .sum()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -51,8 +87,18 @@ pub struct Info {
 }
 
 /// `info` plus the summary.
-pub fn info_with_summary(store: &dyn Store) -> Result<Info> {
+/// `info` plus the summary; the projection covers `project_years` years (default: the span of
+/// the store's years, at least one).
+pub fn info_with_summary(store: &dyn Store, project_years: Option<u64>) -> Result<Info> {
     let rows = info(store)?;
+    let mut tile_year_objects = std::collections::BTreeMap::new();
+    let mut data_objects = 0u64;
+    for r in &rows {
+        *tile_year_objects
+            .entry(format!("{}/{}", r.tile, r.year))
+            .or_insert(0) += r.objects;
+        data_objects += r.chunks_data as u64;
+    }
     let mut tys = std::collections::BTreeSet::new();
     let mut extra = 1u64; // the root group
     let mut tiles = std::collections::BTreeSet::new();
@@ -60,7 +106,9 @@ pub fn info_with_summary(store: &dyn Store) -> Result<Info> {
         if tys.insert((r.tile.clone(), r.year)) {
             let ty = TileYear::new(&r.tile, r.year);
             // The year group and the catalog generations with their markers.
-            extra += 1 + store.list_dir(&ty.generations_dir())?.len() as u64;
+            let n = 1 + store.list_dir(&ty.generations_dir())?.len() as u64;
+            extra += n;
+            *tile_year_objects.get_mut(&ty.to_string()).expect("row") += n;
         }
         tiles.insert(r.tile.clone());
     }
@@ -80,7 +128,38 @@ pub fn info_with_summary(store: &dyn Store) -> Result<Info> {
         bytes: rows.iter().map(|r| r.bytes).sum(),
         objects: rows.iter().map(|r| r.objects).sum::<u64>() + extra,
         object_limit: OBJECT_LIMIT,
+        layout: None,
+        projection: None,
+        tile_year_objects,
     };
+    let mut summary = summary;
+    let s1 = crate::collection::Collection::of_store(store)?
+        == Some(crate::collection::Collection::Sentinel1Sig0);
+    if !s1 {
+        let chunking = crate::chunking::Chunking::of_store(store)?
+            .unwrap_or(crate::chunking::Chunking::Chunked);
+        summary.layout = Some(chunking.to_string());
+        if !tys.is_empty() {
+            let n_ty = tys.len() as u64;
+            let all: u64 = summary.tile_year_objects.values().sum();
+            let years = project_years.unwrap_or_else(|| {
+                let ys: Vec<i32> = tys.iter().map(|(_, y)| *y).collect();
+                (ys.iter().max().unwrap() - ys.iter().min().unwrap() + 1) as u64
+            });
+            let data = data_objects_per_tile_year(chunking, SCENES_PER_YEAR);
+            let other = (all - data_objects).div_ceil(n_ty);
+            let tiles = crate::tiles::FINLAND.len();
+            summary.projection = Some(Projection {
+                tiles,
+                years,
+                scenes_per_year: SCENES_PER_YEAR,
+                data_objects_per_tile_year: data,
+                other_objects_per_tile_year: other,
+                objects: (data + other) * tiles as u64 * years + 1 + tiles as u64,
+                object_limit: OBJECT_LIMIT,
+            });
+        }
+    }
     Ok(Info { rows, summary })
 }
 
@@ -90,6 +169,8 @@ pub fn info(store: &dyn Store) -> Result<Vec<InfoRow>> {
     {
         return info_s1(store);
     }
+    let chunking =
+        crate::chunking::Chunking::of_store(store)?.unwrap_or(crate::chunking::Chunking::Chunked);
     let mut rows = Vec::new();
     for ty in tile_years(store)? {
         let (tile, y) = (ty.tile.clone(), ty.year);
@@ -97,9 +178,9 @@ pub fn info(store: &dyn Store) -> Result<Vec<InfoRow>> {
             continue;
         };
         let catalog = &generation.catalog;
-        let layout = crate::layout::YearLayout::build(catalog)?;
+        let layout = crate::layout::YearLayout::build(catalog, chunking)?;
         for res in Resolution::ALL {
-            let geom = DataGeometry::new(catalog, res)?;
+            let geom = DataGeometry::new(catalog, res, chunking)?;
             let record = ChunkRecord::load_valid(store, &ty, res, catalog)?;
             let group = format!("{ty}/{}/", res.name());
             let metadata = layout
@@ -234,5 +315,50 @@ pub fn table(info: &Info) -> String {
         100.0 * s.objects as f64 / s.object_limit as f64,
         s.object_limit
     ));
+    for (ty, n) in &s.tile_year_objects {
+        out.push_str(&format!("{ty}: {n} objects\n"));
+    }
+    if let Some(l) = &s.layout {
+        out.push_str(&format!("layout: {l}\n"));
+    }
+    if let Some(p) = &s.projection {
+        out.push_str(&format!(
+            "projected, Finland ({} tiles) x {} year(s) of {} scenes: {} data + {} other objects per tile-year, {} objects = {:.1} % of {} per bucket{}\n",
+            p.tiles,
+            p.years,
+            p.scenes_per_year,
+            p.data_objects_per_tile_year,
+            p.other_objects_per_tile_year,
+            p.objects,
+            100.0 * p.objects as f64 / p.object_limit as f64,
+            p.object_limit,
+            if p.objects > p.object_limit { " (over the limit)" } else { "" }
+        ));
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunking::Chunking;
+
+    #[test]
+    fn full_tile_year_object_counts_match_the_grid_arithmetic() {
+        // 10 m: 10 time chunks × 22²; 20 m: 5 × 22²; 60 m: 3 × 15² (the issue's ~8 000 a year).
+        assert_eq!(
+            data_objects_per_tile_year(Chunking::Chunked, 192),
+            10 * 484 + 5 * 484 + 3 * 225
+        );
+        // Shards of 1024/512/256: 11², 11², 8².
+        assert_eq!(
+            data_objects_per_tile_year(Chunking::SHARDED, 192),
+            10 * 121 + 5 * 121 + 3 * 64
+        );
+        let big: Chunking = "sharded:2048/128".parse().unwrap();
+        assert_eq!(
+            data_objects_per_tile_year(big, 192),
+            10 * 36 + 5 * 36 + 3 * 16
+        );
+    }
 }

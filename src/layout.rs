@@ -22,6 +22,7 @@ use zarrs::storage::{ReadableStorageTraits, StoreKey};
 
 use crate::bands::Resolution;
 use crate::catalog::Catalog;
+use crate::chunking::Chunking;
 use crate::scene::Grid;
 
 pub const LAYOUT_VERSION: u32 = 1;
@@ -34,10 +35,12 @@ pub struct DataGeometry {
     pub scenes: u64,
     pub bands: u64,
     pub grid: Grid,
+    /// Shape of one object (a chunk, or a shard), `[time, band, y, x]`.
+    pub object: [u64; 4],
 }
 
 impl DataGeometry {
-    pub fn new(catalog: &Catalog, res: Resolution) -> Result<Self> {
+    pub fn new(catalog: &Catalog, res: Resolution, chunking: Chunking) -> Result<Self> {
         let first = catalog.scenes.first().context("catalog has no scenes")?;
         let grid = *first.grid(res);
         if let Some(s) = catalog.scenes.iter().find(|s| s.grid(res) != &grid) {
@@ -55,6 +58,7 @@ impl DataGeometry {
             scenes: catalog.scenes.len() as u64,
             bands: res.bands().len() as u64,
             grid,
+            object: chunking.object_shape(res),
         })
     }
 
@@ -62,9 +66,9 @@ impl DataGeometry {
         [self.scenes, self.bands, self.grid.nrows, self.grid.ncols]
     }
 
-    /// Chunks along (time, y, x).
+    /// Objects (chunks, or shards) along (time, y, x).
     pub fn chunk_counts(&self) -> [u64; 3] {
-        let c = self.res.chunk_shape();
+        let c = self.object;
         [
             self.scenes.div_ceil(c[0]),
             self.grid.nrows.div_ceil(c[2]),
@@ -85,10 +89,10 @@ pub struct YearLayout {
 }
 
 impl YearLayout {
-    pub fn build(catalog: &Catalog) -> Result<Self> {
+    pub fn build(catalog: &Catalog, chunking: Chunking) -> Result<Self> {
         let wkt = crs_wkt(catalog.epsg)?;
         let mut files = BTreeMap::new();
-        files.insert("zarr.json".into(), root_group_file());
+        files.insert("zarr.json".into(), root_group_file(chunking));
         files.insert(
             format!("{}/zarr.json", catalog.tile),
             tile_group_file(&catalog.tile, catalog.epsg),
@@ -106,9 +110,9 @@ impl YearLayout {
         );
         let mut data_metadata = Vec::new();
         for res in Resolution::ALL {
-            let geom = DataGeometry::new(catalog, res)?;
+            let geom = DataGeometry::new(catalog, res, chunking)?;
             let prefix = format!("{}/{}/{}", catalog.tile, catalog.year, res.name());
-            let arrays = res_arrays(catalog, &geom, &wkt)?;
+            let arrays = res_arrays(catalog, &geom, chunking, &wkt)?;
             let mut consolidated = Map::new();
             for (name, (meta, chunk)) in &arrays {
                 put_json(&mut files, &format!("{prefix}/{name}/zarr.json"), meta);
@@ -136,9 +140,9 @@ impl YearLayout {
     }
 }
 
-/// The root group's `zarr.json` (independent of any catalog).
-pub fn root_group_file() -> Vec<u8> {
-    json_file(&root_group())
+/// The root group's `zarr.json` (independent of any catalog), recording the store's layout.
+pub fn root_group_file(chunking: Chunking) -> Vec<u8> {
+    json_file(&root_group(chunking))
 }
 
 /// A tile group's `zarr.json` (needs only the tile's projection, not a catalog).
@@ -162,9 +166,14 @@ pub(crate) fn group(attributes: Value) -> Value {
     json!({"zarr_format": 3, "node_type": "group", "attributes": attributes})
 }
 
-fn root_group() -> Value {
+fn root_group(chunking: Chunking) -> Value {
+    let mut datacube = json!({"layout_version": LAYOUT_VERSION, "collection": COLLECTION});
+    // Chunked stores record nothing, so that their root group stays what it always was.
+    if let Some(l) = chunking.to_json() {
+        datacube["layout"] = l;
+    }
     group(json!({
-        "datacube": {"layout_version": LAYOUT_VERSION, "collection": COLLECTION},
+        "datacube": datacube,
         "description": "Sentinel-2 L1C datacube: TILE/YEAR/RESOLUTION groups, data[time, band, y, x]",
     }))
 }
@@ -194,6 +203,7 @@ const SCENE_COORDS: [&str; 9] = [
 fn res_arrays(
     catalog: &Catalog,
     geom: &DataGeometry,
+    chunking: Chunking,
     wkt: &str,
 ) -> Result<BTreeMap<String, ArrayDoc>> {
     let res = geom.res;
@@ -201,18 +211,16 @@ fn res_arrays(
     let nb = geom.bands;
     let g = geom.grid;
     let mut out = BTreeMap::new();
+    let (chunk_grid, codecs) = chunking.data_codecs(res);
     let data_meta = json!({
         "zarr_format": 3,
         "node_type": "array",
         "shape": geom.shape(),
         "data_type": "uint16",
-        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": res.chunk_shape()}},
+        "chunk_grid": chunk_grid,
         "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
         "fill_value": 0,
-        "codecs": [
-            {"name": "bytes", "configuration": {"endian": "little"}},
-            {"name": "blosc", "configuration": {"cname": "lz4", "clevel": 5, "shuffle": "bitshuffle", "typesize": 2, "blocksize": 0}}
-        ],
+        "codecs": codecs,
         "attributes": {
             "long_name": "top-of-atmosphere digital number",
             "units": "1",

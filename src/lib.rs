@@ -10,6 +10,7 @@ pub mod bands;
 pub(crate) mod cache;
 pub mod catalog;
 pub(crate) mod chunk;
+pub mod chunking;
 pub mod cli;
 pub mod collection;
 pub mod fixture;

@@ -426,8 +426,15 @@ mod tests {
         let scan = src.scan("35VLH", 2024).unwrap();
         let fence = crate::generation::Fence::default();
         let ty = TileYear::new("35VLH", 2024);
-        let p =
-            crate::intake::prepare_scanned(store.as_ref(), "memory", &ty, &scan, &fence).unwrap();
+        let p = crate::intake::prepare_scanned(
+            store.as_ref(),
+            "memory",
+            &ty,
+            &scan,
+            &fence,
+            crate::chunking::Chunking::Chunked,
+        )
+        .unwrap();
         let fp = p
             .generation
             .catalog
@@ -439,7 +446,7 @@ mod tests {
         };
         let wb = Writeback::start(
             store.clone(),
-            Arc::new(Tracker::new(fence)),
+            Arc::new(Tracker::new(fence, crate::chunking::Chunking::Chunked)),
             Arc::new(RecordWriter::new()),
             Limits {
                 max_jobs: 2,

@@ -43,7 +43,9 @@ fn cdse_args(stac: &str, s3: Option<&str>, cache: &Path, extra: &[&str]) -> Vec<
 
 fn intake(store: &str, args: &[String], env: &[(String, String)], rust_log: &str) -> Output {
     Command::new(bin())
-        .args(["intake", "--store", store, "--tile", "35VLH", "--year"])
+        .args([
+            "intake", "--layout", "chunked", "--store", store, "--tile", "35VLH", "--year",
+        ])
         .arg(YEAR.to_string())
         .arg("--no-progress")
         .args(args)

@@ -6,6 +6,7 @@ use std::sync::mpsc::channel;
 use std::sync::{Arc, Barrier, Mutex};
 
 use common::*;
+use datacube::chunking::Chunking;
 use datacube::fs::cube::{Cube, CubeConfig, FsError, Kind};
 use datacube::source::{BandSource, SafeArchive};
 use datacube::store::DirStore;
@@ -18,7 +19,8 @@ fn cube(work: &std::path::Path) -> Arc<Cube> {
 }
 
 fn cube_with(work: &std::path::Path, source: Arc<dyn BandSource>) -> Arc<Cube> {
-    let (chunk_cache_bytes, decode_cache_bytes) = CubeConfig::split_budget(1 << 30, 4);
+    let (chunk_cache_bytes, decode_cache_bytes) =
+        CubeConfig::split_budget(1 << 30, 4, Chunking::Chunked);
     Cube::new(
         CubeConfig {
             tiles: vec!["35VLH".into()],
@@ -29,6 +31,7 @@ fn cube_with(work: &std::path::Path, source: Arc<dyn BandSource>) -> Arc<Cube> {
             writeback: Default::default(),
             fence: Default::default(),
             refresh: datacube::fs::refresh::RefreshPolicy::off(),
+            layout: Some(Chunking::Chunked),
         },
         Arc::new(DirStore::create(work.join("store")).unwrap()),
         source,

@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use datacube::bands::Resolution;
+use datacube::chunking::Chunking;
 use datacube::fixture::{FixtureSize, FixtureSpec};
 use datacube::fs::cube::{Attr, Cube, CubeConfig, FsError};
 use datacube::key::{ChunkIndex, ChunkKey, TileYear};
@@ -41,7 +42,8 @@ fn rig() -> Rig {
     let mem = Arc::new(MemStore::new());
     let store = Arc::new(FaultyStore::new(mem.clone()));
     let source = Arc::new(FaultySource::new(source()));
-    let (chunk_cache_bytes, decode_cache_bytes) = CubeConfig::split_budget(1 << 30, 2);
+    let (chunk_cache_bytes, decode_cache_bytes) =
+        CubeConfig::split_budget(1 << 30, 2, Chunking::Chunked);
     let cube = Cube::new(
         CubeConfig {
             tiles: vec!["35VLH".into()],
@@ -59,6 +61,7 @@ fn rig() -> Rig {
             },
             fence: Default::default(),
             refresh: datacube::fs::refresh::RefreshPolicy::off(),
+            layout: Some(Chunking::Chunked),
         },
         store.clone() as Arc<dyn Store>,
         source.clone() as Arc<dyn BandSource>,

@@ -46,7 +46,8 @@ fn record_marks_every_chunk_and_empty_chunks_have_no_file() {
             let cat = datacube::catalog::Catalog::load(&store, "35VLH", YEAR)
                 .unwrap()
                 .unwrap();
-            datacube::layout::DataGeometry::new(&cat, res).unwrap()
+            datacube::layout::DataGeometry::new(&cat, res, datacube::chunking::Chunking::Chunked)
+                .unwrap()
         };
         assert_eq!(rec.chunks.len() as u64, ctx_geom.total_chunks(), "{res}");
         for (key, entry) in &rec.chunks {
@@ -90,6 +91,7 @@ fn interrupted_intake_resumes_to_a_byte_identical_store() {
     let args = |d: &Path| {
         vec![
             "intake".to_string(),
+            "--layout=chunked".to_string(),
             format!("--source=safe:{}", f.archive.display()),
             format!("--store={}", d.display()),
             "--tile=35VLH".into(),
@@ -189,7 +191,13 @@ fn bad_input_is_named_and_nothing_wrong_is_stored() {
 
     let store_dir = work_dir("bad-store");
     let out = Command::new(bin())
-        .args(["intake", "--tile=35VLH", "--year=2024", "--no-progress"])
+        .args([
+            "intake",
+            "--tile=35VLH",
+            "--year=2024",
+            "--no-progress",
+            "--layout=chunked",
+        ])
         .arg(format!("--source=safe:{}", archive.display()))
         .arg(format!("--store={}", store_dir.display()))
         .output()

@@ -28,6 +28,7 @@ fn intake_cmd(archive: &std::path::Path, store: &StoreAt) -> Command {
     let mut c = Command::new(bin());
     c.args([
         "intake".to_string(),
+        "--layout=chunked".to_string(),
         format!("--source=safe:{}", archive.display()),
         "--tiles=35VLH".into(),
         format!("--years={YEAR}"),

@@ -205,7 +205,12 @@ fn an_item_without_equi7_tile_id_stores_nothing() {
 fn an_s2_store_is_not_opened_as_s1() {
     let store = common::work_dir("s1-on-s2");
     let st = datacube::store::DirStore::create(&store).unwrap();
-    datacube::store::Store::put(&st, "zarr.json", &datacube::layout::root_group_file()).unwrap();
+    datacube::store::Store::put(
+        &st,
+        "zarr.json",
+        &datacube::layout::root_group_file(datacube::chunking::Chunking::Chunked),
+    )
+    .unwrap();
     let e = format!("{:#}", intake_east(mirror(), &store).unwrap_err());
     assert!(
         e.contains("holds collection sentinel-2-l1c, not sentinel-1-sig0"),

@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use datacube::bands::Resolution;
+use datacube::chunking::Chunking;
 use datacube::fixture::{FixtureSize, FixtureSpec};
 use datacube::fs::cube::{Cube, CubeConfig, FsError};
 use datacube::fs::refresh::RefreshPolicy;
@@ -75,7 +76,8 @@ fn show(src: &MemSource, n: usize, reprocessed: bool) {
 }
 
 fn cube(store: Arc<dyn Store>, source: Arc<dyn BandSource>) -> Arc<Cube> {
-    let (chunk_cache_bytes, decode_cache_bytes) = CubeConfig::split_budget(256 << 20, 2);
+    let (chunk_cache_bytes, decode_cache_bytes) =
+        CubeConfig::split_budget(256 << 20, 2, Chunking::Chunked);
     Cube::new(
         CubeConfig {
             tiles: vec!["35VLH".into()],
@@ -86,6 +88,7 @@ fn cube(store: Arc<dyn Store>, source: Arc<dyn BandSource>) -> Arc<Cube> {
             writeback: Default::default(),
             fence: fence(),
             refresh: RefreshPolicy::off(),
+            layout: Some(Chunking::Chunked),
         },
         store,
         source,
@@ -111,6 +114,7 @@ fn intake(
             progress: false,
             fence: fence(),
             regions: datacube::intake::Part::WHOLE,
+            layout: Some(Chunking::Chunked),
         },
     )
 }
@@ -569,7 +573,7 @@ fn check_against_shown_generation(mem: &MemStore) {
         let Some(g) = datacube::generation::load(mem, &ty(), n).unwrap() else {
             continue;
         };
-        let files = datacube::layout::YearLayout::build(&g.catalog)
+        let files = datacube::layout::YearLayout::build(&g.catalog, Chunking::Chunked)
             .unwrap()
             .files;
         let shown = files
@@ -717,6 +721,7 @@ fn parts_of_a_cluster_intake_make_the_same_store_as_one_process() {
                                 progress: false,
                                 fence: fence(),
                                 regions,
+                                layout: Some(Chunking::Chunked),
                             },
                         )
                         .unwrap();

@@ -107,6 +107,12 @@ pub struct IntakeArgs {
     /// else shares of a tile-year's chunks; the parts need no coordination but the store
     #[arg(long, default_value = "0/1")]
     pub part: crate::intake::Part,
+    /// sentinel-2-l1c, for a new store: chunked (an object per 512² chunk, every Zarr reader
+    /// including GDAL < 3.13) or sharded (an object per 1024² shard of 128² inner chunks: 4×
+    /// fewer objects, 2.5× less decoding per patch; the default); sharded:SHARD/INNER for other
+    /// shapes (10 m pixels). An existing store keeps its layout (default: the store's)
+    #[arg(long)]
+    pub layout: Option<crate::chunking::Chunking>,
     /// First day (YYYY-MM-DD) whose time chunks are converted
     #[arg(long)]
     pub start: Option<chrono::NaiveDate>,
@@ -169,6 +175,7 @@ impl IntakeArgs {
             memory_bytes: self.memory as usize,
             progress: interactive && !self.no_progress,
             fence: args::fence(),
+            layout: self.layout,
         }
     }
 }
@@ -179,6 +186,10 @@ pub struct InfoArgs {
     pub store: String,
     #[arg(long)]
     pub json: bool,
+    /// Years to project the Finland tile set's object count over (default: the span of the
+    /// store's years)
+    #[arg(long, value_parser = positive::<u64>())]
+    pub project_years: Option<u64>,
     #[command(flatten)]
     pub store_args: StoreArgs,
 }
@@ -229,6 +240,12 @@ pub struct MountArgs {
     /// Catalog changes made by other processes sharing the store are taken up either way.
     #[arg(long, value_parser = args::parse_refresh)]
     pub refresh: Option<crate::fs::refresh::RefreshPolicy>,
+    /// sentinel-2-l1c, for a new store: chunked (an object per 512² chunk, every Zarr reader
+    /// including GDAL < 3.13) or sharded (an object per 1024² shard of 128² inner chunks: 4×
+    /// fewer objects, 2.5× less decoding per patch; the default); sharded:SHARD/INNER for other
+    /// shapes (10 m pixels). An existing store keeps its layout (default: the store's)
+    #[arg(long)]
+    pub layout: Option<crate::chunking::Chunking>,
 }
 
 impl MountArgs {
@@ -239,11 +256,15 @@ impl MountArgs {
             .max(2)
     }
 
-    /// The cube's configuration: the memory budget split between caches, the tile and year sets.
-    pub fn cube_config(&self) -> Result<crate::fs::CubeConfig> {
+    /// The cube's configuration for a store of layout `chunking`: the memory budget split
+    /// between caches, the tile and year sets.
+    pub fn cube_config(
+        &self,
+        chunking: crate::chunking::Chunking,
+    ) -> Result<crate::fs::CubeConfig> {
         let workers = self.workers();
         let (chunk_cache_bytes, decode_cache_bytes) =
-            crate::fs::CubeConfig::split_budget(self.cache_size as usize, workers);
+            crate::fs::CubeConfig::split_budget(self.cache_size as usize, workers, chunking);
         Ok(crate::fs::CubeConfig {
             tiles: crate::tiles::parse_tiles(&self.tiles)?,
             years: self.years.0.clone(),
@@ -251,6 +272,7 @@ impl MountArgs {
             decode_cache_bytes,
             workers,
             fence: args::fence(),
+            layout: Some(chunking),
             refresh: self.refresh.unwrap_or_default(),
             writeback: crate::writeback::Limits {
                 // Test hook (environment): hold chunks in the queue this long per batch.
@@ -322,7 +344,7 @@ pub fn main() -> Result<std::process::ExitCode> {
         Command::Info(a) => {
             args::quiet_on_closed_pipe();
             let st = a.store_args.open(&a.store)?;
-            let info = crate::info::info_with_summary(st.as_ref())?;
+            let info = crate::info::info_with_summary(st.as_ref(), a.project_years)?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&info)?);
             } else {
@@ -345,7 +367,9 @@ pub fn main() -> Result<std::process::ExitCode> {
             let src: std::sync::Arc<dyn crate::source::BandSource> =
                 crate::source::open(&a.source, &a.cdse.options())?.into();
             let st: std::sync::Arc<dyn crate::store::Store> = a.store_args.open(&a.store)?.into();
-            let cube = crate::fs::Cube::new(a.cube_config()?, st, src)?;
+            crate::collection::Collection::Sentinel2L1c.check_store(st.as_ref())?;
+            let chunking = crate::chunking::Chunking::establish(st.as_ref(), a.layout)?;
+            let cube = crate::fs::Cube::new(a.cube_config(chunking)?, st, src)?;
             crate::fs::serve(cube, &a.mount_options())?;
         }
         Command::Tiles { set } => {

@@ -168,7 +168,10 @@ mod tests {
         assert_eq!(Collection::of_store(&store).unwrap(), None);
         Collection::Sentinel1Sig0.check_store(&store).unwrap();
         store
-            .put("zarr.json", &crate::layout::root_group_file())
+            .put(
+                "zarr.json",
+                &crate::layout::root_group_file(crate::chunking::Chunking::Chunked),
+            )
             .unwrap();
         assert_eq!(
             Collection::of_store(&store).unwrap(),

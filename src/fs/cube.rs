@@ -38,6 +38,9 @@ pub struct CubeConfig {
     pub fence: Fence,
     /// Which resolved years are searched again, how often.
     pub refresh: RefreshPolicy,
+    /// The layout for a new store (`None`: the default); an existing store keeps its own, and
+    /// asking for another is an error.
+    pub layout: Option<crate::chunking::Chunking>,
 }
 
 impl CubeConfig {
@@ -46,19 +49,23 @@ impl CubeConfig {
     /// concurrent materialization a reserve for its buffers (assembled chunk, encoder output, the
     /// cached copy), and the encoded-chunk LRU the rest (at least 64 MiB).
     /// Returns (chunk cache, decoded-tile cache).
-    pub fn split_budget(total: usize, workers: usize) -> (usize, usize) {
+    pub fn split_budget(
+        total: usize,
+        workers: usize,
+        chunking: crate::chunking::Chunking,
+    ) -> (usize, usize) {
         let decode = (total / 4).min(1 << 30);
-        let in_flight = workers * 3 * max_raw_chunk_bytes();
+        let in_flight = workers * 3 * max_raw_object_bytes(chunking);
         let chunks = total.saturating_sub(decode + in_flight).max(64 << 20);
         (chunks, decode)
     }
 }
 
-/// The largest decoded chunk of any resolution, bytes.
-fn max_raw_chunk_bytes() -> usize {
+/// The largest decoded object (chunk or shard) of any resolution, bytes.
+fn max_raw_object_bytes(chunking: crate::chunking::Chunking) -> usize {
     Resolution::ALL
         .iter()
-        .map(|r| r.chunk_shape().iter().product::<u64>() as usize * 2)
+        .map(|r| chunking.object_shape(*r).iter().product::<u64>() as usize * 2)
         .max()
         .unwrap_or(0)
 }
@@ -137,7 +144,8 @@ impl Cube {
         source: Arc<dyn BandSource>,
     ) -> Result<Arc<Self>> {
         crate::collection::Collection::Sentinel2L1c.check_store(store.as_ref())?;
-        let tracker = Arc::new(Tracker::new(cfg.fence));
+        let chunking = crate::chunking::Chunking::establish(store.as_ref(), cfg.layout)?;
+        let tracker = Arc::new(Tracker::new(cfg.fence, chunking));
         let records = Arc::new(RecordWriter::new());
         let chunks = ChunkResolver::new(
             store.clone(),
@@ -152,7 +160,7 @@ impl Cube {
             records.clone(),
         );
         Ok(Arc::new(Cube {
-            tree: Tree::new(cfg.tiles.clone(), cfg.years.clone())?,
+            tree: Tree::new(cfg.tiles.clone(), cfg.years.clone(), chunking)?,
             years: Years::new(store.clone(), source.clone(), tracker, records),
             chunks: Arc::new(chunks),
             year_pool: WorkPool::new("resolve-year", 2),

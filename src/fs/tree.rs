@@ -30,14 +30,18 @@ pub struct Tree {
 }
 
 impl Tree {
-    pub fn new(tiles: Vec<String>, years: Vec<i32>) -> anyhow::Result<Self> {
+    pub fn new(
+        tiles: Vec<String>,
+        years: Vec<i32>,
+        chunking: crate::chunking::Chunking,
+    ) -> anyhow::Result<Self> {
         let mut tile_meta = HashMap::new();
         for t in &tiles {
             let epsg = crate::tiles::utm_epsg(t)?;
             tile_meta.insert(t.clone(), crate::layout::tile_group_file(t, epsg).into());
         }
         Ok(Tree {
-            root_meta: crate::layout::root_group_file().into(),
+            root_meta: crate::layout::root_group_file(chunking).into(),
             tile_meta,
             tiles,
             years,

@@ -32,9 +32,10 @@ pub struct YearState {
 impl YearState {
     fn new(
         generation: Arc<Generation>,
+        chunking: crate::chunking::Chunking,
         known: [BTreeMap<ChunkIndex, ChunkEntry>; 3],
     ) -> Result<Self> {
-        let ctx = YearContext::new(Arc::new(generation.catalog.clone()))?;
+        let ctx = YearContext::new(Arc::new(generation.catalog.clone()), chunking)?;
         let fingerprints = Resolution::ALL.map(|res| {
             (0..generation.catalog.time_chunks(res))
                 .map(|t| generation.catalog.fingerprint(res, t))
@@ -236,7 +237,9 @@ impl Years {
                 let g = Arc::new(g);
                 if !g.has_changes() {
                     // Repair metadata a store made by an older version may lack.
-                    for (key, bytes) in &crate::layout::YearLayout::build(&g.catalog)?.files {
+                    for (key, bytes) in
+                        &crate::layout::YearLayout::build(&g.catalog, self.tracker.chunking)?.files
+                    {
                         if store.get(key)?.as_deref() != Some(bytes.as_slice()) {
                             store.put(key, bytes)?;
                         }
@@ -264,6 +267,7 @@ impl Years {
                     ty,
                     &scan,
                     &self.tracker.fence,
+                    self.tracker.chunking,
                 )?;
                 self.after_publish(&p);
                 tracing::info!(
@@ -277,7 +281,11 @@ impl Years {
         };
         self.tracker.seed(generation.clone());
         let known = self.load_known(&generation)?;
-        Ok(Some(YearState::new(generation, known)?))
+        Ok(Some(YearState::new(
+            generation,
+            self.tracker.chunking,
+            known,
+        )?))
     }
 
     /// The valid chunk records of a generation (folding in those of writers that are gone).
@@ -349,7 +357,7 @@ impl Years {
                 }
             }
         }
-        let new = Arc::new(YearState::new(g.clone(), known)?);
+        let new = Arc::new(YearState::new(g.clone(), self.tracker.chunking, known)?);
         {
             let mut cur = self.current.lock().unwrap();
             match cur.get(&ty) {
@@ -386,6 +394,7 @@ impl Years {
                 ty,
                 &scan,
                 &self.tracker.fence,
+                self.tracker.chunking,
             )?;
             if p.published {
                 self.stats.scenes_appended.add(p.merge.appended as u64);

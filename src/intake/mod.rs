@@ -48,6 +48,9 @@ pub struct IntakeOptions {
     /// Which JP2-tile regions to compute (`Part::WHOLE`: all): a share of the tile-year for one
     /// of several processes (`--part`).
     pub regions: Regions,
+    /// The layout for a new store (`None`: the default); an existing store keeps its own, and
+    /// asking for another is an error.
+    pub layout: Option<crate::chunking::Chunking>,
 }
 
 /// The source has no scenes of a tile-year (not an error for a run over many tile-years).
@@ -88,13 +91,14 @@ pub fn prepare_year(
     source: &dyn BandSource,
     ty: &TileYear,
     fence: &Fence,
+    chunking: crate::chunking::Chunking,
 ) -> Result<(Prepared, crate::catalog::ScanResult)> {
     let swept = store.sweep_temp(&ty.to_string())?;
     if swept > 0 {
         tracing::info!("removed {swept} temporary file(s) left by an interrupted run");
     }
     let scan = source.scan(&ty.tile, ty.year)?;
-    let p = prepare_scanned(store, &source.describe(), ty, &scan, fence)?;
+    let p = prepare_scanned(store, &source.describe(), ty, &scan, fence, chunking)?;
     Ok((p, scan))
 }
 
@@ -109,6 +113,7 @@ pub fn prepare_scanned(
     ty: &TileYear,
     scan: &crate::catalog::ScanResult,
     fence: &Fence,
+    chunking: crate::chunking::Chunking,
 ) -> Result<Prepared> {
     loop {
         let base = generation::latest(store, ty)?;
@@ -140,7 +145,7 @@ pub fn prepare_scanned(
                 }
             }
         };
-        let ctx = YearContext::new(Arc::new(generation.catalog.clone()))?;
+        let ctx = YearContext::new(Arc::new(generation.catalog.clone()), chunking)?;
         if !generation.has_changes() {
             for (key, bytes) in &ctx.layout.files {
                 if store.get(key)?.as_deref() != Some(bytes.as_slice()) {
@@ -176,11 +181,12 @@ pub fn intake(
 ) -> Result<IntakeReport> {
     let started = Instant::now();
     crate::collection::Collection::Sentinel2L1c.check_store(store)?;
+    let chunking = crate::chunking::Chunking::establish(store, opts.layout)?;
     let ty = TileYear::new(&opts.tile, opts.year);
-    let tracker = Tracker::new(opts.fence);
+    let tracker = Tracker::new(opts.fence, chunking);
     let writer = RecordWriter::new();
     let raster = RasterReader::new(opts.memory_bytes);
-    let (mut prepared, scan) = prepare_year(store, source, &ty, &opts.fence)?;
+    let (mut prepared, scan) = prepare_year(store, source, &ty, &opts.fence, chunking)?;
     let mut report = IntakeReport {
         superseded: scan.superseded.clone(),
         errors: scan.errors.clone(),
@@ -213,7 +219,7 @@ pub fn intake(
         }
         // Another process published a newer generation: continue under it (with our scan
         // merged in), keeping every chunk that is still valid.
-        prepared = prepare_scanned(store, &source.describe(), &ty, &scan, &opts.fence)?;
+        prepared = prepare_scanned(store, &source.describe(), &ty, &scan, &opts.fence, chunking)?;
         tracing::info!(
             "{ty}: catalog generation {} appeared during intake; continuing under it",
             prepared.generation.number

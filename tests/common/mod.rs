@@ -158,6 +158,7 @@ pub fn intake_opts() -> datacube::intake::IntakeOptions {
             grace: std::time::Duration::from_millis(200),
         },
         regions: datacube::intake::Part::WHOLE,
+        layout: Some(datacube::chunking::Chunking::Chunked),
     }
 }
 

@@ -87,6 +87,12 @@ impl Mounted {
         let mnt = work.join("mnt");
         let _ = std::fs::create_dir_all(&mnt); // fails harmlessly on a stale mount point
         let log = work.join("mount.log");
+        // Sentinel-2 mounts test the chunked layout unless they ask for another (`--layout`):
+        // the sharded layout has tests of its own (tests/sharded.rs).
+        let mut args = args.to_vec();
+        if !args.iter().any(|a| a == "--collection" || a == "--layout") {
+            args.extend(["--layout".to_string(), "chunked".to_string()]);
+        }
         let logf = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -98,7 +104,7 @@ impl Mounted {
             .arg("--store")
             .arg(store)
             .args(["--tiles", tiles, "--years", &YEAR.to_string()])
-            .args(args)
+            .args(&args)
             .env("RUST_LOG", "info")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())

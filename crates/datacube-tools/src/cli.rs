@@ -221,6 +221,9 @@ Example:
         threads: Option<usize>,
         #[arg(long, default_value = "2GiB", value_parser = parse_bytes)]
         memory: u64,
+        /// The store's layout (chunked, sharded, sharded:SHARD/INNER; default: sharded)
+        #[arg(long)]
+        layout: Option<datacube::chunking::Chunking>,
     },
 }
 
@@ -530,10 +533,18 @@ pub fn main() -> Result<std::process::ExitCode> {
             store,
             threads,
             memory,
+            layout,
         } => {
             args::set_threads(threads)?;
             let src = datacube::source::open(&source, &Default::default())?;
-            let r = crate::intake_bench::run(src.as_ref(), &tile, year, &store, memory as usize)?;
+            let r = crate::intake_bench::run(
+                src.as_ref(),
+                &tile,
+                year,
+                &store,
+                memory as usize,
+                layout,
+            )?;
             println!("{}", serde_json::to_string_pretty(&r)?);
         }
     }

@@ -27,6 +27,10 @@ pub struct BenchIntakeResult {
     pub floor_seconds: f64,
     pub intake_seconds: f64,
     pub intake_over_floor: f64,
+    /// The store's layout.
+    pub layout: String,
+    /// Objects (files) in the store after the intake, everything included.
+    pub store_objects: u64,
     pub chunks_written: u64,
     pub chunks_empty: u64,
     pub store_bytes: u64,
@@ -39,6 +43,7 @@ pub fn run(
     year: i32,
     store_dir: &Path,
     memory: usize,
+    layout: Option<datacube::chunking::Chunking>,
 ) -> Result<BenchIntakeResult> {
     let scan = source.scan(tile, year)?;
     let mut files = Vec::new();
@@ -76,6 +81,7 @@ pub fn run(
         resolutions: Resolution::ALL.to_vec(),
         memory_bytes: memory,
         progress: false,
+        layout,
     };
     let t1 = Instant::now();
     let r = datacube::intake::intake(&store, source, &opts)?;
@@ -93,9 +99,27 @@ pub fn run(
         floor_seconds: floor,
         intake_seconds: intake,
         intake_over_floor: intake / floor,
+        layout: layout
+            .unwrap_or(datacube::chunking::Chunking::DEFAULT)
+            .to_string(),
+        store_objects: count_files(store_dir)?,
         chunks_written: r.chunks_written,
         chunks_empty: r.chunks_empty,
         store_bytes: r.bytes_written,
         jp2_tiles_decoded: r.decodes,
     })
+}
+
+/// Files under `dir`, recursively.
+fn count_files(dir: &Path) -> Result<u64> {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            n += count_files(&e.path())?;
+        } else {
+            n += 1;
+        }
+    }
+    Ok(n)
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use datacube::chunking::Chunking;
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -148,6 +149,14 @@ pub struct BenchReport {
     pub patches: Vec<Patch>,
     pub band_group_shapes: BTreeMap<String, [u64; 4]>,
     pub machine: String,
+    /// The store's layout (`chunked`, `sharded`, `sharded:SHARD/INNER`).
+    pub layout: String,
+    /// Per resolution: what a Zarr reader decodes per patch (every chunk or inner chunk the patch
+    /// touches, whole), MB, mean over the patches.
+    pub decoded_mb_per_patch: BTreeMap<String, f64>,
+    /// Per resolution: decoded ÷ delivered along y and x only (the time axis is read whole
+    /// either way): the layout's read amplification.
+    pub decode_ratio_yx: BTreeMap<String, f64>,
     pub targets: Vec<TargetResult>,
     /// Every target returned the same arrays for every patch.
     pub checksums_agree: bool,
@@ -190,6 +199,9 @@ struct Ctx<'a> {
     source: &'a dyn BandSource,
     catalog: Catalog,
     patches: Vec<Patch>,
+    chunking: Chunking,
+    /// `--layout <the store's>` for the mounts (whose fresh stores must match the store's).
+    mount_extra: Vec<&'a str>,
 }
 
 impl Ctx<'_> {
@@ -201,7 +213,7 @@ impl Ctx<'_> {
             cache_size: self.o.cache_size,
             threads: self.o.threads,
             log,
-            extra: &[],
+            extra: &self.mount_extra,
         }
     }
 
@@ -212,7 +224,7 @@ impl Ctx<'_> {
         for p in &self.patches {
             for res in Resolution::ALL {
                 let (r, c, n) = p.pixels(res);
-                let cs = res.space_chunk();
+                let cs = self.chunking.space(res);
                 for t in 0..nt.div_ceil(res.time_chunk()) {
                     for y in r / cs..(r + n).div_ceil(cs) {
                         for x in c / cs..(c + n).div_ceil(cs) {
@@ -468,11 +480,17 @@ pub fn run(o: &Options, source: &dyn BandSource) -> Result<BenchReport> {
         );
     }
     std::fs::create_dir_all(&o.out)?;
+    let chunking = Chunking::of_store(&store)?.unwrap_or(Chunking::Chunked);
+    let (decoded, ratio) = decode_amplification(&catalog, &patches, chunking);
+    let mount_args = ["--layout".to_string(), chunking.to_string()];
+    let mount_extra: Vec<&str> = mount_args.iter().map(String::as_str).collect();
     let ctx = Ctx {
         o,
         source,
         catalog,
         patches,
+        chunking,
+        mount_extra,
     };
     let mut reference: Option<(Target, Vec<u64>)> = None;
     let mut mismatches = Vec::new();
@@ -510,9 +528,49 @@ pub fn run(o: &Options, source: &dyn BandSource) -> Result<BenchReport> {
         patches: ctx.patches.clone(),
         band_group_shapes: shapes,
         machine: machine(),
+        layout: chunking.to_string(),
+        decoded_mb_per_patch: decoded,
+        decode_ratio_yx: ratio,
         targets: results,
         checksums_agree: mismatches.is_empty(),
     })
+}
+
+/// What a Zarr reader must decode for the patches, per resolution: MB per patch (the whole of
+/// every chunk, or inner chunk, a patch touches) and the ratio decoded ÷ delivered along y and x.
+fn decode_amplification(
+    catalog: &Catalog,
+    patches: &[Patch],
+    chunking: Chunking,
+) -> (BTreeMap<String, f64>, BTreeMap<String, f64>) {
+    let (mut mb, mut ratio) = (BTreeMap::new(), BTreeMap::new());
+    let nt = catalog.scenes.len() as u64;
+    for res in Resolution::ALL {
+        let unit = chunking.inner_space(res).unwrap_or(chunking.space(res));
+        let grid = catalog.scenes[0].grid(res);
+        let covered = |start: u64, n: u64, size: u64| {
+            let a = start / unit * unit;
+            let b = ((start + n).div_ceil(unit) * unit).min(size.div_ceil(unit) * unit);
+            b - a
+        };
+        let (mut decoded_px, mut delivered_px) = (0u64, 0u64);
+        for p in patches {
+            let (r, c, n) = p.pixels(res);
+            decoded_px += covered(r, n, grid.nrows) * covered(c, n, grid.ncols);
+            delivered_px += n * n;
+        }
+        let time_slots = nt.div_ceil(res.time_chunk()) * res.time_chunk();
+        let bytes = decoded_px * time_slots * res.bands().len() as u64 * 2;
+        mb.insert(
+            res.name().to_string(),
+            bytes as f64 / 1e6 / patches.len() as f64,
+        );
+        ratio.insert(
+            res.name().to_string(),
+            decoded_px as f64 / delivered_px as f64,
+        );
+    }
+    (mb, ratio)
 }
 
 fn machine() -> String {

@@ -1,0 +1,274 @@
+//! How a Sentinel-2 store cuts its `data` arrays into objects: one object per chunk (`chunked`,
+//! the layout of every store made before sharding) or one object per shard of inner chunks
+//! (`sharded`, Zarr v3 `sharding_indexed`).
+//!
+//! Whatever the layout, the unit of work of intake and of the mount, of the single flight, of the
+//! writeback and of the chunk records is the *object* (a chunk, or a shard), addressed by the same
+//! `c/T/0/Y/X` keys; the layout decides only its extent along `y` and `x` and whether it holds
+//! inner chunks. Along `time` an object always spans one time chunk (20/40/80 scenes), so a new
+//! acquisition invalidates the same objects in both layouts (docs/design.md §5).
+//!
+//! A store records its layout in its root group (`attributes.datacube.layout`; absent means
+//! `chunked`, so stores made before this field open unchanged, byte for byte). The first process to
+//! create the root group fixes it (`Store::put_if_absent`); asking for another one later is an
+//! error, never a mix.
+
+use std::fmt;
+use std::str::FromStr;
+
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+
+use crate::bands::Resolution;
+use crate::store::Store;
+
+/// The object layout of a Sentinel-2 store. Extents are in 10 m pixels; the 20 m and 60 m groups
+/// use half and a quarter of them (as the chunked layout's 512/256/128), so one object covers the
+/// same ground at 10 m and 20 m.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunking {
+    /// One object per chunk of 512 × 512 (10 m).
+    Chunked,
+    /// One object per shard of `shard` × `shard` (10 m) holding inner chunks of `inner` × `inner`.
+    Sharded { shard: u64, inner: u64 },
+}
+
+/// The chunked layout's extent at 10 m.
+const CHUNK_10M: u64 = 512;
+
+impl Chunking {
+    /// The sharded layout new stores get: shards of 1024 (the JP2 tile, 10.24 km), inner chunks
+    /// of 128 (1.28 km). Chosen by the benchmark in the README ("Choosing the layout").
+    pub const SHARDED: Chunking = Chunking::Sharded {
+        shard: 1024,
+        inner: 128,
+    };
+
+    /// The layout of stores created without `--layout`.
+    pub const DEFAULT: Chunking = Chunking::SHARDED;
+
+    /// 1 at 10 m, 2 at 20 m, 4 at 60 m.
+    fn divisor(res: Resolution) -> u64 {
+        CHUNK_10M / res.space_chunk()
+    }
+
+    /// Extent of an object (a chunk or a shard) along `y` and `x`, in pixels of `res`.
+    pub fn space(self, res: Resolution) -> u64 {
+        match self {
+            Chunking::Chunked => res.space_chunk(),
+            Chunking::Sharded { shard, .. } => shard / Self::divisor(res),
+        }
+    }
+
+    /// Extent of an inner chunk along `y` and `x` in pixels of `res` (`None`: not sharded).
+    pub fn inner_space(self, res: Resolution) -> Option<u64> {
+        match self {
+            Chunking::Chunked => None,
+            Chunking::Sharded { inner, .. } => Some(inner / Self::divisor(res)),
+        }
+    }
+
+    /// Shape of an object of `res`'s data array, `[time, band, y, x]`.
+    pub fn object_shape(self, res: Resolution) -> [u64; 4] {
+        let s = self.space(res);
+        [res.time_chunk(), res.bands().len() as u64, s, s]
+    }
+
+    /// Shape of an inner chunk, `[time, band, y, x]` (`None`: not sharded).
+    pub fn inner_shape(self, res: Resolution) -> Option<[u64; 4]> {
+        let i = self.inner_space(res)?;
+        Some([res.time_chunk(), res.bands().len() as u64, i, i])
+    }
+
+    /// Inner chunks per shard (1 when not sharded).
+    pub fn inner_per_object(self, res: Resolution) -> u64 {
+        match self.inner_space(res) {
+            Some(i) => (self.space(res) / i).pow(2),
+            None => 1,
+        }
+    }
+
+    /// The `data` array's `chunk_grid` and `codecs` for `res`.
+    pub fn data_codecs(self, res: Resolution) -> (Value, Value) {
+        let pixel_codecs = json!([
+            {"name": "bytes", "configuration": {"endian": "little"}},
+            {"name": "blosc", "configuration": {"cname": "lz4", "clevel": 5, "shuffle": "bitshuffle", "typesize": 2, "blocksize": 0}}
+        ]);
+        let grid =
+            json!({"name": "regular", "configuration": {"chunk_shape": self.object_shape(res)}});
+        let codecs = match self.inner_shape(res) {
+            None => pixel_codecs,
+            Some(inner) => json!([{
+                "name": "sharding_indexed",
+                "configuration": {
+                    "chunk_shape": inner,
+                    "codecs": pixel_codecs,
+                    "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}],
+                    "index_location": "end"
+                }
+            }]),
+        };
+        (grid, codecs)
+    }
+
+    /// What the root group records (`None` for `chunked`, which records nothing, as before).
+    pub fn to_json(self) -> Option<Value> {
+        match self {
+            Chunking::Chunked => None,
+            Chunking::Sharded { shard, inner } => Some(json!({
+                "name": "sharded",
+                "shard_px_10m": shard,
+                "inner_chunk_px_10m": inner,
+            })),
+        }
+    }
+
+    /// The layout a root group's `attributes.datacube` records.
+    pub fn from_root(datacube: &Value) -> Result<Self> {
+        let Some(l) = datacube.get("layout") else {
+            return Ok(Chunking::Chunked);
+        };
+        let num = |k: &str| {
+            l[k].as_u64()
+                .with_context(|| format!("store root zarr.json: layout.{k} is not a number"))
+        };
+        match l["name"].as_str() {
+            Some("sharded") => Chunking::sharded(num("shard_px_10m")?, num("inner_chunk_px_10m")?),
+            Some("chunked") => Ok(Chunking::Chunked),
+            other => anyhow::bail!("store root zarr.json: unknown layout {other:?}"),
+        }
+    }
+
+    /// A sharded layout, if `shard` and `inner` (10 m pixels) make one: the inner chunk divides
+    /// the shard, and both divide by 4 (the 60 m group's extents are a quarter).
+    pub fn sharded(shard: u64, inner: u64) -> Result<Self> {
+        if inner < 16 || shard % 4 != 0 || inner % 4 != 0 || shard % inner != 0 || shard > 10980 {
+            anyhow::bail!(
+                "sharded layout {shard}/{inner}: the inner chunk (at least 16) must divide the shard, both multiples of 4, the shard at most 10980"
+            );
+        }
+        Ok(Chunking::Sharded { shard, inner })
+    }
+
+    /// The layout of the Sentinel-2 store `store` (`None` for an empty store).
+    pub fn of_store(store: &dyn Store) -> Result<Option<Self>> {
+        let Some(bytes) = store.get("zarr.json")? else {
+            return Ok(None);
+        };
+        let root: Value = serde_json::from_slice(&bytes).context("store root zarr.json")?;
+        Chunking::from_root(&root["attributes"]["datacube"]).map(Some)
+    }
+
+    /// The layout to work with on `store`: the one it records, or for a new store `requested`
+    /// (else the default), which is then recorded by creating the root group. Fails if the store
+    /// records another layout than `requested`.
+    pub fn establish(store: &dyn Store, requested: Option<Chunking>) -> Result<Self> {
+        let check = |found: Chunking| {
+            match requested {
+            Some(r) if r != found => anyhow::bail!(
+                "{}: the store's layout is {found}, not {r}; a store keeps the layout it was made with (pass --layout {found}, or use another store)",
+                store.describe()
+            ),
+            _ => Ok(found),
+        }
+        };
+        if let Some(found) = Chunking::of_store(store)? {
+            return check(found);
+        }
+        let chosen = requested.unwrap_or(Chunking::DEFAULT);
+        if store.put_if_absent("zarr.json", &crate::layout::root_group_file(chosen))? {
+            tracing::info!("{}: new store, layout {chosen}", store.describe());
+            return Ok(chosen);
+        }
+        // Another process created it first.
+        check(Chunking::of_store(store)?.context("store root zarr.json vanished")?)
+    }
+}
+
+impl fmt::Display for Chunking {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Chunking::Chunked => f.write_str("chunked"),
+            c if c == Chunking::SHARDED => f.write_str("sharded"),
+            Chunking::Sharded { shard, inner } => write!(f, "sharded:{shard}/{inner}"),
+        }
+    }
+}
+
+impl FromStr for Chunking {
+    type Err = String;
+    /// `chunked`, `sharded` (the default shard shape) or `sharded:SHARD/INNER` (10 m pixels).
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "chunked" => Ok(Chunking::Chunked),
+            "sharded" => Ok(Chunking::SHARDED),
+            _ => {
+                let bad =
+                    || format!("unknown layout {s:?} (chunked, sharded, sharded:SHARD/INNER)");
+                let spec = s.strip_prefix("sharded:").ok_or_else(bad)?;
+                let (a, b) = spec.split_once('/').ok_or_else(bad)?;
+                let (a, b) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+                Chunking::sharded(a, b).map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_round_trip_and_scale_by_resolution() {
+        for s in ["chunked", "sharded", "sharded:2048/128", "sharded:1024/64"] {
+            let c: Chunking = s.parse().unwrap();
+            assert_eq!(c.to_string(), s);
+            let root = json!({"layout": c.to_json()});
+            let back = match c.to_json() {
+                None => Chunking::from_root(&json!({})).unwrap(),
+                Some(_) => Chunking::from_root(&root).unwrap(),
+            };
+            assert_eq!(back, c);
+        }
+        let c = Chunking::SHARDED;
+        assert_eq!(c.object_shape(Resolution::R10), [20, 4, 1024, 1024]);
+        assert_eq!(c.inner_shape(Resolution::R20), Some([40, 6, 64, 64]));
+        assert_eq!(c.inner_shape(Resolution::R60), Some([80, 3, 32, 32]));
+        assert_eq!(c.inner_per_object(Resolution::R60), 64);
+        assert_eq!(
+            Chunking::Chunked.object_shape(Resolution::R20),
+            Resolution::R20.chunk_shape()
+        );
+        for bad in [
+            "sharded:1000/128",
+            "sharded:1024/96",
+            "sharded:1024/8",
+            "tiled",
+        ] {
+            assert!(bad.parse::<Chunking>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_store_keeps_the_layout_it_was_made_with() {
+        let store = crate::store::MemStore::new();
+        let sharded: Chunking = "sharded:2048/128".parse().unwrap();
+        assert_eq!(Chunking::establish(&store, Some(sharded)).unwrap(), sharded);
+        assert_eq!(Chunking::establish(&store, None).unwrap(), sharded);
+        let e = Chunking::establish(&store, Some(Chunking::Chunked)).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("layout is sharded:2048/128, not chunked"),
+            "{e}"
+        );
+        // A store made before layouts were recorded is chunked.
+        let old = crate::store::MemStore::new();
+        old.put(
+            "zarr.json",
+            &crate::layout::root_group_file(Chunking::Chunked),
+        )
+        .unwrap();
+        assert_eq!(Chunking::establish(&old, None).unwrap(), Chunking::Chunked);
+        assert!(Chunking::establish(&old, Some(Chunking::SHARDED)).is_err());
+    }
+}
