@@ -142,7 +142,12 @@ impl Chunking {
     /// A sharded layout, if `shard` and `inner` (10 m pixels) make one: the inner chunk divides
     /// the shard, and both divide by 4 (the 60 m group's extents are a quarter).
     pub fn sharded(shard: u64, inner: u64) -> Result<Self> {
-        if inner < 16 || shard % 4 != 0 || inner % 4 != 0 || shard % inner != 0 || shard > 10980 {
+        if inner < 16
+            || !shard.is_multiple_of(4)
+            || !inner.is_multiple_of(4)
+            || !shard.is_multiple_of(inner)
+            || shard > 10980
+        {
             anyhow::bail!(
                 "sharded layout {shard}/{inner}: the inner chunk (at least 16) must divide the shard, both multiples of 4, the shard at most 10980"
             );
