@@ -88,6 +88,23 @@ impl Chunking {
         }
     }
 
+    /// Inner chunks stored in an encoded object of `res` (the entries of a shard's index that
+    /// are not 2⁶⁴−1; 1 for a chunk). Reads only the index at the object's end.
+    pub fn inner_chunks_in(self, res: Resolution, object: &[u8]) -> u64 {
+        if self.inner_space(res).is_none() {
+            return 1;
+        }
+        let n = self.inner_per_object(res) as usize;
+        let len = n * 16 + 4; // (offset, length) per inner chunk, then the CRC32C
+        let Some(index) = object.len().checked_sub(len).map(|at| &object[at..]) else {
+            return 0;
+        };
+        index[..n * 16]
+            .chunks_exact(16)
+            .filter(|e| e[..8] != [0xff; 8])
+            .count() as u64
+    }
+
     /// The `data` array's `chunk_grid` and `codecs` for `res`.
     pub fn data_codecs(self, res: Resolution) -> (Value, Value) {
         let pixel_codecs = json!([
@@ -240,6 +257,24 @@ mod tests {
         assert_eq!(c.inner_shape(Resolution::R20), Some([40, 6, 64, 64]));
         assert_eq!(c.inner_shape(Resolution::R60), Some([80, 3, 32, 32]));
         assert_eq!(c.inner_per_object(Resolution::R60), 64);
+        // An index of 64 entries, two present, then a CRC32C.
+        let mut shard = vec![7u8; 100];
+        for i in 0..64u64 {
+            let (o, l) = if i % 32 == 1 {
+                (i, 1)
+            } else {
+                (u64::MAX, u64::MAX)
+            };
+            shard.extend(o.to_le_bytes());
+            shard.extend(l.to_le_bytes());
+        }
+        shard.extend([0; 4]);
+        assert_eq!(c.inner_chunks_in(Resolution::R60, &shard), 2);
+        assert_eq!(c.inner_chunks_in(Resolution::R60, &shard[..10]), 0);
+        assert_eq!(
+            Chunking::Chunked.inner_chunks_in(Resolution::R60, &shard),
+            1
+        );
         assert_eq!(
             Chunking::Chunked.object_shape(Resolution::R20),
             Resolution::R20.chunk_shape()

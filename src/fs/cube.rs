@@ -134,6 +134,7 @@ pub struct Cube {
     store_name: String,
     source: Arc<dyn BandSource>,
     started: chrono::DateTime<chrono::Utc>,
+    chunking: crate::chunking::Chunking,
     pub stats: CubeStats,
 }
 
@@ -167,6 +168,7 @@ impl Cube {
             store_name: store.describe(),
             source,
             started: chrono::Utc::now(),
+            chunking,
             stats: CubeStats::default(),
             cfg,
         }))
@@ -261,6 +263,9 @@ impl Cube {
             "source": self.source.describe(),
             "source_io": self.source.stats(),
             "tiles": self.cfg.tiles.len(),
+            // What `fs.materializations` and the chunk files count: chunks, or shards.
+            "layout": self.chunking.to_string(),
+            "object": if self.chunking.inner_space(Resolution::R10).is_some() { "shard" } else { "chunk" },
             "years": [self.cfg.years.first(), self.cfg.years.last()],
         });
         if let serde_json::Value::Object(m) = &mut doc {

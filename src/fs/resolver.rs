@@ -44,9 +44,12 @@ type Done<T> = Box<dyn FnOnce(std::result::Result<T, FsError>) + Send>;
 crate::counters! {
     /// What the resolver did.
     pub struct ResolverStats {
-        /// Chunks computed from the source (data or all-fill).
+        /// Objects computed from the source (chunks, or shards: see `layout` in stats.json),
+        /// data or all-fill.
         materializations,
         materialized_empty,
+        /// Inner chunks stored in the shards computed (sharded layout; = data chunks otherwise).
+        inner_chunks_materialized,
         materialized_bytes,
         materialize_micros,
         /// Materializations that failed or panicked.
@@ -239,6 +242,9 @@ impl ChunkResolver {
                 let b: Bytes = v.into();
                 self.stats.materializations.inc();
                 self.stats.materialized_bytes.add(b.len() as u64);
+                self.stats
+                    .inner_chunks_materialized
+                    .add(ys.ctx.chunking.inner_chunks_in(key.res, &b));
                 self.cache.insert(
                     &cache_key(key, ys.fingerprint(key.res, key.idx.t)),
                     b.clone(),

@@ -224,6 +224,9 @@ Example:
         /// The store's layout (chunked, sharded, sharded:SHARD/INNER; default: sharded)
         #[arg(long)]
         layout: Option<datacube::chunking::Chunking>,
+        /// Do not measure the decode floor (when comparing layouts, measure it once)
+        #[arg(long)]
+        skip_floor: bool,
     },
 }
 
@@ -534,6 +537,7 @@ pub fn main() -> Result<std::process::ExitCode> {
             threads,
             memory,
             layout,
+            skip_floor,
         } => {
             args::set_threads(threads)?;
             let src = datacube::source::open(&source, &Default::default())?;
@@ -544,6 +548,7 @@ pub fn main() -> Result<std::process::ExitCode> {
                 &store,
                 memory as usize,
                 layout,
+                skip_floor,
             )?;
             println!("{}", serde_json::to_string_pretty(&r)?);
         }

@@ -24,9 +24,10 @@ pub struct BenchIntakeResult {
     pub band_files: usize,
     pub megapixels: f64,
     pub threads: usize,
-    pub floor_seconds: f64,
+    /// `None` with `--skip-floor` (a run comparing layouts measures the floor once).
+    pub floor_seconds: Option<f64>,
     pub intake_seconds: f64,
-    pub intake_over_floor: f64,
+    pub intake_over_floor: Option<f64>,
     /// The store's layout.
     pub layout: String,
     /// Objects (files) in the store after the intake, everything included.
@@ -44,6 +45,7 @@ pub fn run(
     store_dir: &Path,
     memory: usize,
     layout: Option<datacube::chunking::Chunking>,
+    skip_floor: bool,
 ) -> Result<BenchIntakeResult> {
     let scan = source.scan(tile, year)?;
     let mut files = Vec::new();
@@ -61,11 +63,15 @@ pub fn run(
     }
     let megapixels = files.iter().map(|(_, w, h)| (w * h) as f64).sum::<f64>() / 1e6;
 
-    let t0 = Instant::now();
-    files
-        .par_iter()
-        .try_for_each(|(p, w, h)| read_direct(p, 0, 0, *w, *h).map(|_| ()))?;
-    let floor = t0.elapsed().as_secs_f64();
+    let floor = if skip_floor {
+        None
+    } else {
+        let t0 = Instant::now();
+        files
+            .par_iter()
+            .try_for_each(|(p, w, h)| read_direct(p, 0, 0, *w, *h).map(|_| ()))?;
+        Some(t0.elapsed().as_secs_f64())
+    };
 
     if store_dir.exists() {
         std::fs::remove_dir_all(store_dir)?;
@@ -98,7 +104,7 @@ pub fn run(
         threads: rayon::current_num_threads(),
         floor_seconds: floor,
         intake_seconds: intake,
-        intake_over_floor: intake / floor,
+        intake_over_floor: floor.map(|f| intake / f),
         layout: layout
             .unwrap_or(datacube::chunking::Chunking::DEFAULT)
             .to_string(),

@@ -35,6 +35,8 @@ pub enum Target {
     Safe,
     Cog,
     Xarray,
+    /// xarray + dask through a warm mount over the store.
+    XarrayMount,
 }
 
 impl Target {
@@ -46,6 +48,7 @@ impl Target {
             Target::Safe => "safe",
             Target::Cog => "cog",
             Target::Xarray => "xarray",
+            Target::XarrayMount => "xarray-mount",
         }
     }
 }
@@ -609,7 +612,14 @@ fn run_target(
     let n = ctx.patches.len();
     let scenes = ctx.catalog.scenes.len() as u64;
     if target == Target::Xarray {
-        return run_xarray(ctx, shapes);
+        return run_xarray(ctx, shapes, &o.store, Target::Xarray);
+    }
+    if target == Target::XarrayMount {
+        let log = o.out.join("xarray-mount.log");
+        let daemon = Daemon::start(&ctx.spec(&log), &o.out.join("xarray-mnt"), &o.store)?;
+        let r = run_xarray(ctx, shapes, &daemon.mnt.clone(), Target::XarrayMount);
+        daemon.stop()?;
+        return r;
     }
     let work = o.out.join(target.name());
     std::fs::create_dir_all(&work)?;
@@ -680,7 +690,7 @@ fn run_target(
                     },
                 )
             }
-            Target::Xarray => unreachable!(),
+            Target::Xarray | Target::XarrayMount => unreachable!(),
         };
     let bar = datacube::progress::bar(
         ((o.repeats + 1) * n) as u64,
@@ -729,14 +739,20 @@ fn run_target(
 const XARRAY_READER: &str = include_str!("xarray_reader.py");
 
 /// The reference users' stack: xarray + dask `open_zarr` on the same store, in the venv's Python.
-fn run_xarray(ctx: &Ctx, shapes: &BTreeMap<String, [u64; 4]>) -> Result<(TargetResult, Vec<u64>)> {
+/// xarray + dask reading the patches from `root` (the store, or a mount of it).
+fn run_xarray(
+    ctx: &Ctx,
+    shapes: &BTreeMap<String, [u64; 4]>,
+    root: &std::path::Path,
+    target: Target,
+) -> Result<(TargetResult, Vec<u64>)> {
     let o = ctx.o;
     let n = ctx.patches.len();
     let script = o.out.join("xarray_reader.py");
     std::fs::write(&script, XARRAY_READER)?;
     let orders: Vec<Vec<usize>> = (0..=o.repeats).map(|r| order(n, o.seed, r)).collect();
     let input = serde_json::json!({
-        "store": o.store, "tile": o.tile, "year": o.year,
+        "store": root, "tile": o.tile, "year": o.year,
         "patches": ctx.patches, "orders": orders,
     });
     let mut child = std::process::Command::new(&o.python)
@@ -776,7 +792,7 @@ fn run_xarray(ctx: &Ctx, shapes: &BTreeMap<String, [u64; 4]>) -> Result<(TargetR
         chunks_materialized: None,
         notes: vec![v["versions"].as_str().unwrap_or("").to_string()],
     };
-    Ok((TargetResult::new(Target::Xarray, m, n, shapes), sums))
+    Ok((TargetResult::new(target, m, n, shapes), sums))
 }
 
 #[cfg(test)]
