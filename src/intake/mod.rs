@@ -162,7 +162,8 @@ pub fn prepare_scanned(
     }
 }
 
-/// A unit of intake work: chunks of one time chunk inside one JP2 tile region.
+/// A unit of intake work: the objects (chunks or shards) of one time chunk inside one JP2 tile
+/// region (or one shard, where a shard spans several JP2 tiles).
 struct Group {
     res: Resolution,
     t: u64,
@@ -263,7 +264,8 @@ fn run_generation(
         report.chunks_total += nt * ny * nx;
         writer.adopt_abandoned(store, &ty, res, &catalog)?;
         let record = ChunkRecord::load_valid(store, &ty, res, &catalog)?;
-        let cs = res.space_chunk();
+        // Objects (chunks or shards) along y and x.
+        let cs = ctx.chunking.space(res);
         let per = (JP2_TILE / cs).max(1);
         let ct = res.time_chunk() as usize;
         for t in 0..nt {
@@ -272,13 +274,15 @@ fn run_generation(
                 continue;
             }
             let nrx = nx.div_ceil(per);
-            // Work units are (time chunk, JP2-tile region) pairs, the regions numbered across
+            // Work units are (time chunk, region) pairs — a region is a JP2 tile's objects, or one
+            // shard where a shard spans several JP2 tiles: never part of a shard, so no shard is
+            // written by two parts — the regions numbered across
             // resolutions (10 m first), so the parts' shares mix resolutions and time chunks; the
             // numbering depends only on the tile's grid, so parts agree on it even when they see
             // catalogs of different lengths.
             let regions_of = |r: Resolution| {
                 let [_, ny, nx] = ctx.geometry(r).chunk_counts();
-                let per = (JP2_TILE / r.space_chunk()).max(1);
+                let per = (JP2_TILE / ctx.chunking.space(r)).max(1);
                 ny.div_ceil(per) * nx.div_ceil(per)
             };
             let offset: u64 = Resolution::ALL

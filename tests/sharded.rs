@@ -1,0 +1,529 @@
+//! The sharded layout (`--layout sharded`): a sharded store from intake and through a real mount
+//! against the value formula, GDAL and the fixture plan; every shard's index parsed here, with its
+//! CRC32C, and its inner chunks against an independent rule of which ones hold data; zarrs reading
+//! inner chunks through the mount by range; kill -9 during shard writeback; zarr-python, xarray and
+//! rioxarray; `datacube info`; and a store made before layouts existed, which stays chunked, its
+//! metadata byte for byte.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::mount::{stat, Mounted};
+use common::*;
+use datacube::bands::Resolution;
+use datacube::chunking::Chunking;
+
+const SHARDED: Chunking = Chunking::SHARDED;
+
+/// The mini fixture intaken into a sharded store (once per test binary).
+fn sharded_store() -> PathBuf {
+    shared_dir("sharded-store", |dir| {
+        let f = fixture();
+        let store = datacube::store::DirStore::create(dir).unwrap();
+        let source = datacube::source::SafeArchive::new(&f.archive).unwrap();
+        let opts = datacube::intake::IntakeOptions {
+            layout: Some(SHARDED),
+            ..intake_opts()
+        };
+        let r = datacube::intake::intake(&store, &source, &opts).expect("intake");
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+    })
+}
+
+/// CRC32C (Castagnoli), bit by bit: the shard index's checksum, computed independently of zarrs.
+fn crc32c(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// The data files of a store (or mount): `RES/data/c/T/0/Y/X` → bytes.
+fn data_files(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for res in Resolution::ALL {
+        let dir = root.join(format!("35VLH/{YEAR}/{}/data", res.name()));
+        if !dir.exists() {
+            continue;
+        }
+        for (k, v) in tree(&dir) {
+            if k.starts_with("c/") {
+                out.insert(format!("{}/data/{k}", res.name()), v);
+            }
+        }
+    }
+    out
+}
+
+fn res_of(name: &str) -> Resolution {
+    Resolution::ALL
+        .into_iter()
+        .find(|r| r.name() == name)
+        .unwrap()
+}
+
+/// Whether the fixture has a non-zero value in inner chunk (`iy`, `ix`) (global inner indices) of
+/// time chunk `t`: it must overlap the image, and some scene of the time chunk must cover its
+/// top-left pixel (a partial-swath scene — index ≡ 2 mod 3 — is zero where 10·x + 5·y > 8·width,
+/// in metres, which is smallest at the top-left corner; every other scene covers the whole image).
+fn inner_has_data(res: Resolution, t: u64, iy: u64, ix: u64) -> bool {
+    let f = fixture();
+    let inner = SHARDED.inner_space(res).unwrap();
+    let m = res.metres() as u64;
+    let side = f.spec.width_m() / m;
+    let (y0, x0) = (iy * inner, ix * inner);
+    if y0 >= side || x0 >= side {
+        return false;
+    }
+    let ct = res.time_chunk() as usize;
+    (t as usize * ct..((t as usize + 1) * ct).min(SCENES))
+        .any(|s| s % 3 != 2 || 10 * x0 * m + 5 * y0 * m <= 8 * f.spec.width_m())
+}
+
+/// Parses a shard's index (at its end: (offset, length) per inner chunk in C order, then a
+/// CRC32C of them) and checks it against the file and the fixture: every entry inside the body,
+/// entries in order without overlap covering the body exactly, the checksum right, and an entry
+/// present exactly for the inner chunks that hold data. Returns the inner chunks present.
+fn check_shard(key: &str, bytes: &[u8]) -> u64 {
+    let p: Vec<&str> = key.split('/').collect(); // RES/data/c/T/0/Y/X
+    let res = res_of(p[0]);
+    let (t, sy, sx): (u64, u64, u64) = (
+        p[3].parse().unwrap(),
+        p[5].parse().unwrap(),
+        p[6].parse().unwrap(),
+    );
+    let per = SHARDED.space(res) / SHARDED.inner_space(res).unwrap();
+    let n = (per * per) as usize;
+    let index_len = n * 16 + 4;
+    assert!(
+        bytes.len() >= index_len,
+        "{key}: {} bytes, shorter than its index",
+        bytes.len()
+    );
+    let body = bytes.len() - index_len;
+    let index = &bytes[body..];
+    let crc = u32::from_le_bytes(index[n * 16..].try_into().unwrap());
+    assert_eq!(crc32c(&index[..n * 16]), crc, "{key}: index checksum");
+    let mut next = 0u64;
+    let mut present = 0;
+    for k in 0..n {
+        let e = &index[k * 16..k * 16 + 16];
+        let off = u64::from_le_bytes(e[..8].try_into().unwrap());
+        let len = u64::from_le_bytes(e[8..].try_into().unwrap());
+        let (iy, ix) = (sy * per + k as u64 / per, sx * per + k as u64 % per);
+        let want = inner_has_data(res, t, iy, ix);
+        assert_eq!(
+            off != u64::MAX,
+            want,
+            "{key}: inner chunk {k} (inner {iy}, {ix}) present in the index"
+        );
+        if off == u64::MAX {
+            assert_eq!(len, u64::MAX, "{key}: entry {k}");
+            continue;
+        }
+        assert_eq!(
+            off, next,
+            "{key}: entry {k} does not follow the previous one"
+        );
+        assert!(
+            len > 0 && off + len <= body as u64,
+            "{key}: entry {k} outside the body"
+        );
+        next = off + len;
+        present += 1;
+    }
+    assert_eq!(
+        next, body as u64,
+        "{key}: the inner chunks cover the body exactly"
+    );
+    present
+}
+
+/// Every shard a store (or mount) holds, checked (`check_shard`), and decoded by zarrs against the
+/// formula; the shards that must exist do. Returns the inner chunks present in all of them.
+fn assert_shards_valid(root: &Path) -> u64 {
+    let f = fixture();
+    let zs = Arc::new(zarrs::filesystem::FilesystemStore::new(root).unwrap());
+    let mut inner = 0;
+    for (key, bytes) in data_files(root) {
+        inner += check_shard(&key, &bytes);
+        let p: Vec<&str> = key.split('/').collect();
+        let res = res_of(p[0]);
+        let array =
+            zarrs::array::Array::open(zs.clone(), &format!("/35VLH/{YEAR}/{}/data", res.name()))
+                .unwrap();
+        let idx: Vec<u64> = p[3..].iter().map(|p| p.parse().unwrap()).collect();
+        let shard: ndarray::ArrayD<u16> = array
+            .retrieve_chunk(&idx)
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
+        let [ct, nb, s, _] = SHARDED.object_shape(res);
+        let side = f.spec.width_m() / res.metres() as u64;
+        for t in 0..ct {
+            let tt = idx[0] * ct + t;
+            for b in 0..nb {
+                for r in 0..s {
+                    for c in 0..s {
+                        let (y, x) = (idx[2] * s + r, idx[3] * s + c);
+                        let got = shard[[t as usize, b as usize, r as usize, c as usize]];
+                        let want = if tt < SCENES as u64 && y < side && x < side {
+                            expected(f, res, tt as usize, b as usize, y, x)
+                        } else {
+                            0
+                        };
+                        assert_eq!(got, want, "{key} [{t},{b},{r},{c}]");
+                    }
+                }
+            }
+        }
+    }
+    inner
+}
+
+/// Every shard position of the fixture's tile-year that holds data, as `RES/data/c/T/0/Y/X`.
+fn shards_with_data() -> Vec<String> {
+    let f = fixture();
+    let mut v = Vec::new();
+    for res in Resolution::ALL {
+        let side = f.spec.width_m() / res.metres() as u64;
+        let (s, inner) = (SHARDED.space(res), SHARDED.inner_space(res).unwrap());
+        let per = s / inner;
+        for t in 0..(SCENES as u64).div_ceil(res.time_chunk()) {
+            for y in 0..side.div_ceil(s) {
+                for x in 0..side.div_ceil(s) {
+                    let any = (0..per * per)
+                        .any(|k| inner_has_data(res, t, y * per + k / per, x * per + k % per));
+                    if any {
+                        v.push(format!("{}/data/c/{t}/0/{y}/{x}", res.name()));
+                    }
+                }
+            }
+        }
+    }
+    v
+}
+
+/// A patch time series (all times, all bands, `n`×`n` at `y0`,`x0`) with zarrs, and the formula's.
+fn patch(dir: &Path, res: Resolution, y0: u64, x0: u64, n: u64) -> (Vec<u16>, Vec<u16>) {
+    let f = fixture();
+    let store = Arc::new(zarrs::filesystem::FilesystemStore::new(dir).unwrap());
+    let array =
+        zarrs::array::Array::open(store, &format!("/35VLH/{YEAR}/{}/data", res.name())).unwrap();
+    let s = array.shape().to_vec();
+    let subset =
+        zarrs::array::ArraySubset::new_with_ranges(&[0..s[0], 0..s[1], y0..y0 + n, x0..x0 + n]);
+    let a: ndarray::ArrayD<u16> = array.retrieve_array_subset(&subset).unwrap();
+    let mut want = Vec::new();
+    for t in 0..s[0] as usize {
+        for b in 0..s[1] as usize {
+            for r in y0..y0 + n {
+                for c in x0..x0 + n {
+                    want.push(expected(f, res, t, b, r, c));
+                }
+            }
+        }
+    }
+    (a.into_raw_vec_and_offset().0, want)
+}
+
+#[test]
+fn intake_writes_shards_that_equal_the_formula_and_gdal_with_fewer_objects() {
+    let f = fixture();
+    let store = sharded_store();
+    let root: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.join("zarr.json")).unwrap()).unwrap();
+    assert_eq!(
+        root["attributes"]["datacube"]["layout"],
+        serde_json::json!({"name": "sharded", "shard_px_10m": 1024, "inner_chunk_px_10m": 128})
+    );
+    for res in Resolution::ALL {
+        let meta: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(store.join(format!("35VLH/{YEAR}/{}/data/zarr.json", res.name())))
+                .unwrap(),
+        )
+        .unwrap();
+        let codec = &meta["codecs"][0];
+        assert_eq!(codec["name"], "sharding_indexed", "{res}");
+        assert_eq!(
+            codec["configuration"]["chunk_shape"],
+            serde_json::json!(SHARDED.inner_shape(res).unwrap())
+        );
+        assert_eq!(
+            meta["chunk_grid"]["configuration"]["chunk_shape"],
+            serde_json::json!(SHARDED.object_shape(res))
+        );
+        let (shape, data) = read_data(&store, res);
+        assert_formula(f, res, &shape, &data, |_| true);
+        assert_gdal_windows(f, res, &shape, &data);
+    }
+    // Exactly the shards that hold data, each complete, its index right.
+    let files: Vec<String> = data_files(&store).into_keys().collect();
+    let mut want = shards_with_data();
+    want.sort();
+    assert_eq!(files, want);
+    let inner = assert_shards_valid(&store);
+    // The partial-swath scene alone in the second 10 m time chunk leaves inner chunks out.
+    assert!(inner > 0);
+    // Fewer objects than the chunked store of the same tile-year.
+    let chunked = data_files(intaken_store()).len();
+    assert!(
+        files.len() < chunked,
+        "{} shards vs {chunked} chunks",
+        files.len()
+    );
+}
+
+#[test]
+fn zarr_python_xarray_and_rioxarray_read_the_sharded_store() {
+    let store = sharded_store();
+    let out = run_python(
+        "check_store.py",
+        &[
+            store.join("35VLH/2024").to_str().unwrap(),
+            &store_expectations(fixture()).to_string(),
+        ],
+    );
+    assert!(out.contains("store ok"), "{out}");
+}
+
+#[test]
+fn the_mount_computes_shards_on_demand_and_zarrs_reads_their_inner_chunks_by_range() {
+    let f = fixture();
+    let work = work_dir("sharded-mount");
+    let store = work.join("store");
+    let m = Mounted::start(&work, &store, &f.archive, &["--layout", "sharded"]);
+    // A 100² patch inside shard (0, 0) of both 10 m time chunks: two shards computed, and the
+    // reader gets their indexes and 2 × 2 inner chunks of 64 rather than the whole shards.
+    let (got, want) = patch(&m.mnt, Resolution::R10, 200, 300, 100);
+    assert_eq!(got, want);
+    let s = m.stats();
+    assert_eq!(s["layout"], "sharded");
+    assert_eq!(s["object"], "shard");
+    assert_eq!(stat(&s, "/fs/materializations"), 2, "{s}");
+    let shard_keys = ["10m/data/c/0/0/0/0", "10m/data/c/1/0/0/0"];
+    let served: Vec<Vec<u8>> = shard_keys
+        .iter()
+        .map(|k| std::fs::read(m.path(&format!("35VLH/{YEAR}/{k}"))).unwrap())
+        .collect();
+    let inner: u64 = shard_keys
+        .iter()
+        .zip(&served)
+        .map(|(k, b)| check_shard(k, b))
+        .sum();
+    assert_eq!(stat(&s, "/fs/inner_chunks_materialized"), inner, "{s}");
+    let whole: u64 = served.iter().map(|b| b.len() as u64).sum();
+    let read = stat(&s, "/fs/bytes_served");
+    assert!(
+        read < whole / 4,
+        "the patch read {read} bytes of {whole} in its two shards"
+    );
+
+    // Everything, through the mount: the formula, the shard files, zarr-python and xarray.
+    for res in Resolution::ALL {
+        let (shape, data) = read_data(&m.mnt, res);
+        assert_formula(f, res, &shape, &data, |_| true);
+    }
+    assert_shards_valid(&m.mnt);
+    let out = run_python(
+        "check_store.py",
+        &[
+            m.path(&format!("35VLH/{YEAR}")).to_str().unwrap(),
+            &store_expectations(f).to_string(),
+        ],
+    );
+    assert!(out.contains("store ok"), "{out}");
+    assert!(m.terminate().success());
+
+    // Written back shard by shard: the same bytes as intake's shards.
+    let (written, intaken) = (data_files(&store), data_files(&sharded_store()));
+    assert_eq!(
+        written.keys().collect::<Vec<_>>(),
+        intaken.keys().collect::<Vec<_>>()
+    );
+    for (k, v) in &written {
+        assert!(v == &intaken[k], "{k} differs from intake's");
+    }
+
+    // A warm mount serves the stored shards by range as well, computing nothing.
+    let m = Mounted::start(&work, &store, &f.archive, &["--layout", "sharded"]);
+    let (got, want) = patch(&m.mnt, Resolution::R10, 200, 300, 100);
+    assert_eq!(got, want);
+    let s = m.stats();
+    assert_eq!(stat(&s, "/fs/materializations"), 0, "{s}");
+    assert!(stat(&s, "/fs/store_reads") >= 2, "{s}");
+    assert!(stat(&s, "/fs/bytes_served") < whole / 4, "{s}");
+}
+
+#[test]
+fn kill_9_during_shard_writeback_leaves_no_torn_shard() {
+    let f = fixture();
+    let work = work_dir("sharded-kill9");
+    let store = work.join("store");
+    let mut paths: Vec<String> = shards_with_data()
+        .iter()
+        .map(|k| format!("35VLH/{YEAR}/{k}"))
+        .collect();
+    let mut valid = 0;
+    for round in 0..3 {
+        let m = Mounted::start_env(
+            &work,
+            &store,
+            &f.archive,
+            &["--layout", "sharded"],
+            &[("DATACUBE_TEST_WRITEBACK_DELAY_MS", "30")],
+        );
+        paths.rotate_left(3);
+        std::thread::scope(|s| {
+            let readers: Vec<_> = paths
+                .chunks(paths.len().div_ceil(3))
+                .map(|part| {
+                    let m = &m;
+                    s.spawn(move || {
+                        for p in part {
+                            let _ = std::fs::read(m.path(p)); // fails once the daemon is gone
+                        }
+                    })
+                })
+                .collect();
+            // Killed once a shard of this daemon has been written and more are queued, or when
+            // the readers are done (a store that is nearly complete has little left to write).
+            let t0 = std::time::Instant::now();
+            loop {
+                let s = m.stats();
+                let busy = stat(&s, "/writeback/chunks_written") > 0
+                    && stat(&s, "/writeback/queue_jobs") > 0;
+                if busy || readers.iter().all(|r| r.is_finished()) {
+                    break;
+                }
+                assert!(t0.elapsed() < Duration::from_secs(300), "no writeback: {s}");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            common::mount::signal(m.pid(), libc::SIGKILL);
+        });
+        m.kill9();
+        // Every shard file in the store is complete (index, checksum, every value), or absent.
+        assert_shards_valid(&store);
+        valid = data_files(&store).len();
+        eprintln!("round {round}: {valid} shard files in the store, all complete");
+    }
+    assert!(valid > 0, "the kills should land after some writeback");
+    // A remount serves the same bytes as intake, and completes the store.
+    let m = Mounted::start(&work, &store, &f.archive, &["--layout", "sharded"]);
+    let intaken = data_files(&sharded_store());
+    for k in intaken.keys() {
+        let served = std::fs::read(m.path(&format!("35VLH/{YEAR}/{k}"))).unwrap();
+        assert!(served == intaken[k], "{k} served differs from intake's");
+    }
+    assert!(m.terminate().success());
+    assert_eq!(
+        data_files(&store).keys().collect::<Vec<_>>(),
+        intaken.keys().collect::<Vec<_>>()
+    );
+    assert_shards_valid(&store);
+    let leftovers: Vec<String> = tree(&store)
+        .into_keys()
+        .filter(|k| k.contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn info_counts_the_objects_of_a_tile_year_and_projects_the_finland_year() {
+    let store = sharded_store();
+    let out = Command::new(bin())
+        .args(["info", store.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    // The count is every file under the tile-year, as listed here.
+    let files = tree(&store.join(format!("35VLH/{YEAR}"))).len();
+    assert!(
+        text.contains(&format!("35VLH/{YEAR}: {files} objects")),
+        "{files} files:\n{text}"
+    );
+    assert!(text.contains("layout: sharded"), "{text}");
+    // 192 scenes: 10 × 11² + 5 × 11² + 3 × 8² shards, plus what this tile-year holds besides.
+    let other = files - data_files(&store).len();
+    let per = 2007 + other;
+    let total = per * 77 + 1 + 77;
+    assert!(
+        text.contains(&format!(
+            "Finland (77 tiles) x 1 year(s) of 192 scenes: 2007 data + {other} other objects per tile-year, {total} objects"
+        )),
+        "{per} per tile-year:\n{text}"
+    );
+}
+
+#[test]
+fn a_store_made_before_layouts_stays_chunked_and_its_metadata_byte_identical() {
+    let f = fixture();
+    let work = work_dir("sharded-old-store");
+    let store = work.join("store");
+    // The metadata and catalog a previous version of intake wrote for the mini fixture.
+    let golden_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/chunked-store-v1");
+    let golden = tree(&golden_dir);
+    for (k, v) in &golden {
+        let p = store.join(k);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, v).unwrap();
+    }
+    let intake = |layout: &[&str]| {
+        Command::new(bin())
+            .args(["intake", "--tile=35VLH", "--year=2024", "--no-progress"])
+            .arg(format!("--source=safe:{}", f.archive.display()))
+            .arg(format!("--store={}", store.display()))
+            .args(layout)
+            .output()
+            .unwrap()
+    };
+    let out = intake(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = tree(&store);
+    for (k, v) in &golden {
+        assert!(&after[k] == v, "{k} was rewritten");
+    }
+    let st = datacube::store::DirStore::create(&store).unwrap();
+    assert_eq!(Chunking::of_store(&st).unwrap(), Some(Chunking::Chunked));
+    // Chunks of 512 (10 m): three per side of the 1098-px image.
+    assert!(after.contains_key(&format!("35VLH/{YEAR}/10m/data/c/0/0/2/2")));
+    for res in Resolution::ALL {
+        let (shape, data) = read_data(&store, res);
+        assert_formula(f, res, &shape, &data, |_| true);
+    }
+    // Asking for the other layout is refused, by intake and by mount, before anything is written.
+    let out = intake(&["--layout=sharded"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("layout is chunked, not sharded"), "{err}");
+    let mnt = work.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let out = Command::new(bin())
+        .arg("mount")
+        .arg(&mnt)
+        .args(["--tiles=35VLH", "--years=2024", "--layout=sharded"])
+        .arg(format!("--source=safe:{}", f.archive.display()))
+        .arg(format!("--store={}", store.display()))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("layout is chunked, not sharded"), "{err}");
+    assert_eq!(tree(&store), after, "nothing written by the refused runs");
+}
