@@ -40,6 +40,8 @@ pub struct YearContext {
     pub layout: YearLayout,
     geometries: Vec<DataGeometry>,
     encoders: Vec<Array<MemoryStore>>,
+    /// Sharded layout: per resolution, the inner chunk's encoder and the shard index's.
+    shard_encoders: Vec<Option<(Array<MemoryStore>, Array<MemoryStore>)>>,
 }
 
 impl YearContext {
@@ -47,7 +49,24 @@ impl YearContext {
         let layout = YearLayout::build(&catalog, chunking)?;
         let mut geometries = Vec::new();
         let mut encoders = Vec::new();
+        let mut shard_encoders = Vec::new();
         for res in Resolution::ALL {
+            shard_encoders.push(match chunking.inner_shape(res) {
+                None => None,
+                Some(inner) => {
+                    let meta = serde_json::json!({
+                        "zarr_format": 3, "node_type": "array", "shape": inner, "data_type": "uint16",
+                        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": inner}},
+                        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+                        "fill_value": 0, "codecs": crate::chunking::pixel_codecs(), "attributes": {}
+                    });
+                    let per = chunking.space(res) / inner[2];
+                    Some((
+                        array_from_json(Arc::new(MemoryStore::new()), "/inner", &meta)?,
+                        crate::shard::index_encoder(&[1, 1, per, per])?,
+                    ))
+                }
+            });
             geometries.push(DataGeometry::new(&catalog, res, chunking)?);
             let meta = &layout.data_metadata[res.index()];
             encoders.push(array_from_json(
@@ -62,6 +81,7 @@ impl YearContext {
             layout,
             geometries,
             encoders,
+            shard_encoders,
         })
     }
 
@@ -140,6 +160,9 @@ impl YearContext {
         if buf.iter().all(|v| *v == 0) {
             return Ok(ChunkOutcome::Empty);
         }
+        if let Some((inner, index)) = &self.shard_encoders[res.index()] {
+            return self.encode_shard(res, &buf, inner, index);
+        }
         let array = &self.encoders[res.index()];
         let shape: Vec<NonZeroU64> = self
             .geometry(res)
@@ -159,6 +182,45 @@ impl YearContext {
             )
             .context("encoding chunk")?;
         Ok(ChunkOutcome::Data(encoded.into_owned()))
+    }
+
+    /// Encodes an assembled shard: its inner chunks in parallel, each cut out of `buf`, then
+    /// assembled in C order with their index (`crate::shard`), so the bytes depend only on the
+    /// pixels. An all-fill inner chunk is left out.
+    fn encode_shard(
+        &self,
+        res: Resolution,
+        buf: &[u16],
+        inner: &Array<MemoryStore>,
+        index: &Array<MemoryStore>,
+    ) -> Result<ChunkOutcome> {
+        let [ct, nb, s, _] = self.geometry(res).object;
+        let (planes, s) = ((ct * nb) as usize, s as usize);
+        let i = self.chunking.inner_space(res).expect("sharded") as usize;
+        let per = s / i;
+        let encoded = (0..per * per)
+            .into_par_iter()
+            .map(|k| -> Result<Option<Vec<u8>>> {
+                let (y0, x0) = (k / per * i, k % per * i);
+                let mut v = Vec::with_capacity(planes * i * i);
+                for p in 0..planes {
+                    for r in 0..i {
+                        let at = (p * s + y0 + r) * s + x0;
+                        v.extend_from_slice(&buf[at..at + i]);
+                    }
+                }
+                if v.iter().all(|x| *x == 0) {
+                    return Ok(None);
+                }
+                crate::shard::encode_with(inner, bytemuck::cast_slice(&v)).map(Some)
+            })
+            .collect::<Result<Vec<_>>>()
+            .context("encoding inner chunks")?;
+        let refs: Vec<Option<&[u8]>> = encoded.iter().map(|c| c.as_deref()).collect();
+        Ok(match crate::shard::assemble(index, &refs)? {
+            Some(b) => ChunkOutcome::Data(b),
+            None => ChunkOutcome::Empty,
+        })
     }
 
     /// Materializes one chunk: assemble, then encode.

@@ -107,10 +107,7 @@ impl Chunking {
 
     /// The `data` array's `chunk_grid` and `codecs` for `res`.
     pub fn data_codecs(self, res: Resolution) -> (Value, Value) {
-        let pixel_codecs = json!([
-            {"name": "bytes", "configuration": {"endian": "little"}},
-            {"name": "blosc", "configuration": {"cname": "lz4", "clevel": 5, "shuffle": "bitshuffle", "typesize": 2, "blocksize": 0}}
-        ]);
+        let pixel_codecs = pixel_codecs();
         let grid =
             json!({"name": "regular", "configuration": {"chunk_shape": self.object_shape(res)}});
         let codecs = match self.inner_shape(res) {
@@ -120,7 +117,7 @@ impl Chunking {
                 "configuration": {
                     "chunk_shape": inner,
                     "codecs": pixel_codecs,
-                    "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}],
+                    "index_codecs": crate::shard::index_codecs(),
                     "index_location": "end"
                 }
             }]),
@@ -205,6 +202,14 @@ impl Chunking {
         // Another process created it first.
         check(Chunking::of_store(store)?.context("store root zarr.json vanished")?)
     }
+}
+
+/// The codecs of a chunk, or of an inner chunk of a shard.
+pub fn pixel_codecs() -> Value {
+    json!([
+        {"name": "bytes", "configuration": {"endian": "little"}},
+        {"name": "blosc", "configuration": {"cname": "lz4", "clevel": 5, "shuffle": "bitshuffle", "typesize": 2, "blocksize": 0}}
+    ])
 }
 
 impl fmt::Display for Chunking {

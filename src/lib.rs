@@ -26,6 +26,7 @@ pub mod remote;
 pub mod s1;
 pub mod safe;
 pub mod scene;
+pub(crate) mod shard;
 pub mod source;
 pub mod stac;
 pub mod store;

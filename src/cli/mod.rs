@@ -318,6 +318,7 @@ pub fn main() -> Result<std::process::ExitCode> {
     let interactive = args::interactive();
     match cli.command {
         Command::Intake(a) if a.collection == crate::collection::Collection::Sentinel1Sig0 => {
+            no_layout_for_s1(a.layout)?;
             args::set_threads(a.threads)?;
             return intake_s1(&a, interactive);
         }
@@ -352,6 +353,7 @@ pub fn main() -> Result<std::process::ExitCode> {
             }
         }
         Command::Mount(a) if a.collection == crate::collection::Collection::Sentinel1Sig0 => {
+            no_layout_for_s1(a.layout)?;
             args::set_threads(a.threads)?;
             args::log_panics_in_one_line();
             args::limit_malloc_retention();
@@ -466,6 +468,14 @@ fn intake_s1(a: &IntakeArgs, interactive: bool) -> Result<std::process::ExitCode
         );
         Ok(true)
     })
+}
+
+/// `--layout` chooses between Sentinel-2 layouts; a Sentinel-1 store has one (shards of 2500²).
+fn no_layout_for_s1(layout: Option<crate::chunking::Chunking>) -> Result<()> {
+    if let Some(l) = layout {
+        anyhow::bail!("--layout {l}: sentinel-1-sig0 stores have one layout (shards of [30, 2500, 2500]); --layout is for sentinel-2-l1c");
+    }
+    Ok(())
 }
 
 fn print_intake(r: &crate::intake::IntakeReport) {

@@ -41,10 +41,7 @@ fn inner_codecs(v: &Variable) -> Value {
     ])
 }
 
-/// The shard index codecs (Zarr v3 spec default: little-endian with a CRC32C).
-pub fn index_codecs() -> Value {
-    json!([{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}])
-}
+pub use crate::shard::index_codecs;
 
 /// Metadata of one of the five sharded arrays, for a time axis of `days` entries.
 pub fn array_metadata(v: &Variable, days: u64) -> Value {

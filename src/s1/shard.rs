@@ -6,12 +6,11 @@
 //! 2⁶⁴−1), and a shard with no inner chunk is not stored at all (Zarr's rule for an all-fill chunk).
 
 use std::collections::HashMap;
-use std::num::NonZeroU64;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
-use zarrs::array::{Array, ArrayBytes, ArrayToBytesCodecTraits, CodecOptions};
+use zarrs::array::Array;
 use zarrs::storage::store::MemoryStore;
 
 use super::catalog::S1Catalog;
@@ -74,30 +73,12 @@ impl Encoders {
             })
             .collect::<Result<Vec<_>>>()?;
         let n = INNER_PER_SHARD;
-        let index_meta = serde_json::json!({
-            "zarr_format": 3, "node_type": "array", "shape": [1, n, n, 2], "data_type": "uint64",
-            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [1, n, n, 2]}},
-            "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
-            "fill_value": u64::MAX, "codecs": super::layout::index_codecs(), "attributes": {}
-        });
-        let index = array_from_json(Arc::new(MemoryStore::new()), "/index", &index_meta)?;
+        let index = crate::shard::index_encoder(&[1, n, n])?;
         Ok(Encoders { inner, index })
     }
 
     fn encode(array: &Array<MemoryStore>, bytes: &[u8]) -> Result<Vec<u8>> {
-        let shape: Vec<NonZeroU64> = array
-            .chunk_shape(&vec![0; array.dimensionality()])?
-            .to_vec();
-        Ok(array
-            .codecs()
-            .encode(
-                ArrayBytes::new_flen(bytes),
-                &shape,
-                array.data_type(),
-                array.fill_value(),
-                &CodecOptions::default(),
-            )?
-            .into_owned())
+        crate::shard::encode_with(array, bytes)
     }
 }
 
@@ -276,39 +257,14 @@ pub fn materialize(
         .collect::<Result<Vec<_>>>()?;
     let mut out: ShardSet = Default::default();
     for (v, slot) in out.iter_mut().enumerate() {
-        let chunks: Vec<Option<&Vec<u8>>> = rows
+        let chunks: Vec<Option<&[u8]>> = rows
             .iter()
-            .flat_map(|r| r.iter().map(|c| c[v].as_ref()))
+            .flat_map(|r| r.iter().map(|c| c[v].as_deref()))
             .collect();
-        *slot = assemble(enc, &chunks)
+        *slot = crate::shard::assemble(&enc.index, &chunks)
             .with_context(|| format!("assembling shard of {}", VARIABLES[v].name))?;
     }
     Ok(out)
-}
-
-/// A shard object from its inner chunks in C order (`None`: absent), or `None` if all are absent.
-fn assemble(enc: &Encoders, chunks: &[Option<&Vec<u8>>]) -> Result<Option<Vec<u8>>> {
-    if chunks.iter().all(Option::is_none) {
-        return Ok(None);
-    }
-    let mut body = Vec::new();
-    let mut index = Vec::with_capacity(chunks.len() * 2);
-    for c in chunks {
-        match c {
-            Some(b) => {
-                index.push(body.len() as u64);
-                index.push(b.len() as u64);
-                body.extend_from_slice(b);
-            }
-            None => {
-                index.push(u64::MAX);
-                index.push(u64::MAX);
-            }
-        }
-    }
-    let index = Encoders::encode(&enc.index, bytemuck::cast_slice(&index))?;
-    body.extend_from_slice(&index);
-    Ok(Some(body))
 }
 
 /// Every shard region of a tile-year, in (t, y, x) order.
