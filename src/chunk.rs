@@ -6,13 +6,11 @@
 //! An object is assembled from exactly the JP2 windows it covers (through the shared
 //! `RasterReader`, so a JP2 tile is decoded once for all the objects inside it).
 
-use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use rayon::prelude::*;
-use zarrs::array::ArrayToBytesCodecTraits;
-use zarrs::array::{Array, ArrayBytes, CodecOptions};
+use zarrs::array::Array;
 use zarrs::storage::store::MemoryStore;
 
 use crate::bands::Resolution;
@@ -163,25 +161,10 @@ impl YearContext {
         if let Some((inner, index)) = &self.shard_encoders[res.index()] {
             return self.encode_shard(res, &buf, inner, index);
         }
-        let array = &self.encoders[res.index()];
-        let shape: Vec<NonZeroU64> = self
-            .geometry(res)
-            .object
-            .iter()
-            .map(|s| NonZeroU64::new(*s).expect("non-zero chunk shape"))
-            .collect();
-        let bytes = zarrs::array::transmute_to_bytes_vec(buf);
-        let encoded = array
-            .codecs()
-            .encode(
-                ArrayBytes::new_flen(bytes),
-                &shape,
-                array.data_type(),
-                array.fill_value(),
-                &CodecOptions::default(),
-            )
-            .context("encoding chunk")?;
-        Ok(ChunkOutcome::Data(encoded.into_owned()))
+        let encoded =
+            crate::shard::encode_with(&self.encoders[res.index()], bytemuck::cast_slice(&buf))
+                .context("encoding chunk")?;
+        Ok(ChunkOutcome::Data(encoded))
     }
 
     /// Encodes an assembled shard: its inner chunks in parallel, each cut out of `buf`, then
