@@ -4,7 +4,7 @@
 //!
 //! It works under `conformance/` and expects nothing to be there.
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 
 use super::Store;
 
@@ -55,6 +55,56 @@ pub fn run_with(store: &dyn Store, atomic_create: bool) -> Result<()> {
         "{d}: 6 MiB object"
     );
 
+    // Ranged reads of an opened object: every range is that slice of it, clipped at its end.
+    ensure!(
+        store.open_object(&k("absent"))?.is_none(),
+        "{d}: absent key opened"
+    );
+    let o = store
+        .open_object(&k("large"))?
+        .with_context(|| format!("{d}: large object not opened"))?;
+    ensure!(
+        o.len() == large.len() as u64,
+        "{d}: opened size {}",
+        o.len()
+    );
+    let n = large.len() as u64;
+    for (off, len) in [
+        (0, 10),
+        (4095, 8193),
+        (1 << 20, 1 << 20),
+        (n - 5, 100),
+        (n, 10),
+    ] {
+        let want = &large[(off.min(n)) as usize..(off + len as u64).min(n) as usize];
+        ensure!(
+            o.read_at(off, len)? == want,
+            "{d}: bytes {off}+{len} of the large object"
+        );
+    }
+    // The opened version is pinned: after a rewrite it reads its own bytes or fails naming the
+    // key, and never returns the new version's.
+    store.put(&k("pinned"), &binary)?;
+    let o = store
+        .open_object(&k("pinned"))?
+        .with_context(|| format!("{d}: pinned object not opened"))?;
+    let rewritten: Vec<u8> = binary.iter().map(|b| !b).collect();
+    store.put(&k("pinned"), &rewritten)?;
+    match o.read_at(100, 64) {
+        Ok(b) => ensure!(b == binary[100..164], "{d}: a pinned read saw the rewrite"),
+        Err(e) => ensure!(
+            format!("{e:#}").contains("conformance/pinned"),
+            "{d}: a failed pinned read does not name the key: {e:#}"
+        ),
+    }
+    let o = store
+        .open_object(&k("pinned"))?
+        .with_context(|| format!("{d}: rewritten object not opened"))?;
+    ensure!(
+        o.read_at(100, 64)? == rewritten[100..164],
+        "{d}: reopened object does not read the rewrite"
+    );
+
     // Listing: immediate children only, each once, sorted; the root lists the top level.
     for key in ["a/b/c/0", "a/b/c/1", "a/b/zarr.json", "a/c/1/0/2"] {
         store.put(&k(key), key.as_bytes())?;
@@ -94,6 +144,10 @@ pub fn run_with(store: &dyn Store, atomic_create: bool) -> Result<()> {
         ensure!(store.get(bad).is_err(), "{d}: GET accepted {bad:?}");
         ensure!(store.put(bad, b"x").is_err(), "{d}: PUT accepted {bad:?}");
         ensure!(store.delete(bad).is_err(), "{d}: DELETE accepted {bad:?}");
+        ensure!(
+            store.open_object(bad).is_err(),
+            "{d}: open_object accepted {bad:?}"
+        );
     }
     ensure!(store.list_dir("../x").is_err(), "{d}: LIST accepted ../x");
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::{check_key, Store};
+use super::{check_key, ObjectReader, Store};
 use crate::util::temp_files;
 
 pub struct DirStore {
@@ -58,6 +58,20 @@ impl Store for DirStore {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
         }
+    }
+
+    fn open_object(&self, key: &str) -> Result<Option<Box<dyn ObjectReader>>> {
+        let path = self.path(key)?;
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+        };
+        let size = file
+            .metadata()
+            .with_context(|| format!("opening {}", path.display()))?
+            .len();
+        Ok(Some(Box::new(OpenFile { file, size, path })))
     }
 
     fn delete(&self, key: &str) -> Result<()> {
@@ -183,6 +197,36 @@ fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
             let _ = std::fs::remove_file(&tmp);
             Err(e)
         }
+    }
+}
+
+/// A stored file kept open: a later rename over its name (a rewrite) leaves these bytes intact.
+struct OpenFile {
+    file: std::fs::File,
+    size: u64,
+    path: PathBuf,
+}
+
+impl ObjectReader for OpenFile {
+    fn len(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let r = super::object::clip(self.size, offset, len);
+        let mut buf = vec![0u8; (r.end - r.start) as usize];
+        self.file
+            .read_exact_at(&mut buf, r.start)
+            .with_context(|| {
+                format!(
+                    "reading bytes {}..{} of {}",
+                    r.start,
+                    r.end,
+                    self.path.display()
+                )
+            })?;
+        Ok(buf)
     }
 }
 

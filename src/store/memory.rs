@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use anyhow::Result;
 
-use super::{check_key, Store};
+use super::{check_key, InMemory, ObjectReader, Store};
 
 #[derive(Default)]
 pub struct MemStore {
@@ -74,6 +74,13 @@ impl Store for MemStore {
             .filter_map(|(k, _)| k[full.len()..].split('/').next().map(str::to_string))
             .collect();
         Ok(names.into_iter().collect())
+    }
+
+    fn open_object(&self, key: &str) -> Result<Option<Box<dyn ObjectReader>>> {
+        // A copy: the pinned version survives a later put or delete of the key.
+        Ok(self
+            .get(key)?
+            .map(|b| Box::new(InMemory(b)) as Box<dyn ObjectReader>))
     }
 
     fn describe(&self) -> String {

@@ -19,6 +19,7 @@ pub mod conformance;
 mod dir;
 mod faulty;
 mod memory;
+mod object;
 mod record;
 mod s3;
 
@@ -28,6 +29,7 @@ pub use crate::util::temp_files::{writer_gone, writer_id};
 pub use dir::{atomic_write, DirStore};
 pub use faulty::{FaultyStore, StoreOp};
 pub use memory::MemStore;
+pub use object::{InMemory, ObjectReader};
 pub use record::{record_files, ChunkEntry, ChunkRecord, RecordWriter};
 pub use s3::S3Store;
 
@@ -48,6 +50,13 @@ pub trait Store: Send + Sync {
     fn delete(&self, key: &str) -> Result<()>;
     /// Names of the immediate children of a prefix (`""` for the root), sorted.
     fn list_dir(&self, prefix: &str) -> Result<Vec<String>>;
+    /// The object at `key`, pinned for reads by byte range (`ObjectReader`), or `None` if absent.
+    /// The default reads it whole; backends that can read ranges override it.
+    fn open_object(&self, key: &str) -> Result<Option<Box<dyn ObjectReader>>> {
+        Ok(self
+            .get(key)?
+            .map(|b| Box::new(InMemory(b)) as Box<dyn ObjectReader>))
+    }
     /// Human-readable location, for messages.
     fn describe(&self) -> String;
     /// Removes temporary objects left under `prefix` by a killed writer; returns how many.

@@ -6,7 +6,7 @@
 use anyhow::{Context, Result};
 use aws_sdk_s3::primitives::ByteStream;
 
-use super::{check_key, Store, Transient};
+use super::{check_key, ObjectReader, Store, Transient};
 use crate::remote::s3::{self, S3Options};
 
 pub struct S3Store {
@@ -100,6 +100,47 @@ impl Store for S3Store {
             }
         });
         r.with_context(|| format!("{}: GET {key}", self.describe()))
+    }
+
+    fn open_object(&self, key: &str) -> Result<Option<Box<dyn ObjectReader>>> {
+        check_key(key)?;
+        let r = crate::remote::block_on(
+            self.client
+                .head_object()
+                .bucket(&self.bucket)
+                .key(self.object(key))
+                .send(),
+        );
+        let head = match r {
+            Ok(h) => h,
+            Err(e)
+                if e.as_service_error().is_some_and(|s| s.is_not_found())
+                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => {
+                return Err(sdk_error(&e))
+                    .with_context(|| format!("{}: HEAD {key}", self.describe()))
+            }
+        };
+        let what = format!("{}: {key}", self.describe());
+        let etag = head
+            .e_tag()
+            .map(str::to_string)
+            .with_context(|| format!("{what}: HEAD answered no ETag"))?;
+        let size = head
+            .content_length()
+            .and_then(|n| u64::try_from(n).ok())
+            .with_context(|| format!("{what}: HEAD answered no Content-Length"))?;
+        Ok(Some(Box::new(S3Object {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            object: self.object(key),
+            what,
+            etag,
+            size,
+        })))
     }
 
     fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
@@ -203,6 +244,83 @@ impl Store for S3Store {
         } else {
             format!("s3://{}/{}", self.bucket, self.prefix)
         }
+    }
+}
+
+/// One version of an object (its ETag), read by ranged GETs that must match it.
+struct S3Object {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    object: String,
+    /// `s3://bucket/prefix: key`, for messages.
+    what: String,
+    etag: String,
+    size: u64,
+}
+
+impl ObjectReader for S3Object {
+    fn len(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let r = super::object::clip(self.size, offset, len);
+        if r.is_empty() {
+            return Ok(Vec::new());
+        }
+        let range = format!("bytes={}-{}", r.start, r.end - 1);
+        let what = format!("{}: GET {range}", self.what);
+        crate::remote::block_on(async {
+            let resp = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(&self.object)
+                .range(&range)
+                .if_match(&self.etag)
+                .send()
+                .await;
+            let o = match resp {
+                Ok(o) => o,
+                // 412: the object was rewritten (or deleted and recreated) since it was opened.
+                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
+                    anyhow::bail!(
+                        "the object changed since it was opened (ETag {})",
+                        self.etag
+                    )
+                }
+                Err(e) => return Err(sdk_error(&e)),
+            };
+            // A server that ignores If-Match must still not hand over another version's bytes.
+            if o.e_tag().is_some_and(|t| t != self.etag) {
+                anyhow::bail!(
+                    "the object changed since it was opened (ETag {}, now {})",
+                    self.etag,
+                    o.e_tag().unwrap_or_default()
+                );
+            }
+            let want = format!("bytes {}-{}/{}", r.start, r.end - 1, self.size);
+            if o.content_range() != Some(want.as_str()) {
+                anyhow::bail!(
+                    "answered Content-Range {:?}, expected {want:?}",
+                    o.content_range()
+                );
+            }
+            let body = o
+                .body
+                .collect()
+                .await
+                .map_err(|e| anyhow::Error::new(Transient(format!("reading the body: {e}"))))?
+                .into_bytes();
+            anyhow::ensure!(
+                body.len() as u64 == r.end - r.start,
+                "answered {} bytes for {} asked",
+                body.len(),
+                r.end - r.start
+            );
+            Ok(body.to_vec())
+        })
+        .with_context(|| what)
     }
 }
 
