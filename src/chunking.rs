@@ -52,6 +52,11 @@ impl Chunking {
         CHUNK_10M / res.space_chunk()
     }
 
+    /// Whether objects are shards of inner chunks.
+    pub fn is_sharded(self) -> bool {
+        matches!(self, Chunking::Sharded { .. })
+    }
+
     /// Extent of an object (a chunk or a shard) along `y` and `x`, in pixels of `res`.
     pub fn space(self, res: Resolution) -> u64 {
         match self {

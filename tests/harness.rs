@@ -10,6 +10,7 @@ use std::time::Duration;
 use datacube::bands::Resolution;
 use datacube::chunking::Chunking;
 use datacube::fixture::{FixtureSize, FixtureSpec};
+use datacube::fs::content::Content;
 use datacube::fs::cube::{Attr, Cube, CubeConfig, FsError};
 use datacube::key::{ChunkIndex, ChunkKey, TileYear};
 use datacube::remote::retry::RetryPolicy;
@@ -39,11 +40,14 @@ struct Rig {
 }
 
 fn rig() -> Rig {
-    let mem = Arc::new(MemStore::new());
+    rig_over(Arc::new(MemStore::new()), Chunking::Chunked)
+}
+
+/// A cube over `mem` (a fresh one, or another cube's: a second mount of the same store).
+fn rig_over(mem: Arc<MemStore>, layout: Chunking) -> Rig {
     let store = Arc::new(FaultyStore::new(mem.clone()));
     let source = Arc::new(FaultySource::new(source()));
-    let (chunk_cache_bytes, decode_cache_bytes) =
-        CubeConfig::split_budget(1 << 30, 2, Chunking::Chunked);
+    let (chunk_cache_bytes, decode_cache_bytes) = CubeConfig::split_budget(1 << 30, 2, layout);
     let cube = Cube::new(
         CubeConfig {
             tiles: vec!["35VLH".into()],
@@ -61,7 +65,7 @@ fn rig() -> Rig {
             },
             fence: Default::default(),
             refresh: datacube::fs::refresh::RefreshPolicy::off(),
-            layout: Some(Chunking::Chunked),
+            layout: Some(layout),
         },
         store.clone() as Arc<dyn Store>,
         source.clone() as Arc<dyn BandSource>,
@@ -113,7 +117,7 @@ fn lookup(cube: &Arc<Cube>, path: &str) -> Result<Attr, FsError> {
 
 fn open(cube: &Arc<Cube>, path: &str) -> Result<Vec<u8>, FsError> {
     ask(cube, path, |c, p, done| {
-        c.open(p, move |r| done(r.map(|b| b.to_vec())))
+        c.open(p, move |r| done(r.and_then(|c| c.read(0, usize::MAX))))
     })
 }
 
@@ -259,6 +263,56 @@ fn a_panicking_materialization_answers_eio_and_the_next_read_succeeds() {
         r.mem.snapshot().contains_key(&path),
         "written back after the retry"
     );
+}
+
+#[test]
+fn a_stored_shard_is_read_by_range_and_a_failed_range_fails_only_that_read() {
+    let layout: Chunking = "sharded:1024/128".parse().unwrap();
+    let first = rig_over(Arc::new(MemStore::new()), layout);
+    let path = format!("35VLH/{YEAR}/10m/data/c/0/0/0/0");
+    let whole = open(&first.cube, &path).unwrap();
+    first.cube.shutdown();
+    assert_eq!(
+        first.mem.snapshot().get(&path),
+        Some(&whole),
+        "written back"
+    );
+
+    // A second mount of the store: the shard is recorded, not cached, so it is opened in the
+    // store and read by range. Its second ranged read fails.
+    let second = rig_over(first.mem.clone(), layout);
+    second.store.faults.add(
+        StoreOp::ReadRange,
+        Some(&path),
+        2..=2,
+        Effect::Fail { transient: false },
+    );
+    let content = ask(&second.cube, &path, |c, p, done| c.open(p, done)).unwrap();
+    assert!(matches!(content, Content::Stored(_)), "opened in the store");
+    let n = whole.len();
+    assert_eq!(content.len(), n as u64);
+    // The index at the end, as a Zarr reader asks for it first.
+    assert_eq!(content.read(n as u64 - 100, 100).unwrap(), whole[n - 100..]);
+    assert_eq!(
+        content.read(0, 4096),
+        Err(FsError::Io),
+        "the injected failure"
+    );
+    // The file stays usable: every range afterwards is the shard's.
+    let mut read = Vec::new();
+    while read.len() < n {
+        read.extend(content.read(read.len() as u64, 128 << 10).unwrap());
+    }
+    assert!(read == whole, "ranged reads reassemble the shard");
+    assert!(content.read(n as u64, 10).unwrap().is_empty());
+    let s = stats(&second.cube);
+    assert_eq!(s["fs"]["materializations"], 0, "{s}");
+    assert_eq!(s["fs"]["store_opens"], 1, "{s}");
+    assert_eq!(s["fs"]["store_reads"], 0, "never read whole: {s}");
+    assert_eq!(s["fs"]["store_errors"], 1, "{s}");
+    assert_eq!(s["fs"]["store_read_bytes"], 100 + n as u64, "{s}");
+    assert_eq!(s["chunk_cache"]["entries"], 0, "not cached: {s}");
+    second.cube.shutdown();
 }
 
 #[test]

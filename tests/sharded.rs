@@ -356,14 +356,26 @@ fn the_mount_computes_shards_on_demand_and_zarrs_reads_their_inner_chunks_by_ran
         assert!(v == &intaken[k], "{k} differs from intake's");
     }
 
-    // A warm mount serves the stored shards by range as well, computing nothing.
+    // A warm mount computes nothing and fetches from the store only the ranges read: the
+    // shards are opened in the store once each (the reader opens each file once per inner
+    // chunk), never read whole, nor cached.
     let m = Mounted::start(&work, &store, &f.archive, &["--layout", "sharded"]);
     let (got, want) = patch(&m.mnt, Resolution::R10, 200, 300, 100);
     assert_eq!(got, want);
     let s = m.stats();
     assert_eq!(stat(&s, "/fs/materializations"), 0, "{s}");
-    assert!(stat(&s, "/fs/store_reads") >= 2, "{s}");
+    assert_eq!(stat(&s, "/fs/store_opens"), 2, "{s}");
+    assert_eq!(stat(&s, "/fs/store_reads"), 0, "{s}");
     assert!(stat(&s, "/fs/bytes_served") < whole / 4, "{s}");
+    let fetched = stat(&s, "/fs/store_read_bytes");
+    assert!(
+        fetched < whole / 4,
+        "the patch fetched {fetched} bytes of {whole} in its two shards from the store"
+    );
+    assert_eq!(stat(&s, "/chunk_cache/entries"), 0, "{s}");
+    // Every byte of a shard, read whole through the mount, is the stored shard's.
+    let key = shard_keys[1];
+    assert!(std::fs::read(m.path(&format!("35VLH/{YEAR}/{key}"))).unwrap() == served[1]);
 }
 
 #[test]

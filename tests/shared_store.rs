@@ -123,7 +123,9 @@ fn open(cube: &Arc<Cube>, path: &str) -> Result<Vec<u8>, FsError> {
     let (tx, rx) = channel();
     let (c, p) = (cube.clone(), path.to_string());
     cube.when_year_ready(path, move || {
-        c.open(&p, move |r| tx.send(r.map(|b| b.to_vec())).unwrap())
+        c.open(&p, move |r| {
+            tx.send(r.and_then(|c| c.read(0, usize::MAX))).unwrap()
+        })
     });
     rx.recv_timeout(HANG)
         .unwrap_or_else(|_| panic!("request for {path} hung"))

@@ -10,13 +10,13 @@ use std::sync::Arc;
 use anyhow::Result;
 use serde_json::json;
 
+use super::content::Content;
 use super::pool::WorkPool;
 pub use super::refresh::RefreshPolicy;
 use super::resolver::{ChunkResolver, ResolverConfig};
 use super::tree::{Resolved, Tree};
 use super::year::Years;
 use crate::bands::Resolution;
-use crate::cache::Bytes;
 use crate::generation::{Fence, Tracker};
 use crate::source::BandSource;
 use crate::store::{RecordWriter, Store};
@@ -214,19 +214,19 @@ impl Cube {
         }
     }
 
-    /// The whole content of the file at `path` (a snapshot for the stats file).
+    /// The content of the file at `path` while it is open (a snapshot for the stats file).
     pub fn open(
         &self,
         path: &str,
-        done: impl FnOnce(std::result::Result<Bytes, FsError>) + Send + 'static,
+        done: impl FnOnce(std::result::Result<Content, FsError>) + Send + 'static,
     ) {
         self.stats.opens.inc();
         match self.resolve(path) {
             Err(e) => done(Err(e)),
             Ok(Resolved::Dir) => done(Err(FsError::IsDir)),
-            Ok(Resolved::File(_, b)) => done(Ok(b)),
-            Ok(Resolved::Stats) => done(Ok(self.stats_json().into())),
-            Ok(Resolved::Chunk(ys, key)) => self.chunks.bytes(ys, key, Box::new(done)),
+            Ok(Resolved::File(_, b)) => done(Ok(b.into())),
+            Ok(Resolved::Stats) => done(Ok(Content::Bytes(self.stats_json().into()))),
+            Ok(Resolved::Chunk(ys, key)) => self.chunks.content(ys, key, Box::new(done)),
         }
     }
 
@@ -320,7 +320,7 @@ impl super::view::CubeView for Cube {
         Cube::getattr(self, path)
     }
 
-    fn open(&self, path: &str, done: super::view::BytesDone) {
+    fn open(&self, path: &str, done: super::view::ContentDone) {
         Cube::open(self, path, done)
     }
 

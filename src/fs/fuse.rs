@@ -14,12 +14,16 @@ use fuser::{
     ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 
+use super::content::Content;
 use super::cube::{Attr, FsError, Kind};
+use super::pool::WorkPool;
 use super::view::CubeView;
-use crate::cache::Bytes;
 
 /// Immutable files (chunks, metadata) may be cached by the kernel for long.
 const TTL_FILE: Duration = Duration::from_secs(3600);
+/// Ranged reads of stored objects in flight at once (the kernel sends up to 12 background
+/// requests by default; S3 latency, not CPU, bounds them).
+const STORE_READ_THREADS: usize = 8;
 /// Directories gain entries as chunks are computed.
 const TTL_DIR: Duration = Duration::from_secs(1);
 
@@ -83,7 +87,9 @@ impl Inodes {
 pub struct DatacubeFs {
     cube: Arc<dyn CubeView>,
     inodes: Arc<Mutex<Inodes>>,
-    handles: Arc<Mutex<HashMap<u64, Bytes>>>,
+    handles: Arc<Mutex<HashMap<u64, Content>>>,
+    /// Reads of stored objects, which wait on the store, run here rather than on FUSE threads.
+    store_reads: WorkPool,
     next_fh: AtomicU64,
     uid: u32,
     gid: u32,
@@ -98,6 +104,7 @@ impl DatacubeFs {
             cube,
             inodes: Arc::new(Mutex::new(Inodes::new())),
             handles: Arc::new(Mutex::new(HashMap::new())),
+            store_reads: WorkPool::new("store-read", STORE_READ_THREADS),
             next_fh: AtomicU64::new(1),
             uid,
             gid,
@@ -276,8 +283,8 @@ impl Filesystem for DatacubeFs {
                 cube.open(
                     &path,
                     Box::new(move |r| match r {
-                        Ok(bytes) => {
-                            handles.lock().unwrap().insert(fh, bytes);
+                        Ok(content) => {
+                            handles.lock().unwrap().insert(fh, content);
                             // Chunk and metadata files never change while mounted: keep the page cache.
                             let flags = if volatile {
                                 FopenFlags::FOPEN_DIRECT_IO
@@ -304,15 +311,28 @@ impl Filesystem for DatacubeFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let Some(bytes) = self.handles.lock().unwrap().get(&fh.0).cloned() else {
+        let Some(content) = self.handles.lock().unwrap().get(&fh.0).cloned() else {
             return reply.error(Errno::EBADF);
         };
-        let start = (offset as usize).min(bytes.len());
-        let end = start.saturating_add(size as usize).min(bytes.len());
-        let stats = self.cube.stats();
-        stats.reads.inc();
-        stats.bytes_served.add((end - start) as u64);
-        reply.data(&bytes[start..end]);
+        let cube = self.cube.clone();
+        let answer = move |r: Result<&[u8], FsError>| match r {
+            Ok(data) => {
+                let stats = cube.stats();
+                stats.reads.inc();
+                stats.bytes_served.add(data.len() as u64);
+                reply.data(data);
+            }
+            Err(e) => reply.error(errno(e)),
+        };
+        match content {
+            Content::Bytes(b) => {
+                let r = crate::store::clip(b.len() as u64, offset, size as usize);
+                answer(Ok(&b[r.start as usize..r.end as usize]));
+            }
+            Content::Stored(o) => self
+                .store_reads
+                .spawn(move || answer(o.read(offset, size as usize).as_deref().map_err(|e| *e))),
+        }
     }
 
     fn release(

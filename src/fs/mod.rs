@@ -4,6 +4,7 @@
 //! adapts it to fuser (the only module that knows FUSE), `mountpoint` handles live and stale
 //! mounts. See docs/design.md §4.
 
+pub mod content;
 pub mod cube;
 pub(crate) mod fuse;
 pub mod mountpoint;

@@ -9,11 +9,12 @@
 //! join its waiters, so no thread waits on a chunk. A job that fails or panics answers `Io` to
 //! every waiter, logs one line naming the chunk, and leaves nothing cached or persisted.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::Context;
 
+use super::content::{Content, StoredObject};
 use super::cube::{Attr, FsError};
 use super::pool::WorkPool;
 use super::year::YearState;
@@ -32,11 +33,24 @@ fn cache_key(key: &ChunkKey, fp: &str) -> String {
     format!("{key}#{fp}")
 }
 
-/// A computed chunk.
+/// A chunk as the resolver found it.
 #[derive(Clone)]
 pub enum ChunkState {
+    /// Its bytes, in memory.
     Data(Bytes),
+    /// A shard in the store, opened for reads by range.
+    Stored(Arc<StoredObject>),
     Empty,
+}
+
+impl ChunkState {
+    fn content(self) -> std::result::Result<Content, FsError> {
+        match self {
+            ChunkState::Data(b) => Ok(Content::Bytes(b)),
+            ChunkState::Stored(o) => Ok(Content::Stored(o)),
+            ChunkState::Empty => Err(FsError::NotFound),
+        }
+    }
 }
 
 type Done<T> = Box<dyn FnOnce(std::result::Result<T, FsError>) + Send>;
@@ -56,8 +70,13 @@ crate::counters! {
         materialize_errors,
         /// Materializations running now.
         inflight,
-        /// Chunks read back from the persistent store.
+        /// Chunks read back whole from the persistent store (chunked layout).
         store_reads,
+        /// Shards opened in the persistent store for reads by range (sharded layout).
+        store_opens,
+        /// Ranged reads of those shards.
+        store_range_reads,
+        /// Bytes read from the store, whole or by range.
         store_read_bytes,
         store_errors,
     }
@@ -71,8 +90,16 @@ pub struct ResolverConfig {
     pub writeback: Limits,
 }
 
+/// Shards kept open in the store for ranged reads (a Zarr reader opens a shard once for its index
+/// and once per inner chunk; this spares a HEAD or an `open(2)` each time). Bounded, since each
+/// holds a file descriptor in a directory store.
+const OPEN_OBJECTS: usize = 256;
+
 pub struct ChunkResolver {
     store: Arc<dyn Store>,
+    /// Opened shards by cache key (chunk and fingerprint). A shard rewritten under the same
+    /// fingerprint has the same bytes, so a kept version stays right while its fingerprint does.
+    open_objects: Mutex<lru::LruCache<String, Arc<StoredObject>>>,
     source: Arc<dyn BandSource>,
     raster: RasterReader,
     decode_cache_bytes: usize,
@@ -80,7 +107,7 @@ pub struct ChunkResolver {
     writeback: Writeback,
     flights: Arc<SingleFlight<(ChunkKey, String), ChunkState, FsError>>,
     pool: WorkPool,
-    pub stats: ResolverStats,
+    pub stats: Arc<ResolverStats>,
 }
 
 impl ChunkResolver {
@@ -97,8 +124,11 @@ impl ChunkResolver {
             cache: ChunkCache::new(cfg.chunk_cache_bytes),
             writeback: Writeback::start(store.clone(), tracker, records, cfg.writeback),
             flights: Arc::new(SingleFlight::new()),
+            open_objects: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(OPEN_OBJECTS).unwrap(),
+            )),
             pool: WorkPool::new("materialize", cfg.workers),
-            stats: ResolverStats::default(),
+            stats: Arc::default(),
             store,
             source,
         }
@@ -112,12 +142,7 @@ impl ChunkResolver {
             None => self.flight(
                 ys,
                 key,
-                Box::new(move |r| {
-                    done(r.and_then(|s| match s {
-                        ChunkState::Data(b) => Ok(Attr::file(b.len() as u64)),
-                        ChunkState::Empty => Err(FsError::NotFound),
-                    }))
-                }),
+                Box::new(move |r| done(r.and_then(|s| s.content()).map(|c| Attr::file(c.len())))),
             ),
         }
     }
@@ -130,25 +155,23 @@ impl ChunkResolver {
         }
     }
 
-    /// The bytes of chunk `key`.
-    pub fn bytes(self: &Arc<Self>, ys: Arc<YearState>, key: ChunkKey, done: Done<Bytes>) {
+    /// The content of chunk `key`.
+    pub fn content(self: &Arc<Self>, ys: Arc<YearState>, key: ChunkKey, done: Done<Content>) {
         let fp = ys.fingerprint(key.res, key.idx.t);
         if let Some(b) = self
             .cache
             .get(&cache_key(&key, fp))
             .or_else(|| self.writeback.pending(&key, fp))
         {
-            return done(Ok(b));
+            return done(Ok(Content::Bytes(b)));
+        }
+        if let Some(o) = self.open_objects.lock().unwrap().get(&cache_key(&key, fp)) {
+            return done(Ok(Content::Stored(o.clone())));
         }
         self.flight(
             ys,
             key,
-            Box::new(move |r| {
-                done(r.and_then(|s| match s {
-                    ChunkState::Data(b) => Ok(b),
-                    ChunkState::Empty => Err(FsError::NotFound),
-                }))
-            }),
+            Box::new(move |r| done(r.and_then(|s| s.content()))),
         );
     }
 
@@ -179,7 +202,7 @@ impl ChunkResolver {
         let fp = ys.fingerprint(key.res, key.idx.t);
         match ys.known(key.res, key.idx) {
             Some(ChunkEntry::Empty) => return Ok(ChunkState::Empty),
-            Some(ChunkEntry::Data { .. }) => {
+            Some(ChunkEntry::Data { bytes }) => {
                 if let Some(b) = self
                     .cache
                     .get(&cache_key(key, fp))
@@ -187,8 +210,13 @@ impl ChunkResolver {
                 {
                     return Ok(ChunkState::Data(b));
                 }
-                match self.read_store(key, fp)? {
-                    Some(b) => return Ok(ChunkState::Data(b)),
+                let found = if ys.ctx.chunking.is_sharded() {
+                    self.open_store(key, fp, bytes)?
+                } else {
+                    self.read_store(key, fp)?
+                };
+                match found {
+                    Some(state) => return Ok(state),
                     None => tracing::warn!(
                         "{key} is recorded but missing from {}; computing it again",
                         self.store.describe()
@@ -266,19 +294,62 @@ impl ChunkResolver {
         Ok(r)
     }
 
-    fn read_store(&self, key: &ChunkKey, fp: &str) -> std::result::Result<Option<Bytes>, FsError> {
+    /// Reads a recorded chunk whole from the store, and caches it.
+    fn read_store(
+        &self,
+        key: &ChunkKey,
+        fp: &str,
+    ) -> std::result::Result<Option<ChunkState>, FsError> {
         match self.store.get(&key.to_string()) {
             Ok(Some(v)) => {
                 self.stats.store_reads.inc();
                 self.stats.store_read_bytes.add(v.len() as u64);
                 let b: Bytes = v.into();
                 self.cache.insert(&cache_key(key, fp), b.clone());
-                Ok(Some(b))
+                Ok(Some(ChunkState::Data(b)))
             }
             Ok(None) => Ok(None),
             Err(e) => {
                 self.stats.store_errors.inc();
                 tracing::error!("reading {key} from {}: {e:#}", self.store.describe());
+                Err(FsError::Io)
+            }
+        }
+    }
+
+    /// Opens a recorded shard in the store for reads by range. A stored object of another size
+    /// than the record's is not the recorded one (the record and the object are written by the
+    /// same process, the object first): it is computed again, like a missing one.
+    fn open_store(
+        &self,
+        key: &ChunkKey,
+        fp: &str,
+        recorded: u64,
+    ) -> std::result::Result<Option<ChunkState>, FsError> {
+        let ck = cache_key(key, fp);
+        if let Some(o) = self.open_objects.lock().unwrap().get(&ck) {
+            return Ok(Some(ChunkState::Stored(o.clone())));
+        }
+        match self.store.open_object(&key.to_string()) {
+            Ok(Some(r)) if r.len() == recorded => {
+                self.stats.store_opens.inc();
+                let what = format!("{key} in {}", self.store.describe());
+                let o = Arc::new(StoredObject::new(what, r, self.stats.clone()));
+                self.open_objects.lock().unwrap().put(ck, o.clone());
+                Ok(Some(ChunkState::Stored(o)))
+            }
+            Ok(Some(r)) => {
+                tracing::warn!(
+                    "{key} in {} has {} bytes where {recorded} are recorded",
+                    self.store.describe(),
+                    r.len()
+                );
+                Ok(None)
+            }
+            Ok(None) => Ok(None),
+            Err(e) => {
+                self.stats.store_errors.inc();
+                tracing::error!("opening {key} in {}: {e:#}", self.store.describe());
                 Err(FsError::Io)
             }
         }

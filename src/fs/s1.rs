@@ -21,11 +21,12 @@ use std::sync::{Arc, Mutex};
 use anyhow::Result;
 use serde_json::json;
 
+use super::content::Content;
 use super::cube::{Attr, CubeStats, FsError, Kind};
 use super::node::{classify, static_children, Node, STATS_DIR};
 use super::pool::WorkPool;
 use super::refresh::{OnChange, Refresher};
-use super::view::{AttrDone, BytesDone, CubeView};
+use super::view::{AttrDone, ContentDone, CubeView};
 use crate::bands::Resolution;
 use crate::cache::Bytes;
 use crate::key::{canonical_u64, ChunkIndex, TileYear};
@@ -515,19 +516,21 @@ impl CubeView for S1Cube {
         }
     }
 
-    fn open(&self, path: &str, done: BytesDone) {
+    fn open(&self, path: &str, done: ContentDone) {
         self.fs_stats.opens.inc();
         match self.resolve(path) {
             Err(e) => done(Err(e)),
             Ok(Resolved::Dir) => done(Err(FsError::IsDir)),
-            Ok(Resolved::File(b)) => done(Ok(b)),
-            Ok(Resolved::Stats) => done(Ok(self.stats_json().into())),
+            Ok(Resolved::File(b)) => done(Ok(b.into())),
+            Ok(Resolved::Stats) => done(Ok(Content::Bytes(self.stats_json().into()))),
             Ok(Resolved::Shard(ty, y, pos, v)) => self.shard(
                 ty,
                 y,
                 pos,
                 v,
-                Box::new(move |r| done(r.and_then(|b| b.ok_or(FsError::NotFound)))),
+                Box::new(move |r| {
+                    done(r.and_then(|b| b.map(Content::Bytes).ok_or(FsError::NotFound)))
+                }),
             ),
         }
     }

@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
+use super::content::Content;
 use super::cube::{Attr, CubeStats, FsError, Kind};
 use super::refresh::{OnChange, Refresher};
-use crate::cache::Bytes;
 
 pub type AttrDone = Box<dyn FnOnce(Result<Attr, FsError>) + Send>;
-pub type BytesDone = Box<dyn FnOnce(Result<Bytes, FsError>) + Send>;
+pub type ContentDone = Box<dyn FnOnce(Result<Content, FsError>) + Send>;
 
 /// A virtual cube as a tree of files, answered without FUSE.
 pub trait CubeView: Send + Sync + 'static {
@@ -20,8 +20,8 @@ pub trait CubeView: Send + Sync + 'static {
     fn lookup(&self, path: &str, done: AttrDone);
     /// Attributes of a node already looked up (never starts work).
     fn getattr(&self, path: &str) -> Result<Attr, FsError>;
-    /// The whole content of the file at `path`.
-    fn open(&self, path: &str, done: BytesDone);
+    /// The content of the file at `path`, to read from while it is open.
+    fn open(&self, path: &str, done: ContentDone);
     /// Children of a directory (without `.`/`..`); never starts chunk work.
     fn list(&self, path: &str) -> Result<Vec<(String, Kind)>, FsError>;
     /// Request counters the FUSE adapter adds to (reads, bytes served).

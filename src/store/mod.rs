@@ -29,7 +29,7 @@ pub use crate::util::temp_files::{writer_gone, writer_id};
 pub use dir::{atomic_write, DirStore};
 pub use faulty::{FaultyStore, StoreOp};
 pub use memory::MemStore;
-pub use object::{InMemory, ObjectReader};
+pub use object::{clip, InMemory, ObjectReader};
 pub use record::{record_files, ChunkEntry, ChunkRecord, RecordWriter};
 pub use s3::S3Store;
 
