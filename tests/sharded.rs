@@ -305,7 +305,8 @@ fn the_mount_computes_shards_on_demand_and_zarrs_reads_their_inner_chunks_by_ran
     let store = work.join("store");
     let m = Mounted::start(&work, &store, &f.archive, &["--layout", "sharded"]);
     // A 100² patch inside shard (0, 0) of both 10 m time chunks: two shards computed, and the
-    // reader gets their indexes and 2 × 2 inner chunks of 64 rather than the whole shards.
+    // reader gets their indexes and the 2 × 2 inner chunks of 128² the patch overlaps, not the
+    // whole shards.
     let (got, want) = patch(&m.mnt, Resolution::R10, 200, 300, 100);
     assert_eq!(got, want);
     let s = m.stats();

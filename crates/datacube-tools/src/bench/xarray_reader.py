@@ -36,9 +36,12 @@ def main():
     patches = cfg["patches"]
     sums = [None] * len(patches)
     durations, reads = [], []
+    # "chunks": absent = xarray's default (a dask chunk per stored chunk, or per inner chunk of a
+    # shard); null = no dask (`chunks=None`), as the README advises for sharded stores.
+    kw = {"chunks": cfg["chunks"]} if "chunks" in cfg else {}
     for order in cfg["orders"]:
         t0, r0 = time.perf_counter(), rchar()
-        groups = {name: xr.open_zarr(f"{base}/{name}", consolidated=True) for name, _ in RES}
+        groups = {name: xr.open_zarr(f"{base}/{name}", consolidated=True, **kw) for name, _ in RES}
         for i in order:
             p = patches[i]
             h = 0
