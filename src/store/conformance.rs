@@ -6,7 +6,7 @@
 
 use anyhow::{ensure, Context, Result};
 
-use super::Store;
+use super::{Creator, ObjectReader, Store, Transient};
 
 /// Runs the suite; the error says which rule `store` broke.
 pub fn run(store: &dyn Store) -> Result<()> {
@@ -221,6 +221,77 @@ pub fn run_with(store: &dyn Store, atomic_create: bool) -> Result<()> {
         "{d}: put_if_absent accepted a bad key"
     );
 
+    // Creation tokens: a create's token reads back with the object, and an overwrite is no
+    // longer the creator's object. A store whose create answers can be lost (S3: the SDK retries
+    // a create into a 412; Ceph RGW answers a lost race with a 5xx) must keep them, or a lost
+    // answer reads as a lost race; a store that decides locally (directory) may keep none.
+    ensure!(
+        store.creator(&k("absent"))? == Creator::Absent,
+        "{d}: creator of an absent key"
+    );
+    ensure!(
+        store.try_create(&k("marked"), b"m", "conformance-1")?,
+        "{d}: try_create on a free key refused"
+    );
+    ensure!(
+        !store.try_create(&k("marked"), b"n", "conformance-2")?,
+        "{d}: try_create overwrote"
+    );
+    let keeps_tokens = match store.creator(&k("marked"))? {
+        Creator::Marked(t) => {
+            ensure!(t == "conformance-1", "{d}: the creator read back is {t:?}");
+            true
+        }
+        Creator::Unmarked => {
+            ensure!(
+                !d.starts_with("s3://"),
+                "{d}: an S3 store must keep creation tokens"
+            );
+            false
+        }
+        Creator::Absent => anyhow::bail!("{d}: a created object reads as absent"),
+    };
+    store.put(&k("marked"), b"rewritten")?;
+    ensure!(
+        store.creator(&k("marked"))? != Creator::Marked("conformance-1".into()),
+        "{d}: an overwritten object still names its creator"
+    );
+    if keeps_tokens {
+        // The answers `put_if_absent` must see through, made by a client between it and `store`.
+        let lost = Lossy {
+            inner: store,
+            answer: Answer::Retried412,
+        };
+        ensure!(
+            lost.put_if_absent(&k("lost"), b"mine")?,
+            "{d}: a create whose answer was lost (412 on the retry) is not ours"
+        );
+        ensure!(
+            !store.put_if_absent(&k("lost"), b"theirs")?,
+            "{d}: a second create after a lost answer won too"
+        );
+        ensure!(
+            store.get(&k("lost"))?.as_deref() == Some(&b"mine"[..]),
+            "{d}: the object is not the first create's"
+        );
+        let failing = Lossy {
+            inner: store,
+            answer: Answer::ServerError,
+        };
+        ensure!(
+            !failing.put_if_absent(&k("lost"), b"late")?,
+            "{d}: a lost race answered with a 5xx counted as a win"
+        );
+        ensure!(
+            failing.put_if_absent(&k("landed"), b"mine")?,
+            "{d}: a create answered with a 5xx after it landed is not ours"
+        );
+        ensure!(
+            store.get(&k("landed"))?.as_deref() == Some(&b"mine"[..]),
+            "{d}: the created object is not ours"
+        );
+    }
+
     // Sweeping temporary objects leaves every real object alone.
     store.sweep_temp("conformance")?;
     ensure!(
@@ -228,6 +299,62 @@ pub fn run_with(store: &dyn Store, atomic_create: bool) -> Result<()> {
         "{d}: sweep removed data"
     );
     Ok(())
+}
+
+/// What the client between `put_if_absent` and the store makes of a conditional create that the
+/// store carries out.
+enum Answer {
+    /// The answer is lost and the client's retry answers: 412 for a create that landed.
+    Retried412,
+    /// A transient server error (a 5xx), whatever the store did.
+    ServerError,
+}
+
+/// A store seen through such a client: only `try_create` differs, and `put_if_absent` runs the
+/// recognition (`create::put_if_absent`) on top, as the S3 store does.
+struct Lossy<'a> {
+    inner: &'a dyn Store,
+    answer: Answer,
+}
+
+impl Store for Lossy<'_> {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.get(key)
+    }
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        self.inner.put(key, bytes)
+    }
+    fn put_if_absent(&self, key: &str, bytes: &[u8]) -> Result<bool> {
+        super::create::put_if_absent(self, key, bytes)
+    }
+    fn try_create(&self, key: &str, bytes: &[u8], token: &str) -> Result<bool> {
+        let first = self.inner.try_create(key, bytes, token);
+        match self.answer {
+            Answer::Retried412 => self.inner.try_create(key, bytes, token),
+            Answer::ServerError => {
+                first?;
+                Err(anyhow::Error::new(Transient(format!(
+                    "{}: PUT (if absent) {key}: 503 (simulated)",
+                    self.describe()
+                ))))
+            }
+        }
+    }
+    fn creator(&self, key: &str) -> Result<Creator> {
+        self.inner.creator(key)
+    }
+    fn delete(&self, key: &str) -> Result<()> {
+        self.inner.delete(key)
+    }
+    fn list_dir(&self, prefix: &str) -> Result<Vec<String>> {
+        self.inner.list_dir(prefix)
+    }
+    fn open_object(&self, key: &str) -> Result<Option<Box<dyn ObjectReader>>> {
+        self.inner.open_object(key)
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
 }
 
 #[cfg(test)]

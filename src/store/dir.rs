@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::{check_key, ObjectReader, Store};
+use super::{check_key, Creator, ObjectReader, Store};
 use crate::util::temp_files;
 
 pub struct DirStore {
@@ -51,12 +51,18 @@ impl Store for DirStore {
         // under the final name only if that name is free (atomic, also over NFS and Lustre), so
         // a reader never sees a partial object and exactly one of racing writers wins.
         let tmp = write_temp(&path, bytes)?;
-        let r = std::fs::hard_link(&tmp, &path);
+        let r = link_new(&tmp, &path);
         let _ = std::fs::remove_file(&tmp);
-        match r {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+        r
+    }
+
+    /// Present or absent; a file carries no creation token (`put_if_absent` never needs one).
+    fn creator(&self, key: &str) -> Result<Creator> {
+        let path = self.path(key)?;
+        match std::fs::symlink_metadata(&path) {
+            Ok(_) => Ok(Creator::Unmarked),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Creator::Absent),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }
     }
 
@@ -175,6 +181,27 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
         })
 }
 
+/// Links the private file `tmp` at `path` if that name is free: whether this call's file is now
+/// there. `EEXIST` is also what an NFS client gets when it retransmits a LINK whose reply was lost
+/// and the server's duplicate-request cache forgot the first one; the name then points at our own
+/// file, so the answer is taken from the inode, not the error (the check `open(2)` recommends).
+fn link_new(tmp: &Path, path: &Path) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::hard_link(tmp, path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let ours =
+                std::fs::metadata(tmp).with_context(|| format!("reading {}", tmp.display()))?;
+            Ok(match std::fs::symlink_metadata(path) {
+                Ok(m) => m.dev() == ours.dev() && m.ino() == ours.ino(),
+                // Removed since: it was not ours (ours would still link our file).
+                Err(_) => false,
+            })
+        }
+        Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+    }
+}
+
 /// Writes `bytes` to a fresh temporary file beside `path` (creating parent directories) and
 /// returns its path: `.<name>.tmp-<host>-<pid>-<n>`, which names its writer for the sweep.
 fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
@@ -233,6 +260,23 @@ impl ObjectReader for OpenFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_retransmitted_after_a_lost_reply_still_counts_as_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g/1.json");
+        let tmp = write_temp(&path, b"mine").unwrap();
+        // The first LINK landed, its reply was lost; the retransmission meets our own file.
+        std::fs::hard_link(&tmp, &path).unwrap();
+        assert!(link_new(&tmp, &path).unwrap());
+        // Another writer's file under the name: a lost race.
+        let other = write_temp(&path, b"theirs").unwrap();
+        assert!(!link_new(&other, &path).unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), b"mine");
+        let store = DirStore::create(dir.path()).unwrap();
+        assert_eq!(store.creator("g/1.json").unwrap(), Creator::Unmarked);
+        assert_eq!(store.creator("g/2.json").unwrap(), Creator::Absent);
+    }
 
     #[test]
     fn the_sweep_removes_only_abandoned_temporary_files() {

@@ -1,13 +1,22 @@
-//! A store wrapper that injects faults (`util::faults`) before forwarding each call, in the
+//! A store wrapper that injects faults (`util::faults`) into each call it forwards, in the
 //! manner of mountpoint-s3's failure client: tests make the k-th PUT of a chunk fail, a record
 //! read time out, a listing panic, and watch what the layers above do.
+//!
+//! Faults act where a client meets the network: on each forwarded call, including the pieces a
+//! create-if-absent is made of — the conditional create (`try_create`, a `Put`) and the read-back
+//! of its creator (`creator`, a `Get`) — while `put_if_absent` itself runs the same recognition
+//! as the S3 store (`create::put_if_absent`). So `Effect::Repeat` on a create is an S3 answer
+//! lost and retried into a 412, and `Effect::FailAfter` is a 5xx from a server that created the
+//! object, or refused it because another writer's was there (Ceph RGW on a lost race). Those two
+//! need an inner store that keeps creation tokens (`MemStore`; the directory store keeps none,
+//! so there the read-back answers "not ours").
 
 use std::sync::Arc;
 
 use anyhow::Result;
 
-use super::{ObjectReader, Store, Transient};
-use crate::util::faults::Faults;
+use super::{Creator, ObjectReader, Store, Transient};
+use crate::util::faults::{Effect, Faults};
 
 /// The kinds of store call a fault can target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -33,20 +42,40 @@ impl FaultyStore {
         }
     }
 
-    fn check(&self, op: StoreOp, key: &str) -> Result<()> {
-        check(&self.faults, &self.inner.describe(), op, key)
+    /// Forwards `call` under the fault plan for `op` on `key`.
+    fn call<T>(&self, op: StoreOp, key: &str, call: impl Fn() -> Result<T>) -> Result<T> {
+        apply(&self.faults, &self.inner.describe(), op, key, call)
     }
 }
 
-fn check(faults: &Faults<StoreOp>, describe: &str, op: StoreOp, key: &str) -> Result<()> {
-    faults.check(op, key).map_err(|transient| {
-        let msg = format!("{describe}: injected {op:?} failure for {key}");
+fn apply<T>(
+    faults: &Faults<StoreOp>,
+    describe: &str,
+    op: StoreOp,
+    key: &str,
+    call: impl Fn() -> Result<T>,
+) -> Result<T> {
+    let fail = |transient: bool, after: &str| {
+        let msg = format!("{describe}: injected {op:?} failure for {key}{after}");
         if transient {
             anyhow::Error::new(Transient(msg))
         } else {
             anyhow::anyhow!(msg)
         }
-    })
+    };
+    match faults.fault(op, key) {
+        None => call(),
+        Some(Effect::Fail { transient }) => Err(fail(transient, "")),
+        Some(Effect::FailAfter { transient }) => {
+            let _ = call();
+            Err(fail(transient, " (after it was carried out)"))
+        }
+        Some(Effect::Repeat) => {
+            let _ = call();
+            call()
+        }
+        Some(e @ (Effect::Delay(_) | Effect::Panic)) => unreachable!("{e:?} applied by fault"),
+    }
 }
 
 /// An opened object whose ranged reads go through the same fault plan.
@@ -62,19 +91,23 @@ impl ObjectReader for FaultyObject {
         self.inner.len()
     }
     fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
-        check(&self.faults, &self.describe, StoreOp::ReadRange, &self.key)?;
-        self.inner.read_at(offset, len)
+        apply(
+            &self.faults,
+            &self.describe,
+            StoreOp::ReadRange,
+            &self.key,
+            || self.inner.read_at(offset, len),
+        )
     }
 }
 
 impl Store for FaultyStore {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.check(StoreOp::Get, key)?;
-        self.inner.get(key)
+        self.call(StoreOp::Get, key, || self.inner.get(key))
     }
     fn open_object(&self, key: &str) -> Result<Option<Box<dyn ObjectReader>>> {
-        self.check(StoreOp::Get, key)?;
-        Ok(self.inner.open_object(key)?.map(|inner| {
+        let opened = self.call(StoreOp::Get, key, || self.inner.open_object(key))?;
+        Ok(opened.map(|inner| {
             Box::new(FaultyObject {
                 inner,
                 faults: self.faults.clone(),
@@ -84,20 +117,24 @@ impl Store for FaultyStore {
         }))
     }
     fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
-        self.check(StoreOp::Put, key)?;
-        self.inner.put(key, bytes)
+        self.call(StoreOp::Put, key, || self.inner.put(key, bytes))
     }
     fn put_if_absent(&self, key: &str, bytes: &[u8]) -> Result<bool> {
-        self.check(StoreOp::Put, key)?;
-        self.inner.put_if_absent(key, bytes)
+        super::create::put_if_absent(self, key, bytes)
+    }
+    fn try_create(&self, key: &str, bytes: &[u8], token: &str) -> Result<bool> {
+        self.call(StoreOp::Put, key, || {
+            self.inner.try_create(key, bytes, token)
+        })
+    }
+    fn creator(&self, key: &str) -> Result<Creator> {
+        self.call(StoreOp::Get, key, || self.inner.creator(key))
     }
     fn delete(&self, key: &str) -> Result<()> {
-        self.check(StoreOp::Delete, key)?;
-        self.inner.delete(key)
+        self.call(StoreOp::Delete, key, || self.inner.delete(key))
     }
     fn list_dir(&self, prefix: &str) -> Result<Vec<String>> {
-        self.check(StoreOp::List, prefix)?;
-        self.inner.list_dir(prefix)
+        self.call(StoreOp::List, prefix, || self.inner.list_dir(prefix))
     }
     fn describe(&self) -> String {
         self.inner.describe()

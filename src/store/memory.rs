@@ -6,11 +6,19 @@ use std::sync::Mutex;
 
 use anyhow::Result;
 
-use super::{check_key, InMemory, ObjectReader, Store};
+use super::{check_key, Creator, InMemory, ObjectReader, Store};
+
+/// An object and the token of the create that made it (`None` once `put` rewrote it), as S3
+/// keeps it in the object's metadata: so `FaultyStore` over this store can lose a create's
+/// answer and the recognition (`create`) still finds its own object.
+struct Object {
+    bytes: Vec<u8>,
+    token: Option<String>,
+}
 
 #[derive(Default)]
 pub struct MemStore {
-    objects: Mutex<BTreeMap<String, Vec<u8>>>,
+    objects: Mutex<BTreeMap<String, Object>>,
 }
 
 impl MemStore {
@@ -20,33 +28,60 @@ impl MemStore {
 
     /// Every key and its bytes (a snapshot).
     pub fn snapshot(&self) -> BTreeMap<String, Vec<u8>> {
-        self.objects.lock().unwrap().clone()
+        let g = self.objects.lock().unwrap();
+        g.iter()
+            .map(|(k, o)| (k.clone(), o.bytes.clone()))
+            .collect()
     }
 }
 
 impl Store for MemStore {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         check_key(key)?;
-        Ok(self.objects.lock().unwrap().get(key).cloned())
+        Ok(self
+            .objects
+            .lock()
+            .unwrap()
+            .get(key)
+            .map(|o| o.bytes.clone()))
     }
 
     fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
         check_key(key)?;
-        self.objects
-            .lock()
-            .unwrap()
-            .insert(key.to_string(), bytes.to_vec());
+        let o = Object {
+            bytes: bytes.to_vec(),
+            token: None,
+        };
+        self.objects.lock().unwrap().insert(key.to_string(), o);
         Ok(())
     }
 
+    /// Decided under one lock, and the answer cannot be lost: no read-back needed.
     fn put_if_absent(&self, key: &str, bytes: &[u8]) -> Result<bool> {
+        self.try_create(key, bytes, &super::create::token())
+    }
+
+    fn try_create(&self, key: &str, bytes: &[u8], token: &str) -> Result<bool> {
         check_key(key)?;
         let mut g = self.objects.lock().unwrap();
         if g.contains_key(key) {
             return Ok(false);
         }
-        g.insert(key.to_string(), bytes.to_vec());
+        let o = Object {
+            bytes: bytes.to_vec(),
+            token: Some(token.to_string()),
+        };
+        g.insert(key.to_string(), o);
         Ok(true)
+    }
+
+    fn creator(&self, key: &str) -> Result<Creator> {
+        check_key(key)?;
+        Ok(match self.objects.lock().unwrap().get(key) {
+            None => Creator::Absent,
+            Some(Object { token: None, .. }) => Creator::Unmarked,
+            Some(Object { token: Some(t), .. }) => Creator::Marked(t.clone()),
+        })
     }
 
     fn delete(&self, key: &str) -> Result<()> {

@@ -14,8 +14,18 @@
 //! deleted only after a grace period in which every stale write has landed. A reader of the
 //! store alone may see the newest scenes as fill while they are being rewritten, but once the
 //! writers have stopped never a chunk that disagrees with the metadata beside it.
+//!
+//! Create-if-absent must therefore tell its caller the truth even when the store's answer is
+//! lost: an S3 client retries a conditional PUT whose answer it did not get, and the retry meets
+//! the object the first attempt wrote (412); Ceph RGW may answer a lost race with a 5xx. The rule
+//! (`create`): every create carries a token unique to the call, kept with the object (S3 user
+//! metadata), and an answer other than a plain success is settled by reading the object back —
+//! our token means we created it, another token or none means another writer did, an absent
+//! object means nothing landed yet (the create is tried again, then a `Transient` error). The
+//! directory and memory stores decide locally and atomically, so their answers are never lost.
 
 pub mod conformance;
+pub mod create;
 mod dir;
 mod faulty;
 mod memory;
@@ -33,6 +43,8 @@ pub use object::{clip, InMemory, ObjectReader};
 pub use record::{record_files, ChunkEntry, ChunkRecord, RecordWriter};
 pub use s3::S3Store;
 
+pub use create::Creator;
+
 use crate::remote::s3::S3Options;
 
 /// A key-value view of a Zarr store.
@@ -45,7 +57,30 @@ pub trait Store: Send + Sync {
     /// `Ok(false)` if one existed. Atomic against every writer of the store — of several
     /// processes racing on one key, on any host, exactly one gets `true` — so catalog generations
     /// need no lock (directory: `link(2)`, which NFS and Lustre keep atomic; S3: `If-None-Match: *`).
+    ///
+    /// The answer holds even when the store's own answer was lost: "exists" or a transient failure
+    /// is settled by reading back the object's creation token (`create::put_if_absent`), so a
+    /// create whose success answer was lost and retried into a 412 is still `true`, and a lost
+    /// race answered with a 5xx is still `false`. An object that stays absent after such answers
+    /// gives a `Transient` error (retry the call); never a guess.
     fn put_if_absent(&self, key: &str, bytes: &[u8]) -> Result<bool>;
+    /// One conditional create carrying `token` (`create::token`), answered as the store saw it:
+    /// `Ok(false)` may be our own object after a lost answer, and a transient error may follow a
+    /// create that landed. A store that can lose answers (S3) keeps `token` with the object for
+    /// `creator`, and implements `put_if_absent` with `create::put_if_absent` on top of this; a
+    /// store whose answers are definitive may ignore the token (the default does).
+    fn try_create(&self, key: &str, bytes: &[u8], token: &str) -> Result<bool> {
+        let _ = token;
+        self.put_if_absent(key, bytes)
+    }
+    /// Who created the object at `key`: the token its `try_create` carried, `Unmarked` for an
+    /// object without one (written by `put`, or by a store that keeps no tokens), or `Absent`.
+    fn creator(&self, key: &str) -> Result<Creator> {
+        Ok(match self.open_object(key)? {
+            None => Creator::Absent,
+            Some(_) => Creator::Unmarked,
+        })
+    }
     /// Removes `key` (absent is fine).
     fn delete(&self, key: &str) -> Result<()>;
     /// Names of the immediate children of a prefix (`""` for the root), sorted.

@@ -2,12 +2,20 @@
 //! AWS. Objects are written with a single PUT, which S3 makes atomic (readers see the old object
 //! or the new one), so there are no temporary objects to sweep. The chunk record is a single
 //! object too, written after the chunk objects it lists, as with the directory store.
+//!
+//! Create-if-absent is a PUT with `If-None-Match: *` carrying the call's creation token in user
+//! metadata (`CREATE_TOKEN`), settled by `create::put_if_absent`: the SDK retries a create whose
+//! answer it lost (the retry then meets our own object: 412), and Ceph RGW may answer a lost race
+//! with a 5xx, so neither answer is taken at its word; a HEAD reads the token back.
 
 use anyhow::{Context, Result};
 use aws_sdk_s3::primitives::ByteStream;
 
-use super::{check_key, ObjectReader, Store, Transient};
+use super::{check_key, Creator, ObjectReader, Store, Transient};
 use crate::remote::s3::{self, S3Options};
+
+/// The user-metadata name (`x-amz-meta-datacube-create`) of a created object's creation token.
+const CREATE_TOKEN: &str = "datacube-create";
 
 pub struct S3Store {
     client: aws_sdk_s3::Client,
@@ -63,6 +71,33 @@ impl S3Store {
         Ok(store)
     }
 
+    /// The object's metadata (HEAD), or `None` if absent.
+    fn head(
+        &self,
+        key: &str,
+    ) -> Result<Option<aws_sdk_s3::operation::head_object::HeadObjectOutput>> {
+        check_key(key)?;
+        let r = crate::remote::block_on(
+            self.client
+                .head_object()
+                .bucket(&self.bucket)
+                .key(self.object(key))
+                .send(),
+        );
+        match r {
+            Ok(h) => Ok(Some(h)),
+            Err(e)
+                if e.as_service_error().is_some_and(|s| s.is_not_found())
+                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>
+            {
+                Ok(None)
+            }
+            Err(e) => {
+                Err(sdk_error(&e)).with_context(|| format!("{}: HEAD {key}", self.describe()))
+            }
+        }
+    }
+
     fn object(&self, key: &str) -> String {
         if self.prefix.is_empty() {
             key.to_string()
@@ -103,26 +138,8 @@ impl Store for S3Store {
     }
 
     fn open_object(&self, key: &str) -> Result<Option<Box<dyn ObjectReader>>> {
-        check_key(key)?;
-        let r = crate::remote::block_on(
-            self.client
-                .head_object()
-                .bucket(&self.bucket)
-                .key(self.object(key))
-                .send(),
-        );
-        let head = match r {
-            Ok(h) => h,
-            Err(e)
-                if e.as_service_error().is_some_and(|s| s.is_not_found())
-                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>
-            {
-                return Ok(None)
-            }
-            Err(e) => {
-                return Err(sdk_error(&e))
-                    .with_context(|| format!("{}: HEAD {key}", self.describe()))
-            }
+        let Some(head) = self.head(key)? else {
+            return Ok(None);
         };
         let what = format!("{}: {key}", self.describe());
         let etag = head
@@ -158,6 +175,10 @@ impl Store for S3Store {
     }
 
     fn put_if_absent(&self, key: &str, bytes: &[u8]) -> Result<bool> {
+        super::create::put_if_absent(self, key, bytes)
+    }
+
+    fn try_create(&self, key: &str, bytes: &[u8], token: &str) -> Result<bool> {
         check_key(key)?;
         let r = crate::remote::block_on(
             self.client
@@ -165,14 +186,17 @@ impl Store for S3Store {
                 .bucket(&self.bucket)
                 .key(self.object(key))
                 .if_none_match("*")
+                .metadata(CREATE_TOKEN, token)
                 .body(ByteStream::from(bytes.to_vec()))
                 .send(),
         );
         match r {
             Ok(_) => Ok(true),
-            // 412: the object exists. (409 ConditionalRequestConflict, a concurrent conditional
-            // write in flight, is a 4xx the SDK does not retry: it is marked transient below.)
+            // 412: an object is there — another writer's, or ours if the SDK retried after
+            // losing the answer to our first attempt (the caller reads the token back).
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => Ok(false),
+            // 409 ConditionalRequestConflict, a concurrent conditional write in flight, is a 4xx
+            // the SDK does not retry: marked transient.
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 409) => {
                 Err(anyhow::Error::new(Transient(s3::error_message(&e))))
                     .with_context(|| format!("{}: PUT (if absent) {key}", self.describe()))
@@ -180,6 +204,19 @@ impl Store for S3Store {
             Err(e) => Err(sdk_error(&e))
                 .with_context(|| format!("{}: PUT (if absent) {key}", self.describe())),
         }
+    }
+
+    fn creator(&self, key: &str) -> Result<Creator> {
+        let Some(head) = self.head(key)? else {
+            return Ok(Creator::Absent);
+        };
+        // Servers may change the case of metadata names.
+        let token = head.metadata().and_then(|m| {
+            m.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(CREATE_TOKEN))
+                .map(|(_, v)| v.clone())
+        });
+        Ok(token.map_or(Creator::Unmarked, Creator::Marked))
     }
 
     fn delete(&self, key: &str) -> Result<()> {

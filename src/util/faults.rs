@@ -18,6 +18,13 @@ pub enum Effect {
     Delay(Duration),
     /// The call panics (a bug in a decoder, say).
     Panic,
+    /// The call is carried out, then fails: a server that acted but answered a 5xx, or an answer
+    /// lost to a timeout. (Wrappers that cannot carry a call out first fail it before.)
+    FailAfter { transient: bool },
+    /// The call is carried out, its answer is lost, and the client's automatic retry is carried
+    /// out and answers instead: for a conditional create, a success turned into "exists" (412).
+    /// (Wrappers that cannot repeat a call let it through unchanged.)
+    Repeat,
 }
 
 #[derive(Debug, Clone)]
@@ -66,7 +73,6 @@ impl<Op: Copy + Eq + Hash + std::fmt::Debug> Faults<Op> {
         });
     }
 
-    /// Removes every rule.
     /// Applies `effect` to the `calls`-th calls of any kind and key, counted together: e.g.
     /// `k..=u64::MAX` with a failure is a process killed after its (k-1)-th call.
     pub fn add_any(&self, calls: RangeInclusive<u64>, effect: Effect) {
@@ -79,6 +85,7 @@ impl<Op: Copy + Eq + Hash + std::fmt::Debug> Faults<Op> {
         });
     }
 
+    /// Removes every rule.
     pub fn clear(&self) {
         self.rules.lock().unwrap().clear();
     }
@@ -89,7 +96,19 @@ impl<Op: Copy + Eq + Hash + std::fmt::Debug> Faults<Op> {
     }
 
     /// Counts the call and applies the first fault it triggers: `Err(transient)` for a failure.
+    /// For a wrapper that only fails calls before forwarding them: `FailAfter` fails the call
+    /// before, `Repeat` lets it through.
     pub fn check(&self, op: Op, key: &str) -> Result<(), bool> {
+        match self.fault(op, key) {
+            None | Some(Effect::Repeat) => Ok(()),
+            Some(Effect::Fail { transient } | Effect::FailAfter { transient }) => Err(transient),
+            Some(Effect::Delay(_) | Effect::Panic) => unreachable!("applied by fault"),
+        }
+    }
+
+    /// Counts the call and returns the first fault it triggers for the wrapper to apply, having
+    /// applied delays (`None` after) and panics itself: `None` means forward the call as it is.
+    pub fn fault(&self, op: Op, key: &str) -> Option<Effect> {
         *self.calls.lock().unwrap().entry(op).or_default() += 1;
         let mut effect = None;
         for r in self.rules.lock().unwrap().iter_mut() {
@@ -104,13 +123,12 @@ impl<Op: Copy + Eq + Hash + std::fmt::Debug> Faults<Op> {
             }
         }
         match effect {
-            None => Ok(()),
             Some(Effect::Delay(d)) => {
                 std::thread::sleep(d);
-                Ok(())
+                None
             }
-            Some(Effect::Fail { transient }) => Err(transient),
             Some(Effect::Panic) => panic!("injected panic in {op:?} {key}"),
+            other => other,
         }
     }
 }
@@ -141,5 +159,10 @@ mod tests {
         assert_eq!((f.calls("put"), f.calls("get"), f.calls("list")), (6, 2, 0));
         f.add("list", None, 1..=1, Effect::Panic);
         assert!(std::panic::catch_unwind(|| f.check("list", "")).is_err());
+        f.add("head", None, 1..=1, Effect::Repeat);
+        f.add("head", None, 2..=2, Effect::FailAfter { transient: true });
+        assert_eq!(f.fault("head", "k"), Some(Effect::Repeat));
+        assert_eq!(f.check("head", "k"), Err(true));
+        assert_eq!(f.fault("head", "k"), None);
     }
 }
