@@ -29,7 +29,7 @@ impl Catalog {
     /// The store's current catalog of a tile-year (its latest generation), if it has one.
     pub fn load(store: &dyn Store, tile: &str, year: i32) -> Result<Option<Catalog>> {
         Ok(
-            crate::generation::latest(store, &crate::key::TileYear::new(tile, year))?
+            crate::generation::latest::<Catalog>(store, &crate::key::TileYear::new(tile, year))?
                 .map(|g| g.catalog),
         )
     }
@@ -69,6 +69,36 @@ impl Catalog {
             })
             .collect()
     }
+}
+
+impl crate::generation::AxisCatalog for Catalog {
+    fn tile_year(&self) -> crate::key::TileYear {
+        crate::key::TileYear::new(&self.tile, self.year)
+    }
+
+    /// Each resolution group's `data` array: `data/c/T/0/Y/X`.
+    fn time_chunked_arrays(&self) -> Vec<(&'static str, &'static str, usize)> {
+        Resolution::ALL
+            .iter()
+            .map(|r| (r.name(), crate::key::DATA_ARRAY, 3))
+            .collect()
+    }
+
+    fn time_chunks(&self, group: &str) -> u64 {
+        self.time_chunks(group_resolution(group))
+    }
+
+    fn fingerprint(&self, group: &str, t: u64) -> String {
+        self.fingerprint(group_resolution(group), t)
+    }
+}
+
+/// The resolution a group name of this collection stands for (the protocol only asks about
+/// the groups `time_chunked_arrays` named).
+fn group_resolution(group: &str) -> Resolution {
+    group
+        .parse()
+        .unwrap_or_else(|e| panic!("not a Sentinel-2 group: {e}"))
 }
 
 /// What a source scan found.

@@ -16,9 +16,10 @@ use zarrs::storage::store::MemoryStore;
 use crate::bands::Resolution;
 use crate::catalog::Catalog;
 use crate::chunking::Chunking;
-use crate::layout::{array_from_json, DataGeometry, YearLayout};
+use crate::layout::{DataGeometry, YearLayout};
 use crate::raster::{RasterReader, Window};
 use crate::source::BandSource;
+use crate::zarr_json::array_from_json;
 
 pub use crate::key::ChunkIndex;
 

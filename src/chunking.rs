@@ -182,31 +182,6 @@ impl Chunking {
         let root: Value = serde_json::from_slice(&bytes).context("store root zarr.json")?;
         Chunking::from_root(&root["attributes"]["datacube"]).map(Some)
     }
-
-    /// The layout to work with on `store`: the one it records, or for a new store `requested`
-    /// (else the default), which is then recorded by creating the root group. Fails if the store
-    /// records another layout than `requested`.
-    pub fn establish(store: &dyn Store, requested: Option<Chunking>) -> Result<Self> {
-        let check = |found: Chunking| {
-            match requested {
-            Some(r) if r != found => anyhow::bail!(
-                "{}: the store's layout is {found}, not {r}; a store keeps the layout it was made with (pass --layout {found}, or use another store)",
-                store.describe()
-            ),
-            _ => Ok(found),
-        }
-        };
-        if let Some(found) = Chunking::of_store(store)? {
-            return check(found);
-        }
-        let chosen = requested.unwrap_or(Chunking::DEFAULT);
-        if store.put_if_absent("zarr.json", &crate::layout::root_group_file(chosen))? {
-            tracing::info!("{}: new store, layout {chosen}", store.describe());
-            return Ok(chosen);
-        }
-        // Another process created it first.
-        check(Chunking::of_store(store)?.context("store root zarr.json vanished")?)
-    }
 }
 
 /// The codecs of a chunk, or of an inner chunk of a shard.
@@ -297,28 +272,5 @@ mod tests {
         ] {
             assert!(bad.parse::<Chunking>().is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn a_store_keeps_the_layout_it_was_made_with() {
-        let store = crate::store::MemStore::new();
-        let sharded: Chunking = "sharded:2048/128".parse().unwrap();
-        assert_eq!(Chunking::establish(&store, Some(sharded)).unwrap(), sharded);
-        assert_eq!(Chunking::establish(&store, None).unwrap(), sharded);
-        let e = Chunking::establish(&store, Some(Chunking::Chunked)).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("layout is sharded:2048/128, not chunked"),
-            "{e}"
-        );
-        // A store made before layouts were recorded is chunked.
-        let old = crate::store::MemStore::new();
-        old.put(
-            "zarr.json",
-            &crate::layout::root_group_file(Chunking::Chunked),
-        )
-        .unwrap();
-        assert_eq!(Chunking::establish(&old, None).unwrap(), Chunking::Chunked);
-        assert!(Chunking::establish(&old, Some(Chunking::SHARDED)).is_err());
     }
 }

@@ -7,7 +7,7 @@
 //!   the axis exactly one wins; the other reads the winner and merges again. The latest
 //!   generation is the catalog. (Icechunk's conditional root update, spelled as create-only.)
 //! - A chunk's values depend only on the products of its time chunk, so a chunk computed under
-//!   one generation stays valid under another iff `Catalog::fingerprint` of its time chunk
+//!   one generation stays valid under another iff `AxisCatalog::fingerprint` of its time chunk
 //!   agrees. Each generation lists the time chunks it changed.
 //! - Writers check, at most `Fence::check_age` before each PUT, that the latest generation still
 //!   gives their chunk's time chunk the fingerprint they computed it under; a PUT finishes within
@@ -24,16 +24,57 @@
 //! well within `grace`) are those of leases; `grace` defaults to a minute.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::bands::Resolution;
-use crate::catalog::Catalog;
 use crate::key::TileYear;
 use crate::store::Store;
+
+/// What the protocol needs of a collection's catalog (the time axis of one tile-year): which
+/// arrays are cut into time chunks, and a fingerprint of what each time chunk holds. Every
+/// collection's catalog implements it; nothing here knows scenes, slices or bands.
+pub trait AxisCatalog:
+    Clone + Debug + PartialEq + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+    fn tile_year(&self) -> TileYear;
+    /// The arrays whose chunk files are cut along time: (group, array, key levels below the time
+    /// index — `data/c/T/0/Y/X` has 3).
+    fn time_chunked_arrays(&self) -> Vec<(&'static str, &'static str, usize)>;
+    /// Number of time chunks of `group`.
+    fn time_chunks(&self, group: &str) -> u64;
+    /// A hash of the items time chunk `t` of `group` holds. An object's values are a function
+    /// of exactly these items, so an object computed under one catalog is valid under another
+    /// iff the fingerprints agree.
+    fn fingerprint(&self, group: &str, t: u64) -> String;
+
+    /// The groups with time-chunked arrays, each once, in order.
+    fn groups(&self) -> Vec<&'static str> {
+        let mut gs: Vec<&'static str> = Vec::new();
+        for (g, _, _) in self.time_chunked_arrays() {
+            if !gs.contains(&g) {
+                gs.push(g);
+            }
+        }
+        gs
+    }
+
+    /// Time chunks of `group` whose contents differ between `self` and `newer`.
+    fn changed_time_chunks(&self, newer: &Self, group: &str) -> Vec<u64> {
+        let (old_n, new_n) = (self.time_chunks(group), newer.time_chunks(group));
+        (0..old_n.max(new_n))
+            .filter(|&t| {
+                t >= old_n
+                    || t >= new_n
+                    || self.fingerprint(group, t) != newer.fingerprint(group, t)
+            })
+            .collect()
+    }
+}
 
 /// The timing of the protocol.
 #[derive(Debug, Clone, Copy)]
@@ -44,9 +85,11 @@ pub struct Fence {
 }
 
 impl Default for Fence {
+    /// A minute of grace: a check age of 15 s, the longest a store call may take
+    /// (`store::MAX_CALL`).
     fn default() -> Self {
         Fence {
-            grace: Duration::from_secs(60),
+            grace: crate::store::MAX_CALL * 4,
         }
     }
 }
@@ -69,33 +112,34 @@ pub fn now_ms() -> i64 {
 
 /// One immutable catalog generation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Generation {
+#[serde(bound = "C: AxisCatalog")]
+pub struct Generation<C> {
     pub number: u64,
     /// When it was created (ms since the epoch, the creator's clock).
     pub published_ms: i64,
     /// The process that created it (`host-pid-start`).
     pub owner: String,
-    /// Per resolution name: the time chunks whose products differ from the previous generation's
+    /// Per group: the time chunks whose products differ from the previous generation's
     /// (plus those of a predecessor whose invalidation had not settled when this one was made).
     pub changed: BTreeMap<String, Vec<u64>>,
     /// Products this generation replaced in place by a newer processing baseline (old → new).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub replaced: BTreeMap<String, String>,
-    pub catalog: Catalog,
+    pub catalog: C,
 }
 
-impl Generation {
+impl<C: AxisCatalog> Generation<C> {
     pub fn tile_year(&self) -> TileYear {
-        TileYear::new(&self.catalog.tile, self.catalog.year)
+        self.catalog.tile_year()
     }
 
-    /// The time chunks of `res` this generation changed.
-    pub fn changed(&self, res: Resolution) -> &[u64] {
-        self.changed.get(res.name()).map_or(&[], |v| v.as_slice())
+    /// The time chunks of `group` this generation changed.
+    pub fn changed(&self, group: &str) -> &[u64] {
+        self.changed.get(group).map_or(&[], |v| v.as_slice())
     }
 
-    pub fn is_changed(&self, res: Resolution, t: u64) -> bool {
-        self.changed(res).contains(&t)
+    pub fn is_changed(&self, group: &str, t: u64) -> bool {
+        self.changed(group).contains(&t)
     }
 
     pub fn has_changes(&self) -> bool {
@@ -103,20 +147,28 @@ impl Generation {
     }
 }
 
-fn parse(store: &dyn Store, key: &str, bytes: &[u8]) -> Result<Generation> {
+fn parse<C: AxisCatalog>(store: &dyn Store, key: &str, bytes: &[u8]) -> Result<Generation<C>> {
     serde_json::from_slice(bytes)
         .with_context(|| format!("{}: invalid catalog generation {key}", store.describe()))
 }
 
 /// Generation `n` of `ty`, if it exists.
-pub fn load(store: &dyn Store, ty: &TileYear, n: u64) -> Result<Option<Generation>> {
+pub fn load<C: AxisCatalog>(
+    store: &dyn Store,
+    ty: &TileYear,
+    n: u64,
+) -> Result<Option<Generation<C>>> {
     let key = ty.generation_key(n);
     store.get(&key)?.map(|b| parse(store, &key, &b)).transpose()
 }
 
 /// The newest generation after `n`, if there is one (probes n+1, n+2, ...: generations are
 /// created in sequence and never deleted, so the first absent number ends the chain).
-pub fn newer(store: &dyn Store, ty: &TileYear, n: u64) -> Result<Option<Generation>> {
+pub fn newer<C: AxisCatalog>(
+    store: &dyn Store,
+    ty: &TileYear,
+    n: u64,
+) -> Result<Option<Generation<C>>> {
     let mut found = None;
     let mut next = n + 1;
     while let Some(g) = load(store, ty, next)? {
@@ -129,7 +181,7 @@ pub fn newer(store: &dyn Store, ty: &TileYear, n: u64) -> Result<Option<Generati
 /// The latest generation of `ty`, or `None` if the tile-year has no catalog. A store made before
 /// generations has one catalog file: it reads as generation 1 (written as such when generation 2
 /// is published), so reading a store never writes to it.
-pub fn latest(store: &dyn Store, ty: &TileYear) -> Result<Option<Generation>> {
+pub fn latest<C: AxisCatalog>(store: &dyn Store, ty: &TileYear) -> Result<Option<Generation<C>>> {
     let highest = store
         .list_dir(&ty.generations_dir())?
         .iter()
@@ -161,7 +213,7 @@ pub fn latest(store: &dyn Store, ty: &TileYear) -> Result<Option<Generation>> {
 
 const LEGACY_OWNER: &str = "catalog.json";
 
-fn legacy(store: &dyn Store, ty: &TileYear) -> Result<Option<Catalog>> {
+fn legacy<C: AxisCatalog>(store: &dyn Store, ty: &TileYear) -> Result<Option<C>> {
     let Some(bytes) = store.get(&ty.catalog_key())? else {
         return Ok(None);
     };
@@ -171,7 +223,7 @@ fn legacy(store: &dyn Store, ty: &TileYear) -> Result<Option<Catalog>> {
 }
 
 /// The catalog of generation 1 (a pre-generation record's entries were computed under it).
-pub fn first_catalog(store: &dyn Store, ty: &TileYear) -> Result<Option<Catalog>> {
+pub fn first_catalog<C: AxisCatalog>(store: &dyn Store, ty: &TileYear) -> Result<Option<C>> {
     match load(store, ty, 1)? {
         Some(g) => Ok(Some(g.catalog)),
         None => legacy(store, ty),
@@ -197,17 +249,17 @@ pub fn done_ms(store: &dyn Store, ty: &TileYear, n: u64) -> Result<Option<i64>> 
 
 /// Creates generation `base + 1` holding `catalog`, unless another process created it first
 /// (`Ok(None)`: read the winner and merge again). `replaced` lists products replaced in place.
-pub fn try_publish(
+pub fn try_publish<C: AxisCatalog>(
     store: &dyn Store,
-    base: Option<&Generation>,
-    catalog: Catalog,
+    base: Option<&Generation<C>>,
+    catalog: C,
     replaced: BTreeMap<String, String>,
     fence: &Fence,
-) -> Result<Option<Generation>> {
-    let ty = TileYear::new(&catalog.tile, catalog.year);
+) -> Result<Option<Generation<C>>> {
+    let ty = catalog.tile_year();
     if let Some(b) = base.filter(|b| b.owner == LEGACY_OWNER && b.number == 1) {
         // A pre-generation catalog becomes generation 1 in the store before it gets a successor.
-        store.put_if_absent(&ty.generation_key(1), &serde_json::to_vec_pretty(b)?)?;
+        create(store, &ty.generation_key(1), &serde_json::to_vec_pretty(b)?)?;
     }
     let now = now_ms();
     let mut changed = BTreeMap::new();
@@ -220,17 +272,17 @@ pub fn try_publish(
         },
         _ => false,
     };
-    for res in Resolution::ALL {
+    for group in catalog.groups() {
         let mut ts: Vec<u64> = match base {
-            Some(b) => b.catalog.changed_time_chunks(&catalog, res),
+            Some(b) => b.catalog.changed_time_chunks(&catalog, group),
             None => Vec::new(),
         };
         if carry {
-            ts.extend_from_slice(base.unwrap().changed(res));
+            ts.extend_from_slice(base.unwrap().changed(group));
         }
         ts.sort_unstable();
         ts.dedup();
-        changed.insert(res.name().to_string(), ts);
+        changed.insert(group.to_string(), ts);
     }
     let g = Generation {
         number: base.map_or(1, |b| b.number + 1),
@@ -240,11 +292,22 @@ pub fn try_publish(
         replaced,
         catalog,
     };
-    let created = store.put_if_absent(
+    let created = create(
+        store,
         &ty.generation_key(g.number),
         &serde_json::to_vec_pretty(&g)?,
     )?;
     Ok(created.then_some(g))
+}
+
+/// Creates `key` unless it exists (`Store::put_if_absent`), retrying transient failures: a create
+/// whose outcome stayed unknown is asked again, and recognised as ours if it landed.
+fn create(store: &dyn Store, key: &str, bytes: &[u8]) -> Result<bool> {
+    crate::store::with_retries(
+        &crate::remote::retry::RetryPolicy::default(),
+        &format!("creating {key} in {}", store.describe()),
+        || store.put_if_absent(key, bytes),
+    )
 }
 
 /// What an invalidation did.
@@ -255,14 +318,14 @@ pub struct Invalidation {
     pub completed_here: bool,
 }
 
-/// Invalidates generation `g`: deletes the chunk files of its changed time chunks, writes its
-/// metadata documents (`files`, from `YearLayout::build(&g.catalog)`) where they differ, and
+/// Invalidates generation `g`: deletes the object files of its changed time chunks, writes its
+/// metadata documents (`files`, the collection's documents for `g.catalog`) where they differ, and
 /// creates its `.done` marker. Waits until `grace` after publication first. Stops early if the
 /// marker appears (someone else finished), and if a newer generation appears (its own
 /// invalidation covers these chunks and metadata).
-pub fn invalidate(
+pub fn invalidate<C: AxisCatalog>(
     store: &dyn Store,
-    g: &Generation,
+    g: &Generation<C>,
     files: &BTreeMap<String, Vec<u8>>,
     fence: &Fence,
 ) -> Result<Invalidation> {
@@ -279,22 +342,28 @@ pub fn invalidate(
             return Ok(true);
         }
         checked = Instant::now();
-        Ok(done_ms(store, &ty, g.number)?.is_none() && load(store, &ty, g.number + 1)?.is_none())
+        Ok(done_ms(store, &ty, g.number)?.is_none()
+            && load::<C>(store, &ty, g.number + 1)?.is_none())
     };
     if !still_needed(true)? {
         return Ok(report);
     }
-    for res in Resolution::ALL {
-        for &t in g.changed(res) {
-            let dir = ty.time_chunk_dir(res, t);
-            for y in store.list_dir(&dir)? {
-                for x in store.list_dir(&format!("{dir}/{y}"))? {
-                    if !still_needed(false)? {
-                        return Ok(report);
-                    }
-                    store.delete(&format!("{dir}/{y}/{x}"))?;
-                    report.deleted += 1;
+    for (group, array, levels) in g.catalog.time_chunked_arrays() {
+        for &t in g.changed(group) {
+            let mut keys = vec![ty.time_chunk_prefix(group, array, t)];
+            for _ in 0..levels {
+                let mut below = Vec::new();
+                for k in &keys {
+                    below.extend(store.list_dir(k)?.into_iter().map(|n| format!("{k}/{n}")));
                 }
+                keys = below;
+            }
+            for key in keys {
+                if !still_needed(false)? {
+                    return Ok(report);
+                }
+                store.delete(&key)?;
+                report.deleted += 1;
             }
         }
     }
@@ -307,8 +376,7 @@ pub fn invalidate(
         }
     }
     let marker = serde_json::json!({"done_ms": now_ms(), "by": crate::store::writer_id()});
-    report.completed_here =
-        store.put_if_absent(&ty.done_key(g.number), &serde_json::to_vec(&marker)?)?;
+    report.completed_here = create(store, &ty.done_key(g.number), &serde_json::to_vec(&marker)?)?;
     Ok(report)
 }
 
@@ -336,35 +404,70 @@ crate::counters! {
     }
 }
 
-struct Tracked {
-    gen: Arc<Generation>,
+struct Tracked<C> {
+    gen: Arc<Generation<C>>,
     checked: Instant,
     /// The latest generation's `.done` time, once seen.
     done_ms: Option<i64>,
 }
 
+/// What a writer asks before each PUT, whatever the collection: may an object of time chunk `t`
+/// of `group`, computed under fingerprint `fp`, be written now? (`Tracker` of any catalog.)
+pub trait Fencing: Send + Sync {
+    fn fence(&self) -> &Fence;
+    fn verdict(
+        &self,
+        store: &dyn Store,
+        ty: &TileYear,
+        group: &str,
+        t: u64,
+        fp: &str,
+    ) -> Result<Verdict>;
+}
+
+impl<C: AxisCatalog> Fencing for Tracker<C> {
+    fn fence(&self) -> &Fence {
+        &self.fence
+    }
+
+    fn verdict(
+        &self,
+        store: &dyn Store,
+        ty: &TileYear,
+        group: &str,
+        t: u64,
+        fp: &str,
+    ) -> Result<Verdict> {
+        Tracker::verdict(self, store, ty, group, t, fp)
+    }
+}
+
+/// The metadata documents of a tile-year under a catalog (key → bytes): what an invalidation
+/// writes again. The collection's own layout provides it.
+pub type MetadataFiles<C> = Box<dyn Fn(&C) -> Result<BTreeMap<String, Vec<u8>>> + Send + Sync>;
+
 /// A writer's view of the latest generation of each tile-year, kept at most
 /// `Fence::check_age` old when a verdict is asked for.
-pub struct Tracker {
+pub struct Tracker<C: AxisCatalog> {
     pub fence: Fence,
-    /// The store's layout (which metadata documents an invalidation writes).
-    pub chunking: crate::chunking::Chunking,
-    years: Mutex<HashMap<TileYear, Tracked>>,
+    /// The documents an invalidation writes (they depend on the store's layout).
+    files: MetadataFiles<C>,
+    years: Mutex<HashMap<TileYear, Tracked<C>>>,
     pub stats: TrackerStats,
 }
 
-impl Tracker {
-    pub fn new(fence: Fence, chunking: crate::chunking::Chunking) -> Self {
+impl<C: AxisCatalog> Tracker<C> {
+    pub fn new(fence: Fence, files: MetadataFiles<C>) -> Self {
         Tracker {
             fence,
-            chunking,
+            files,
             years: Mutex::new(HashMap::new()),
             stats: TrackerStats::default(),
         }
     }
 
     /// Tells the tracker about a generation just read or published.
-    pub fn seed(&self, gen: Arc<Generation>) {
+    pub fn seed(&self, gen: Arc<Generation<C>>) {
         let ty = gen.tile_year();
         let mut g = self.years.lock().unwrap();
         match g.get(&ty) {
@@ -386,13 +489,13 @@ impl Tracker {
     }
 
     /// The latest generation known without asking the store (possibly stale).
-    pub fn known(&self, ty: &TileYear) -> Option<Arc<Generation>> {
+    pub fn known(&self, ty: &TileYear) -> Option<Arc<Generation<C>>> {
         self.years.lock().unwrap().get(ty).map(|t| t.gen.clone())
     }
 
     /// The latest generation, read again from the store if the last look is older than the
     /// fence's check age.
-    pub fn latest(&self, store: &dyn Store, ty: &TileYear) -> Result<Option<Arc<Generation>>> {
+    pub fn latest(&self, store: &dyn Store, ty: &TileYear) -> Result<Option<Arc<Generation<C>>>> {
         let cached = {
             let g = self.years.lock().unwrap();
             g.get(ty).map(|t| (t.gen.clone(), t.checked.elapsed()))
@@ -433,23 +536,23 @@ impl Tracker {
         }
     }
 
-    /// Whether a chunk of time chunk `t` of `res`, computed under fingerprint `fp`, may be
+    /// Whether an object of time chunk `t` of `group`, computed under fingerprint `fp`, may be
     /// written now. Performs an invalidation that is due and unfinished (its publisher died).
     pub fn verdict(
         &self,
         store: &dyn Store,
         ty: &TileYear,
-        res: Resolution,
+        group: &str,
         t: u64,
         fp: &str,
     ) -> Result<Verdict> {
         let Some(gen) = self.latest(store, ty)? else {
             return Ok(Verdict::Stale);
         };
-        if gen.catalog.fingerprint(res, t) != fp {
+        if gen.catalog.fingerprint(group, t) != fp {
             return Ok(Verdict::Stale);
         }
-        if !gen.is_changed(res, t) {
+        if !gen.is_changed(group, t) {
             return Ok(Verdict::Write);
         }
         let done = match self.done(store, &gen)? {
@@ -470,7 +573,7 @@ impl Tracker {
         })
     }
 
-    fn done(&self, store: &dyn Store, gen: &Generation) -> Result<Option<i64>> {
+    fn done(&self, store: &dyn Store, gen: &Generation<C>) -> Result<Option<i64>> {
         let ty = gen.tile_year();
         if let Some(t) = self.years.lock().unwrap().get(&ty) {
             if t.gen.number == gen.number && t.done_ms.is_some() {
@@ -487,8 +590,8 @@ impl Tracker {
     }
 
     /// Runs `gen`'s invalidation (waiting for its due time), counting what it did.
-    pub fn invalidate(&self, store: &dyn Store, gen: &Generation) -> Result<Invalidation> {
-        let files = crate::layout::YearLayout::build(&gen.catalog, self.chunking)?.files;
+    pub fn invalidate(&self, store: &dyn Store, gen: &Generation<C>) -> Result<Invalidation> {
+        let files = (self.files)(&gen.catalog)?;
         let r = invalidate(store, gen, &files, &self.fence)?;
         if r.completed_here {
             self.stats.invalidations.inc();

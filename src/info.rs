@@ -174,7 +174,8 @@ pub fn info(store: &dyn Store) -> Result<Vec<InfoRow>> {
     let mut rows = Vec::new();
     for ty in tile_years(store)? {
         let (tile, y) = (ty.tile.clone(), ty.year);
-        let Some(generation) = crate::generation::latest(store, &ty)? else {
+        let Some(generation) = crate::generation::latest::<crate::catalog::Catalog>(store, &ty)?
+        else {
             continue;
         };
         let catalog = &generation.catalog;

@@ -92,9 +92,9 @@ impl TileYear {
         format!("{}/{owner}.json", self.records_dir(res))
     }
 
-    /// The directory of one time chunk's data chunk files (`RES/data/c/T/0`).
-    pub fn time_chunk_dir(&self, res: Resolution, t: u64) -> String {
-        format!("{self}/{}/{DATA_ARRAY}/c/{t}/0", res.name())
+    /// The key prefix of one time chunk's object files of an array (`GROUP/ARRAY/c/T`).
+    pub fn time_chunk_prefix(&self, group: &str, array: &str, t: u64) -> String {
+        format!("{self}/{group}/{array}/c/{t}")
     }
 
     /// The chunk `idx` of `res`'s data array.

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use serde_json::{json, Map, Value};
-use zarrs::array::{Array, ArrayMetadata};
+use zarrs::array::Array;
 use zarrs::storage::store::MemoryStore;
 use zarrs::storage::{ReadableStorageTraits, StoreKey};
 
@@ -24,6 +24,8 @@ use crate::bands::Resolution;
 use crate::catalog::Catalog;
 use crate::chunking::Chunking;
 use crate::scene::Grid;
+use crate::store::Store;
+use crate::zarr_json::array_from_json;
 
 pub const LAYOUT_VERSION: u32 = 1;
 pub const COLLECTION: &str = "sentinel-2-l1c";
@@ -138,6 +140,37 @@ impl YearLayout {
             data_metadata,
         })
     }
+}
+
+/// The layout to work with on `store`: the one it records, or for a new store `requested`
+/// (else the default), which is then recorded by creating the root group. Fails if the store
+/// records another layout than `requested`.
+pub fn establish(store: &dyn Store, requested: Option<Chunking>) -> Result<Chunking> {
+    let check = |found: Chunking| {
+        match requested {
+        Some(r) if r != found => anyhow::bail!(
+            "{}: the store's layout is {found}, not {r}; a store keeps the layout it was made with (pass --layout {found}, or use another store)",
+            store.describe()
+        ),
+        _ => Ok(found),
+    }
+    };
+    if let Some(found) = Chunking::of_store(store)? {
+        return check(found);
+    }
+    let chosen = requested.unwrap_or(Chunking::DEFAULT);
+    if store.put_if_absent("zarr.json", &root_group_file(chosen))? {
+        tracing::info!("{}: new store, layout {chosen}", store.describe());
+        return Ok(chosen);
+    }
+    // Another process created it first.
+    check(Chunking::of_store(store)?.context("store root zarr.json vanished")?)
+}
+
+/// The metadata documents of a tile-year under a catalog, for the store's layout: what a
+/// generation's invalidation writes again.
+pub fn metadata_files(chunking: Chunking) -> crate::generation::MetadataFiles<Catalog> {
+    Box::new(move |catalog: &Catalog| Ok(YearLayout::build(catalog, chunking)?.files))
 }
 
 /// The root group's `zarr.json` (independent of any catalog), recording the store's layout.
@@ -483,8 +516,27 @@ fn encode_single_chunk(
     Ok(store.get(&key)?.map(|b| (rel, b.to_vec())))
 }
 
-/// A zarrs array over `storage` from our metadata JSON (validates the JSON as Zarr v3 too).
-pub fn array_from_json<S: ?Sized>(storage: Arc<S>, path: &str, meta: &Value) -> Result<Array<S>> {
-    let md: ArrayMetadata = serde_json::from_value(meta.clone()).context("array metadata")?;
-    Ok(Array::new_with_metadata(storage, path, md)?)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_keeps_the_layout_it_was_made_with() {
+        let store = crate::store::MemStore::new();
+        let sharded: Chunking = "sharded:2048/128".parse().unwrap();
+        assert_eq!(establish(&store, Some(sharded)).unwrap(), sharded);
+        assert_eq!(establish(&store, None).unwrap(), sharded);
+        let e = establish(&store, Some(Chunking::Chunked)).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("layout is sharded:2048/128, not chunked"),
+            "{e}"
+        );
+        // A store made before layouts were recorded is chunked.
+        let old = crate::store::MemStore::new();
+        old.put("zarr.json", &root_group_file(Chunking::Chunked))
+            .unwrap();
+        assert_eq!(establish(&old, None).unwrap(), Chunking::Chunked);
+        assert!(establish(&old, Some(Chunking::SHARDED)).is_err());
+    }
 }

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use zarrs::array::{Array, ArrayBytes, ArrayToBytesCodecTraits, CodecOptions};
 use zarrs::storage::store::MemoryStore;
 
-use crate::layout::array_from_json;
+use crate::zarr_json::array_from_json;
 
 /// The shard index codecs (the Zarr v3 spec's default: little-endian with a CRC32C).
 pub fn index_codecs() -> Value {

@@ -1,5 +1,7 @@
-//! The writeback queue: every chunk the mount materializes is persisted to the store by a writer
-//! thread, so nothing is computed twice, not even across restarts.
+//! The writeback queue: every object the mount materializes is persisted to the store by a writer
+//! thread, so nothing is computed twice, not even across restarts. One queue serves every
+//! collection: a job is one unit of computation (a Sentinel-2 chunk or shard; a Sentinel-1 shard
+//! region, whose five arrays come from one merge) with its object files and its record entry.
 //!
 //! Bounded in jobs and bytes: a full queue blocks the producer (back-pressure, never a drop).
 //! Before each chunk is written, the catalog generation it was computed under is checked against
@@ -18,9 +20,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use crate::bands::Resolution;
 use crate::cache::Bytes;
-use crate::generation::{Tracker, Verdict};
-use crate::key::ChunkKey;
+use crate::generation::{Fencing, Verdict};
+use crate::key::{ChunkIndex, ChunkKey, TileYear};
 use crate::remote::retry::RetryPolicy;
 use crate::store::{with_retries, ChunkEntry, RecordWriter, Store};
 
@@ -33,19 +36,52 @@ pub enum WriteEntry {
     Empty,
 }
 
+/// One unit of computation to persist: its object files (written first, each atomically), then
+/// its entry in this process's record of `(ty, res)` at `idx`.
 #[derive(Debug, Clone)]
 pub struct WriteJob {
-    pub key: ChunkKey,
-    pub entry: WriteEntry,
-    /// Fingerprint of the chunk's time chunk under the generation it was computed from.
+    pub ty: TileYear,
+    /// The record group (a resolution group).
+    pub res: Resolution,
+    /// The unit's index in the record (its time chunk is `idx.t`).
+    pub idx: ChunkIndex,
+    /// Fingerprint of the unit's time chunk under the generation it was computed from.
     pub fp: String,
+    /// (store key, bytes) of each object file; none when everything is fill.
+    pub objects: Vec<(String, Bytes)>,
+    /// What the record says of the unit.
+    pub entry: ChunkEntry,
 }
 
 impl WriteJob {
+    /// A Sentinel-2 chunk or shard: one object (none if all fill).
+    pub fn object(key: &ChunkKey, entry: WriteEntry, fp: String) -> Self {
+        let (objects, entry) = match entry {
+            WriteEntry::Data(b) => {
+                let n = b.len() as u64;
+                (vec![(key.to_string(), b)], ChunkEntry::Data { bytes: n })
+            }
+            WriteEntry::Empty => (Vec::new(), ChunkEntry::Empty),
+        };
+        WriteJob {
+            ty: key.tile_year(),
+            res: key.res,
+            idx: key.idx,
+            fp,
+            objects,
+            entry,
+        }
+    }
+
     fn bytes(&self) -> usize {
-        match &self.entry {
-            WriteEntry::Data(b) => b.len(),
-            _ => 0,
+        self.objects.iter().map(|(_, b)| b.len()).sum()
+    }
+
+    /// The unit, for messages: its single object's key, or the record entry.
+    fn describe(&self) -> String {
+        match self.objects.as_slice() {
+            [(k, _)] => k.clone(),
+            _ => format!("{}/{} unit {}", self.ty, self.res.name(), self.idx),
         }
     }
 }
@@ -99,8 +135,8 @@ struct State {
     jobs: usize,
     bytes: usize,
     closed: bool,
-    /// (Chunk, fingerprint) → bytes not yet in the store.
-    pending: HashMap<(ChunkKey, String), Bytes>,
+    /// (Object key, fingerprint) → bytes not yet in the store.
+    pending: HashMap<(String, String), Bytes>,
     /// Jobs whose time chunk is still fenced after a catalog change, with when to look again.
     /// Outside the queue bounds (a refresh must not stall readers for the grace period), capped
     /// at `max_jobs` (beyond, a chunk is dropped and computed again when next needed).
@@ -111,7 +147,7 @@ struct Shared {
     state: Mutex<State>,
     changed: Condvar,
     store: Arc<dyn Store>,
-    tracker: Arc<Tracker>,
+    tracker: Arc<dyn Fencing>,
     records: Arc<RecordWriter>,
     limits: Limits,
     stats: WritebackStats,
@@ -125,7 +161,7 @@ pub struct Writeback {
 impl Writeback {
     pub fn start(
         store: Arc<dyn Store>,
-        tracker: Arc<Tracker>,
+        tracker: Arc<dyn Fencing>,
         records: Arc<RecordWriter>,
         limits: Limits,
     ) -> Self {
@@ -174,9 +210,8 @@ impl Writeback {
         if g.closed {
             return false;
         }
-        if let WriteEntry::Data(b) = &job.entry {
-            g.pending
-                .insert((job.key.clone(), job.fp.clone()), b.clone());
+        for (k, b) in &job.objects {
+            g.pending.insert((k.clone(), job.fp.clone()), b.clone());
         }
         g.jobs += 1;
         g.bytes += n;
@@ -186,14 +221,14 @@ impl Writeback {
         true
     }
 
-    /// Bytes of a chunk (computed under fingerprint `fp`) queued but not yet in the store.
-    pub fn pending(&self, key: &ChunkKey, fp: &str) -> Option<Bytes> {
+    /// Bytes of an object (computed under fingerprint `fp`) queued but not yet in the store.
+    pub fn pending(&self, key: &str, fp: &str) -> Option<Bytes> {
         self.shared
             .state
             .lock()
             .unwrap()
             .pending
-            .get(&(key.clone(), fp.to_string()))
+            .get(&(key.to_string(), fp.to_string()))
             .cloned()
     }
 
@@ -270,7 +305,9 @@ fn writer(s: &Shared) {
                             g.deferred.len()
                         );
                         for (_, job) in std::mem::take(&mut g.deferred) {
-                            g.pending.remove(&(job.key, job.fp));
+                            for (k, _) in job.objects {
+                                g.pending.remove(&(k, job.fp.clone()));
+                            }
                         }
                         s.changed.notify_all();
                     }
@@ -303,7 +340,7 @@ fn writer(s: &Shared) {
             }
         };
         let mut g = s.state.lock().unwrap();
-        let retry_at = Instant::now() + s.tracker.fence.check_age();
+        let retry_at = Instant::now() + s.tracker.fence().check_age();
         for (i, job) in batch.iter().enumerate() {
             g.jobs -= 1;
             g.bytes -= job.bytes();
@@ -315,8 +352,8 @@ fn writer(s: &Shared) {
                 }
                 s.stats.unsettled_dropped.inc();
             }
-            if let WriteEntry::Data(b) = &job.entry {
-                let k = (job.key.clone(), job.fp.clone());
+            for (key, b) in &job.objects {
+                let k = (key.clone(), job.fp.clone());
                 if g.pending.get(&k).is_some_and(|p| Arc::ptr_eq(p, b)) {
                     g.pending.remove(&k);
                 }
@@ -336,25 +373,26 @@ fn write_batch(s: &Shared, batch: &[WriteJob]) -> Vec<usize> {
     };
     let mut touched = BTreeSet::new();
     let mut held = Vec::new();
-    for (i, job) in batch.iter().enumerate() {
-        let ty = job.key.tile_year();
-        let (res, idx) = (job.key.res, job.key.idx);
+    'jobs: for (i, job) in batch.iter().enumerate() {
+        let (ty, res, idx) = (&job.ty, job.res, job.idx);
         let verdict = || {
             with_retries(retry, &format!("checking the catalog of {ty}"), || {
-                s.tracker.verdict(store, &ty, res, idx.t, &job.fp)
+                s.tracker.verdict(store, ty, res.name(), idx.t, &job.fp)
             })
         };
         let mut last = verdict();
-        if let WriteEntry::Data(b) = &job.entry {
-            // Each attempt of the PUT starts within the fence's check age of a verdict.
-            let key = job.key.to_string();
+        let mut checked = Instant::now();
+        for (key, b) in &job.objects {
+            // Each attempt of a PUT starts within the fence's check age of a verdict.
             let mut first = true;
             let put = with_retries(retry, &format!("PUT {key}"), || {
-                if !std::mem::take(&mut first) {
+                if !std::mem::take(&mut first) || checked.elapsed() >= s.tracker.fence().check_age()
+                {
                     last = verdict();
+                    checked = Instant::now();
                 }
                 match &last {
-                    Ok(Verdict::Write) => store.put(&key, b).map(|()| true),
+                    Ok(Verdict::Write) => store.put(key, b).map(|()| true),
                     _ => Ok(false),
                 }
             });
@@ -363,10 +401,10 @@ fn write_batch(s: &Shared, batch: &[WriteJob]) -> Vec<usize> {
                     s.stats.chunks_written.inc();
                     s.stats.bytes_written.add(b.len() as u64);
                 }
-                Ok(false) => {}
+                Ok(false) => break,
                 Err(e) => {
                     failed(&format!("writing {key}"), e);
-                    continue;
+                    continue 'jobs;
                 }
             }
         }
@@ -374,7 +412,10 @@ fn write_batch(s: &Shared, batch: &[WriteJob]) -> Vec<usize> {
             Ok(Verdict::Write) => {}
             Ok(Verdict::Stale) => {
                 s.stats.stale_dropped.inc();
-                tracing::debug!("writeback: {} is stale (newer catalog generation)", job.key);
+                tracing::debug!(
+                    "writeback: {} is stale (newer catalog generation)",
+                    job.describe()
+                );
                 continue;
             }
             Ok(Verdict::Unsettled) => {
@@ -382,18 +423,12 @@ fn write_batch(s: &Shared, batch: &[WriteJob]) -> Vec<usize> {
                 continue;
             }
             Err(e) => {
-                failed(&format!("checking the catalog for {}", job.key), e);
+                failed(&format!("checking the catalog for {}", job.describe()), e);
                 continue;
             }
         }
-        let entry = match &job.entry {
-            WriteEntry::Data(b) => ChunkEntry::Data {
-                bytes: b.len() as u64,
-            },
-            WriteEntry::Empty => ChunkEntry::Empty,
-        };
-        s.records.add(&ty, res, idx, entry, &job.fp);
-        touched.insert((ty, res));
+        s.records.add(ty, res, idx, job.entry, &job.fp);
+        touched.insert((ty.clone(), res));
     }
     for (ty, res) in touched {
         let what = format!("saving the chunk record of {ty} {res}");
@@ -403,87 +438,4 @@ fn write_batch(s: &Shared, batch: &[WriteJob]) -> Vec<usize> {
         }
     }
     held
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::fixture::{FixtureSize, FixtureSpec};
-    use crate::key::TileYear;
-    use crate::source::{BandSource, MemSource};
-    use crate::store::{ChunkRecord, DirStore};
-
-    fn idx(rel: &str) -> crate::key::ChunkIndex {
-        rel.parse().unwrap()
-    }
-
-    #[test]
-    fn writes_files_then_records_and_drains_on_close() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(DirStore::create(dir.path()).unwrap());
-        // A catalog generation to check the jobs against.
-        let src = MemSource::synthetic(&FixtureSpec::new(2024, 3, FixtureSize::Mini)).unwrap();
-        let scan = src.scan("35VLH", 2024).unwrap();
-        let fence = crate::generation::Fence::default();
-        let ty = TileYear::new("35VLH", 2024);
-        let p = crate::intake::prepare_scanned(
-            store.as_ref(),
-            "memory",
-            &ty,
-            &scan,
-            &fence,
-            crate::chunking::Chunking::Chunked,
-        )
-        .unwrap();
-        let fp = p
-            .generation
-            .catalog
-            .fingerprint(crate::bands::Resolution::R60, 0);
-        let job = |rel: &str, entry: WriteEntry| WriteJob {
-            key: format!("35VLH/2024/60m/data/{rel}").parse().unwrap(),
-            entry,
-            fp: fp.clone(),
-        };
-        let wb = Writeback::start(
-            store.clone(),
-            Arc::new(Tracker::new(fence, crate::chunking::Chunking::Chunked)),
-            Arc::new(RecordWriter::new()),
-            Limits {
-                max_jobs: 2,
-                max_bytes: 1 << 20,
-                ..Default::default()
-            },
-        );
-        for i in 0..20u8 {
-            let bytes: Bytes = vec![i; 10 + i as usize].into();
-            assert!(wb.push(job(&format!("c/0/0/0/{i}"), WriteEntry::Data(bytes))));
-        }
-        assert!(wb.push(job("c/0/0/1/0", WriteEntry::Empty)));
-        // Computed under other products: never written.
-        let mut stale = job("c/0/0/1/1", WriteEntry::Data(vec![9u8; 4].into()));
-        stale.fp = "0123456789abcdef".into();
-        assert!(wb.push(stale));
-        wb.close();
-        assert!(!wb.push(job("c/0/0/1/2", WriteEntry::Empty)));
-        let rec = ChunkRecord::load(store.as_ref(), &ty, crate::bands::Resolution::R60).unwrap();
-        assert_eq!(rec.chunks.len(), 21);
-        for i in 0..20u8 {
-            let key = format!("35VLH/2024/60m/data/c/0/0/0/{i}");
-            assert_eq!(store.get(&key).unwrap().unwrap(), vec![i; 10 + i as usize]);
-            assert_eq!(
-                rec.chunks[&idx(&format!("c/0/0/0/{i}"))],
-                ChunkEntry::Data {
-                    bytes: 10 + i as u64
-                }
-            );
-        }
-        assert_eq!(rec.chunks[&idx("c/0/0/1/0")], ChunkEntry::Empty);
-        assert!(store
-            .get("35VLH/2024/60m/data/c/0/0/1/1")
-            .unwrap()
-            .is_none());
-        assert_eq!(wb.stats().stale_dropped.get(), 1);
-        assert_eq!(wb.depth(), (0, 0));
-        assert!(wb.stats().full_waits.get() > 0, "bound of 2 jobs held");
-    }
 }

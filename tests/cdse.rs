@@ -726,7 +726,7 @@ fn the_s3_store_keeps_the_store_contract() {
 /// Writes `spec`'s archive in `work/archive` and intakes it from the SAFE directory into
 /// `work/safe-store` (the oracle of the tile-part tests).
 fn archive_and_safe_store(
-    spec: &datacube::fixture::FixtureSpec,
+    spec: &datacube_tools::fixture::FixtureSpec,
     work: &Path,
 ) -> (PathBuf, PathBuf) {
     let archive = work.join("archive");
@@ -754,7 +754,7 @@ fn band_files_10m(archive: &Path) -> BTreeSet<String> {
 
 #[test]
 fn reading_by_tile_part_makes_the_same_store_and_fetches_only_what_a_chunk_needs() {
-    use datacube::fixture::{plan, FixtureSize, FixtureSpec};
+    use datacube_tools::fixture::{plan, FixtureSize, FixtureSpec};
     let work = work_dir("cdse-tile-parts");
     // A mixed archive as CDSE has it: the older products without TLM markers, the newer with.
     let mut spec = FixtureSpec::new(YEAR, 4, FixtureSize::Mini);
@@ -905,7 +905,7 @@ fn local_index(path: &Path) -> datacube::source::j2k_index::J2kIndex {
 
 #[test]
 fn tile_parts_answered_wrongly_fail_their_chunk_and_nothing_bad_is_cached() {
-    use datacube::fixture::{plan, FixtureSize, FixtureSpec};
+    use datacube_tools::fixture::{plan, FixtureSize, FixtureSpec};
     let work = work_dir("cdse-tile-part-faults");
     let mut spec = FixtureSpec::new(YEAR, 2, FixtureSize::Mini);
     spec.tlm_since_ms = Some(0); // every product with TLM

@@ -9,14 +9,15 @@ use std::time::Duration;
 
 use datacube::bands::Resolution;
 use datacube::chunking::Chunking;
-use datacube::fixture::{FixtureSize, FixtureSpec};
 use datacube::fs::content::Content;
 use datacube::fs::cube::{Attr, Cube, CubeConfig, FsError};
 use datacube::key::{ChunkIndex, ChunkKey, TileYear};
 use datacube::remote::retry::RetryPolicy;
-use datacube::source::{BandSource, FaultySource, MemSource, SourceOp};
+use datacube::source::{BandSource, FaultySource, SourceOp};
 use datacube::store::{ChunkEntry, ChunkRecord, FaultyStore, MemStore, Store, StoreOp};
 use datacube::util::faults::Effect;
+use datacube_tools::fixture::{FixtureSize, FixtureSpec};
+use datacube_tools::MemSource;
 use proptest::prelude::*;
 
 const YEAR: i32 = 2024;
@@ -141,7 +142,7 @@ fn expected(key: &ChunkKey) -> Option<Vec<u16>> {
                     let (y, x) = (key.idx.y * cs + r, key.idx.x * cs + c);
                     if y < side && x < side {
                         v[(((t * nb + bi as u64) * cs + r) * cs + c) as usize] =
-                            datacube::synth::dn(
+                            datacube_tools::synth::dn(
                                 t,
                                 band.id as u64,
                                 y,

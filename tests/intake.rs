@@ -167,7 +167,7 @@ fn bad_input_is_named_and_nothing_wrong_is_stored() {
     let kept = f.kept();
     let band_file = |t: usize, band: &str| {
         let p = kept[t];
-        datacube::fixture::product_dir(&archive, p)
+        datacube_tools::fixture::product_dir(&archive, p)
             .join("GRANULE")
             .join(&p.granule_id)
             .join("IMG_DATA")
@@ -182,7 +182,7 @@ fn bad_input_is_named_and_nothing_wrong_is_stored() {
     std::fs::remove_file(&missing).unwrap();
     // 3. A truncated MTD_TL.xml of the last scene (so the others keep their time index).
     let last = kept[SCENES - 1];
-    let mtd = datacube::fixture::product_dir(&archive, last)
+    let mtd = datacube_tools::fixture::product_dir(&archive, last)
         .join("GRANULE")
         .join(&last.granule_id)
         .join("MTD_TL.xml");
@@ -269,7 +269,7 @@ fn new_scenes_are_appended_and_the_stale_last_time_chunk_is_recomputed() {
     // Hold back the last two acquisitions: the first 10 m time chunk then has 19 of its 20 scenes.
     let held = work_dir("held-back");
     for p in &f.kept()[SCENES - 2..] {
-        let dir = datacube::fixture::product_dir(&archive, p);
+        let dir = datacube_tools::fixture::product_dir(&archive, p);
         std::fs::rename(&dir, held.join(&p.product_id)).unwrap();
     }
     let store_dir = work_dir("growing-store");
@@ -286,7 +286,7 @@ fn new_scenes_are_appended_and_the_stale_last_time_chunk_is_recomputed() {
     for p in &f.kept()[SCENES - 2..] {
         std::fs::rename(
             held.join(&p.product_id),
-            datacube::fixture::product_dir(&archive, p),
+            datacube_tools::fixture::product_dir(&archive, p),
         )
         .unwrap();
     }

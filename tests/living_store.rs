@@ -86,7 +86,7 @@ fn run(name: &str, store: &StoreAt) {
     // The last two acquisitions arrive mid-run.
     let held = work_dir(&format!("{name}-held"));
     for p in &f.kept()[SCENES - 2..] {
-        let dir = datacube::fixture::product_dir(&archive, p);
+        let dir = datacube_tools::fixture::product_dir(&archive, p);
         std::fs::rename(&dir, held.join(&p.product_id)).unwrap();
     }
 
@@ -151,7 +151,7 @@ fn run(name: &str, store: &StoreAt) {
     for p in &f.kept()[SCENES - 2..] {
         std::fs::rename(
             held.join(&p.product_id),
-            datacube::fixture::product_dir(&archive, p),
+            datacube_tools::fixture::product_dir(&archive, p),
         )
         .unwrap();
     }

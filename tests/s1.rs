@@ -7,7 +7,7 @@
 mod common;
 
 use common::s1::*;
-use datacube::s1::fixture::{EAST, WEST};
+use datacube_tools::fixture::s1_slices::{EAST, WEST};
 
 #[test]
 fn intaken_store_equals_the_merge_oracle() {
@@ -90,12 +90,20 @@ fn intake_east(mirror: &std::path::Path, store: &std::path::Path) -> anyhow::Res
         &format!("file:{}", mirror.display()),
         &Default::default(),
     )?;
-    datacube::s1::intake::intake_year(&st, &src, EAST, 2024, datacube::intake::Part::WHOLE, false)
-        .map(|_| ())
+    datacube::s1::intake::intake_year(
+        &st,
+        &src,
+        EAST,
+        2024,
+        datacube::intake::Part::WHOLE,
+        &Default::default(),
+        false,
+    )
+    .map(|_| ())
 }
 
 /// The eastern tile's slice of 2024-01-20 (the one covering shard row 1, column 0).
-fn east_slice() -> datacube::s1::fixture::PlannedSlice {
+fn east_slice() -> datacube_tools::fixture::s1_slices::PlannedSlice {
     expected_days(EAST)[0].1[0].clone()
 }
 
@@ -327,6 +335,7 @@ fn from_the_emulated_eodc_intake_and_mount_serve_the_oracle() {
             EAST,
             2024,
             datacube::intake::Part::WHOLE,
+            &Default::default(),
             false,
         );
         (r, src)

@@ -10,14 +10,15 @@ use std::time::Duration;
 
 use datacube::bands::Resolution;
 use datacube::chunking::Chunking;
-use datacube::fixture::{FixtureSize, FixtureSpec};
 use datacube::fs::cube::{Cube, CubeConfig, FsError};
 use datacube::fs::refresh::RefreshPolicy;
 use datacube::generation::Fence;
 use datacube::key::{ChunkIndex, ChunkKey, TileYear};
-use datacube::source::{BandSource, MemSource};
+use datacube::source::BandSource;
 use datacube::store::{ChunkEntry, ChunkRecord, FaultyStore, MemStore, Store};
 use datacube::util::faults::Effect;
+use datacube_tools::fixture::{FixtureSize, FixtureSpec};
+use datacube_tools::MemSource;
 use proptest::prelude::*;
 
 const YEAR: i32 = 2024;
@@ -47,7 +48,7 @@ fn archive() -> Arc<MemSource> {
 fn products() -> &'static (Vec<String>, String) {
     static P: OnceLock<(Vec<String>, String)> = OnceLock::new();
     P.get_or_init(|| {
-        let plan = datacube::fixture::plan(&spec());
+        let plan = datacube_tools::fixture::plan(&spec());
         let kept = plan
             .iter()
             .filter(|p| !p.superseded)
@@ -167,7 +168,7 @@ fn expected(key: &ChunkKey, values: &[u64]) -> Option<Vec<u16>> {
                     let (y, x) = (key.idx.y * cs + r, key.idx.x * cs + c);
                     if y < side && x < side {
                         v[((((t - t0) * nb + bi as u64) * cs + r) * cs + c) as usize] =
-                            datacube::synth::dn(
+                            datacube_tools::synth::dn(
                                 values[t as usize],
                                 band.id as u64,
                                 y,
@@ -568,11 +569,15 @@ fn catalog_values(cat: &datacube::catalog::Catalog) -> Vec<u64> {
 /// chunk file and record entry against that generation's axis.
 fn check_against_shown_generation(mem: &MemStore) {
     let objects = mem.snapshot();
-    let Some(latest) = datacube::generation::latest(mem, &ty()).unwrap() else {
+    let Some(latest) =
+        datacube::generation::latest::<datacube::catalog::Catalog>(mem, &ty()).unwrap()
+    else {
         return;
     };
     for n in (1..=latest.number).rev() {
-        let Some(g) = datacube::generation::load(mem, &ty(), n).unwrap() else {
+        let Some(g) =
+            datacube::generation::load::<datacube::catalog::Catalog>(mem, &ty(), n).unwrap()
+        else {
             continue;
         };
         let files = datacube::layout::YearLayout::build(&g.catalog, Chunking::Chunked)
@@ -666,7 +671,9 @@ fn logical_all(mem: &MemStore, tys: &[TileYear]) -> BTreeMap<String, Vec<u8>> {
         })
         .collect();
     for ty in tys {
-        let g = datacube::generation::latest(mem, ty).unwrap().unwrap();
+        let g = datacube::generation::latest::<datacube::catalog::Catalog>(mem, ty)
+            .unwrap()
+            .unwrap();
         let ids: Vec<&str> = g
             .catalog
             .scenes

@@ -274,17 +274,22 @@ impl MountArgs {
             fence: args::fence(),
             layout: Some(chunking),
             refresh: self.refresh.unwrap_or_default(),
-            writeback: crate::writeback::Limits {
-                // Test hook (environment): hold chunks in the queue this long per batch.
-                batch_delay: std::time::Duration::from_millis(
-                    args::test_hook_ms("DATACUBE_TEST_WRITEBACK_DELAY_MS").unwrap_or(0),
-                ),
-                // Queued chunks are usually still in the chunk cache; those evicted meanwhile
-                // are extra, so the queue stays small next to the budget.
-                max_bytes: (self.cache_size as usize / 8).clamp(64 << 20, 256 << 20),
-                ..Default::default()
-            },
+            writeback: self.writeback_limits(),
         })
+    }
+
+    /// The writeback queue's bounds, for either collection.
+    fn writeback_limits(&self) -> crate::writeback::Limits {
+        crate::writeback::Limits {
+            // Test hook (environment): hold objects in the queue this long per batch.
+            batch_delay: std::time::Duration::from_millis(
+                args::test_hook_ms("DATACUBE_TEST_WRITEBACK_DELAY_MS").unwrap_or(0),
+            ),
+            // Queued objects are usually still in the cache; those evicted meanwhile are extra,
+            // so the queue stays small next to the budget.
+            max_bytes: (self.cache_size as usize / 8).clamp(64 << 20, 256 << 20),
+            ..Default::default()
+        }
     }
 
     /// The S1 cube's configuration (`--collection sentinel-1-sig0`).
@@ -300,6 +305,9 @@ impl MountArgs {
             years: self.years.0.clone(),
             cache_bytes: self.cache_size as usize,
             workers: self.workers(),
+            fence: args::fence(),
+            refresh: self.refresh.unwrap_or_default(),
+            writeback: self.writeback_limits(),
         })
     }
 
@@ -370,7 +378,7 @@ pub fn main() -> Result<std::process::ExitCode> {
                 crate::source::open(&a.source, &a.cdse.options())?.into();
             let st: std::sync::Arc<dyn crate::store::Store> = a.store_args.open(&a.store)?.into();
             crate::collection::Collection::Sentinel2L1c.check_store(st.as_ref())?;
-            let chunking = crate::chunking::Chunking::establish(st.as_ref(), a.layout)?;
+            let chunking = crate::layout::establish(st.as_ref(), a.layout)?;
             let cube = crate::fs::Cube::new(a.cube_config(chunking)?, st, src)?;
             crate::fs::serve(cube, &a.mount_options())?;
         }
@@ -452,8 +460,15 @@ fn intake_s1(a: &IntakeArgs, interactive: bool) -> Result<std::process::ExitCode
     let progress = interactive && !a.no_progress;
     each_tile_year(a, |ty, regions| {
         let tile = ty.tile.parse().map_err(anyhow::Error::msg)?;
-        let r =
-            crate::s1::intake::intake_year(st.as_ref(), &src, tile, ty.year, regions, progress)?;
+        let r = crate::s1::intake::intake_year(
+            st.as_ref(),
+            &src,
+            tile,
+            ty.year,
+            regions,
+            &args::fence(),
+            progress,
+        )?;
         println!(
             "intake {ty}: {} days from {} slices ({} superseded versions dropped); shard regions: {} of {} computed now, {} already done; {} shard objects, {:.1} MiB in {:.1} s",
             r.days,

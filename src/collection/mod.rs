@@ -2,15 +2,17 @@
 //! root group's attributes (`datacube.collection`); opening it as another is an error, and a store
 //! made before collections existed (Sentinel-2 L1C only) already carries `sentinel-2-l1c` there.
 //!
-//! Each collection is described by one [`CollectionFacts`] table (source, grid, time-axis rule,
-//! variables, chunking) and implemented by its own modules: Sentinel-2 L1C by `catalog`, `layout`,
-//! `chunk` and the SAFE/CDSE sources; Sentinel-1 σ⁰ by [`crate::s1`].
+//! Each collection is implemented by its own modules: Sentinel-2 L1C by `catalog`, `layout`,
+//! `chunk` and the SAFE/CDSE sources; Sentinel-1 σ⁰ by [`crate::s1`]. This enum is the registry:
+//! the one place that lists them.
 
 use std::fmt;
 use std::str::FromStr;
 
 use anyhow::{Context, Result};
 use serde_json::Value;
+
+pub mod variable;
 
 use crate::store::Store;
 
@@ -24,78 +26,16 @@ pub enum Collection {
     Sentinel1Sig0,
 }
 
-/// How a collection's time axis is formed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimeAxis {
-    /// One entry per product (datatake sensing start).
-    PerProduct,
-    /// One entry per UTC day with at least one product; same-day products are merged.
-    PerUtcDay,
-}
-
-/// One stored variable of a resolution group.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Variable {
-    pub name: &'static str,
-    pub dtype: &'static str,
-    pub fill: i64,
-    /// CF `scale_factor` (1 when the stored values are the physical ones).
-    pub scale: f64,
-    pub units: &'static str,
-}
-
-/// Everything about a collection a user or an operator reads off one table.
-#[derive(Debug, Clone, Copy)]
-pub struct CollectionFacts {
-    pub name: &'static str,
-    pub title: &'static str,
-    pub stac_api: &'static str,
-    pub stac_collection: &'static str,
-    /// The grid tiles are named on.
-    pub grid: &'static str,
-    pub time_axis: TimeAxis,
-    /// Resolution groups (`TILE/YEAR/<group>`).
-    pub groups: &'static [&'static str],
-    /// The variables whose chunks are materialized on demand (per group).
-    pub variables: &'static [Variable],
-    /// Chunk shape of a stored object (a shard when `inner_chunk` is set), `[time, …, y, x]`
-    /// for the finest group.
-    pub chunk: &'static [u64],
-    /// Inner chunk shape of a shard (Zarr v3 `sharding_indexed`), if sharded.
-    pub inner_chunk: Option<&'static [u64]>,
-}
-
-const S2_VARIABLES: &[Variable] = &[Variable {
-    name: "data",
-    dtype: "uint16",
-    fill: 0,
-    scale: 1.0,
-    units: "1",
-}];
+pub use variable::Variable;
 
 impl Collection {
     pub const ALL: [Collection; 2] = [Collection::Sentinel2L1c, Collection::Sentinel1Sig0];
 
     /// The name used on the command line and in the store (`sentinel-2-l1c`).
     pub fn name(self) -> &'static str {
-        self.facts().name
-    }
-
-    pub fn facts(self) -> &'static CollectionFacts {
         match self {
-            Collection::Sentinel2L1c => &CollectionFacts {
-                name: "sentinel-2-l1c",
-                title: "Sentinel-2 L1C",
-                stac_api: "https://stac.dataspace.copernicus.eu/v1",
-                stac_collection: "sentinel-2-l1c",
-                grid: "MGRS (UTM zones, 109.8 km tiles)",
-                time_axis: TimeAxis::PerProduct,
-                groups: &["10m", "20m", "60m"],
-                variables: S2_VARIABLES,
-                chunk: &[20, 4, 512, 512],
-                inner_chunk: None,
-            },
-            Collection::Sentinel1Sig0 => &crate::s1::FACTS,
+            Collection::Sentinel2L1c => crate::layout::COLLECTION,
+            Collection::Sentinel1Sig0 => crate::s1::NAME,
         }
     }
 

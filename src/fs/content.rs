@@ -8,8 +8,8 @@
 
 use std::sync::Arc;
 
-use super::cube::FsError;
-use super::resolver::ResolverStats;
+use super::attr::FsError;
+use super::resolver_stats::ResolverStats;
 use crate::cache::Bytes;
 use crate::store::ObjectReader;
 

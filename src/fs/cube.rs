@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use serde_json::json;
 
+pub use super::attr::{Attr, CubeStats, FsError, Kind};
 use super::content::Content;
 use super::pool::WorkPool;
 pub use super::refresh::RefreshPolicy;
@@ -70,59 +71,7 @@ fn max_raw_object_bytes(chunking: crate::chunking::Chunking) -> usize {
         .unwrap_or(0)
 }
 
-/// Why a request failed; the FUSE layer maps these to errno values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FsError {
-    NotFound,
-    NotDir,
-    IsDir,
-    /// Materialization or store failure (logged where it happened).
-    Io,
-}
-
-impl From<crate::util::Abandoned> for FsError {
-    fn from(_: crate::util::Abandoned) -> Self {
-        FsError::Io
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Dir,
-    File,
-}
-
-/// Attributes of a node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Attr {
-    pub kind: Kind,
-    pub size: u64,
-    /// Content changes while mounted (the stats file): never cache it.
-    pub volatile: bool,
-}
-
-impl Attr {
-    pub fn dir() -> Self {
-        Attr {
-            kind: Kind::Dir,
-            size: 0,
-            volatile: false,
-        }
-    }
-    pub fn file(size: u64) -> Self {
-        Attr {
-            kind: Kind::File,
-            size,
-            volatile: false,
-        }
-    }
-}
-
-crate::counters! {
-    /// Requests the cube answered (the FUSE adapter counts reads).
-    pub struct CubeStats { lookups, opens, reads, bytes_served }
-}
-
+/// The Sentinel-2 cube: tree, years and chunk resolver over one store and one source.
 pub struct Cube {
     cfg: CubeConfig,
     tree: Tree,
@@ -145,8 +94,11 @@ impl Cube {
         source: Arc<dyn BandSource>,
     ) -> Result<Arc<Self>> {
         crate::collection::Collection::Sentinel2L1c.check_store(store.as_ref())?;
-        let chunking = crate::chunking::Chunking::establish(store.as_ref(), cfg.layout)?;
-        let tracker = Arc::new(Tracker::new(cfg.fence, chunking));
+        let chunking = crate::layout::establish(store.as_ref(), cfg.layout)?;
+        let tracker = Arc::new(Tracker::new(
+            cfg.fence,
+            crate::layout::metadata_files(chunking),
+        ));
         let records = Arc::new(RecordWriter::new());
         let chunks = ChunkResolver::new(
             store.clone(),
@@ -162,7 +114,7 @@ impl Cube {
         );
         Ok(Arc::new(Cube {
             tree: Tree::new(cfg.tiles.clone(), cfg.years.clone(), chunking)?,
-            years: Years::new(store.clone(), source.clone(), tracker, records),
+            years: Years::new(store.clone(), source.clone(), tracker, chunking, records),
             chunks: Arc::new(chunks),
             year_pool: WorkPool::new("resolve-year", 2),
             store_name: store.describe(),
@@ -307,6 +259,20 @@ impl Cube {
     }
 }
 
+impl super::refresh::LivingYears for Cube {
+    fn resolved_years(&self) -> Vec<crate::key::TileYear> {
+        Cube::resolved_years(self)
+    }
+
+    fn refresh_year(&self, ty: &crate::key::TileYear) -> Result<Option<Vec<String>>> {
+        Ok(Cube::refresh_year(self, ty)?.map(|c| c.paths()))
+    }
+
+    fn poll_year(&self, ty: &crate::key::TileYear) -> Result<Option<Vec<String>>> {
+        Ok(Cube::poll_year(self, ty)?.map(|c| c.paths()))
+    }
+}
+
 impl super::view::CubeView for Cube {
     fn when_year_ready(&self, path: &str, answer: Box<dyn FnOnce() + Send>) {
         Cube::when_year_ready(self, path, answer)
@@ -340,7 +306,17 @@ impl super::view::CubeView for Cube {
         self: Arc<Self>,
         on_change: super::refresh::OnChange,
     ) -> Option<super::refresh::Refresher> {
-        Some(super::refresh::Refresher::start(self, on_change))
+        let poll = self
+            .cfg
+            .fence
+            .check_age()
+            .max(std::time::Duration::from_millis(100));
+        Some(super::refresh::Refresher::start(
+            self.clone(),
+            self.cfg.refresh,
+            poll,
+            on_change,
+        ))
     }
 
     fn shutdown(&self) {

@@ -14,8 +14,8 @@ use fuser::{
     ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 
+use super::attr::{Attr, FsError, Kind};
 use super::content::Content;
-use super::cube::{Attr, FsError, Kind};
 use super::pool::WorkPool;
 use super::view::CubeView;
 

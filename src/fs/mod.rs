@@ -4,6 +4,7 @@
 //! adapts it to fuser (the only module that knows FUSE), `mountpoint` handles live and stale
 //! mounts. See docs/design.md §4.
 
+pub mod attr;
 pub mod content;
 pub mod cube;
 pub(crate) mod fuse;
@@ -12,6 +13,7 @@ pub(crate) mod node;
 pub(crate) mod pool;
 pub mod refresh;
 pub(crate) mod resolver;
+pub(crate) mod resolver_stats;
 pub mod s1;
 pub(crate) mod tree;
 pub mod view;
@@ -23,7 +25,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use fuser::{MountOption, SessionACL};
 
-pub use cube::{Cube, CubeConfig, FsError, Kind};
+pub use attr::{FsError, Kind};
+pub use cube::{Cube, CubeConfig};
 pub use s1::{S1Config, S1Cube};
 pub use view::CubeView;
 

@@ -10,9 +10,6 @@ use std::time::{Duration, Instant};
 
 use chrono::Datelike;
 
-use super::cube::Cube;
-use super::year::Change;
-use crate::bands::Resolution;
 use crate::key::TileYear;
 
 /// Which resolved years a mount searches again, and how often.
@@ -56,27 +53,17 @@ impl RefreshPolicy {
     }
 }
 
-/// Paths (relative to the mount root) whose content changed from `c.old` to `c.new`: exact file
-/// paths, and directory prefixes ending in `/` under which every chunk file changed.
-pub fn changed_paths(c: &Change) -> Vec<String> {
-    let mut out = Vec::new();
-    let (old, new) = (&c.old.ctx.layout.files, &c.new.ctx.layout.files);
-    for (k, v) in new {
-        if old.get(k) != Some(v) {
-            out.push(k.clone());
-        }
-    }
-    let ty = c.new.tile_year();
-    for res in Resolution::ALL {
-        let n_new = c.new.ctx.catalog.time_chunks(res);
-        let n_old = c.old.ctx.catalog.time_chunks(res);
-        for t in 0..n_new.max(n_old) {
-            if t >= n_old || t >= n_new || c.old.fingerprint(res, t) != c.new.fingerprint(res, t) {
-                out.push(format!("{ty}/{}/data/c/{t}/", res.name()));
-            }
-        }
-    }
-    out
+/// What the refresher drives: a cube whose resolved years can be searched again and moved along
+/// the store's catalog generations. Each call answers the paths (relative to the mount root)
+/// whose content changed when the year moved to a newer generation: exact file paths, and
+/// directory prefixes ending in `/` under which every object file changed.
+pub trait LivingYears: Send + Sync + 'static {
+    /// The tile-years resolved so far that have items.
+    fn resolved_years(&self) -> Vec<TileYear>;
+    /// Searches the source again for `ty`, publishes what is new and serves it.
+    fn refresh_year(&self, ty: &TileYear) -> anyhow::Result<Option<Vec<String>>>;
+    /// Serves the store's latest generation of `ty` if another process published one.
+    fn poll_year(&self, ty: &TileYear) -> anyhow::Result<Option<Vec<String>>>;
 }
 
 /// Called with the changed paths of each change of generation.
@@ -89,12 +76,19 @@ pub struct Refresher {
 }
 
 impl Refresher {
-    pub fn start(cube: Arc<Cube>, on_change: OnChange) -> Self {
+    /// Starts refreshing `years` under `policy`, polling the store for other processes'
+    /// generations every `poll`.
+    pub fn start(
+        years: Arc<dyn LivingYears>,
+        policy: RefreshPolicy,
+        poll: Duration,
+        on_change: OnChange,
+    ) -> Self {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let s = stop.clone();
         let thread = std::thread::Builder::new()
             .name("refresh".into())
-            .spawn(move || run(&cube, &on_change, &s))
+            .spawn(move || run(years.as_ref(), policy, poll, &on_change, &s))
             .expect("spawning the refresh thread");
         Refresher {
             stop,
@@ -113,13 +107,13 @@ impl Drop for Refresher {
     }
 }
 
-fn run(cube: &Arc<Cube>, on_change: &OnChange, stop: &(Mutex<bool>, Condvar)) {
-    let policy = cube.config().refresh;
-    let poll = cube
-        .config()
-        .fence
-        .check_age()
-        .max(Duration::from_millis(100));
+fn run(
+    cube: &dyn LivingYears,
+    policy: RefreshPolicy,
+    poll: Duration,
+    on_change: &OnChange,
+    stop: &(Mutex<bool>, Condvar),
+) {
     let tick = policy.period.map_or(poll, |p| p.min(poll));
     let mut last: HashMap<TileYear, Instant> = HashMap::new();
     loop {
@@ -142,7 +136,7 @@ fn run(cube: &Arc<Cube>, on_change: &OnChange, stop: &(Mutex<bool>, Condvar)) {
                 cube.poll_year(&ty)
             };
             match r {
-                Ok(Some(change)) => on_change(&changed_paths(&change)),
+                Ok(Some(paths)) => on_change(&paths),
                 Ok(None) => {}
                 Err(e) if due => tracing::error!(
                     "{ty}: refresh failed (still serving the current catalog): {e:#}"

@@ -14,9 +14,10 @@ use std::time::Instant;
 
 use anyhow::Context;
 
+use super::attr::{Attr, FsError};
 use super::content::{Content, StoredObject};
-use super::cube::{Attr, FsError};
 use super::pool::WorkPool;
+pub use super::resolver_stats::ResolverStats;
 use super::year::YearState;
 use crate::cache::{Bytes, ChunkCache};
 use crate::chunk::ChunkOutcome;
@@ -55,33 +56,6 @@ impl ChunkState {
 
 type Done<T> = Box<dyn FnOnce(std::result::Result<T, FsError>) + Send>;
 
-crate::counters! {
-    /// What the resolver did.
-    pub struct ResolverStats {
-        /// Objects computed from the source (chunks, or shards: see `layout` in stats.json),
-        /// data or all-fill.
-        materializations,
-        materialized_empty,
-        /// Inner chunks stored in the shards computed (sharded layout; = data chunks otherwise).
-        inner_chunks_materialized,
-        materialized_bytes,
-        materialize_micros,
-        /// Materializations that failed or panicked.
-        materialize_errors,
-        /// Materializations running now.
-        inflight,
-        /// Chunks read back whole from the persistent store (chunked layout).
-        store_reads,
-        /// Shards opened in the persistent store for reads by range (sharded layout).
-        store_opens,
-        /// Ranged reads of those shards.
-        store_range_reads,
-        /// Bytes read from the store, whole or by range.
-        store_read_bytes,
-        store_errors,
-    }
-}
-
 /// How the resolver is set up.
 pub struct ResolverConfig {
     pub chunk_cache_bytes: usize,
@@ -115,7 +89,7 @@ impl ChunkResolver {
         store: Arc<dyn Store>,
         source: Arc<dyn BandSource>,
         cfg: ResolverConfig,
-        tracker: Arc<Tracker>,
+        tracker: Arc<Tracker<crate::catalog::Catalog>>,
         records: Arc<RecordWriter>,
     ) -> Self {
         ChunkResolver {
@@ -161,7 +135,7 @@ impl ChunkResolver {
         if let Some(b) = self
             .cache
             .get(&cache_key(&key, fp))
-            .or_else(|| self.writeback.pending(&key, fp))
+            .or_else(|| self.writeback.pending(&key.to_string(), fp))
         {
             return done(Ok(Content::Bytes(b)));
         }
@@ -206,7 +180,7 @@ impl ChunkResolver {
                 if let Some(b) = self
                     .cache
                     .get(&cache_key(key, fp))
-                    .or_else(|| self.writeback.pending(key, fp))
+                    .or_else(|| self.writeback.pending(&key.to_string(), fp))
                 {
                     return Ok(ChunkState::Data(b));
                 }
@@ -229,11 +203,8 @@ impl ChunkResolver {
             None => {}
         }
         let (state, entry, write) = self.materialize(ys, key)?;
-        self.writeback.push(WriteJob {
-            key: key.clone(),
-            entry: write,
-            fp: fp.to_string(),
-        });
+        self.writeback
+            .push(WriteJob::object(key, write, fp.to_string()));
         ys.record(key.res, key.idx, entry);
         Ok(state)
     }

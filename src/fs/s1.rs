@@ -1,34 +1,36 @@
 //! The Sentinel-1 σ⁰ cube as a tree of files (`datacube mount --collection sentinel-1-sig0`):
 //! `/TILE/YEAR/20m/` with the sharded arrays of `crate::s1::layout`.
 //!
-//! Same semantics as the Sentinel-2 cube: metadata and coordinates are generated from the
-//! tile-year's catalog (resolved once, on a pool, from the store or else the source); a shard
-//! file is materialized on its first lookup, on the worker pool, under single flight per shard
-//! *region* (the five arrays of a region come from the same slice windows, so one computation
-//! answers all five); encoded shards are kept in a byte-capped LRU and written back to the store
-//! by a writer thread (each object atomically, then the region is recorded); a region recorded in
-//! the store is read from it. A shard whose every value is fill has no object: its lookup answers
+//! It lives on the same core as the Sentinel-2 cube: a tile-year is served under the store's
+//! latest catalog generation (`generation`, resolved once, on a pool, from the store or else the
+//! source and published), moved to newer generations as a refresh of this mount or another
+//! process publishes them (`refresh::LivingYears`: new days appended, late slices merged into
+//! their day), and every object is persisted by the shared `writeback` queue (bounded, retried,
+//! each PUT fenced against the latest generation, the region recorded after its objects).
+//!
+//! What is its own: a shard file is materialized on its first lookup, on the worker pool, under
+//! single flight per shard *region* (the five arrays of a region come from the same slice
+//! windows, so one computation answers all five). Caches, flights and the queue are keyed by the
+//! region and the fingerprint of its time chunk, so a region of an older generation is never
+//! served for a newer one. A shard whose every value is fill has no object: its lookup answers
 //! ENOENT, which Zarr readers take as fill. A failed materialization answers EIO (logged with the
 //! shard, item and file), caches and persists nothing, and the next read tries again.
-//!
-//! Unlike the Sentinel-2 cube, an S1 tile-year's catalog is fixed once published: the mount does
-//! not refresh it (README, "Sentinel-1 σ⁰").
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 use serde_json::json;
 
+use super::attr::{Attr, CubeStats, FsError, Kind};
 use super::content::Content;
-use super::cube::{Attr, CubeStats, FsError, Kind};
 use super::node::{classify, static_children, Node, STATS_DIR};
 use super::pool::WorkPool;
-use super::refresh::{OnChange, Refresher};
+use super::refresh::{LivingYears, OnChange, RefreshPolicy, Refresher};
 use super::view::{AttrDone, ContentDone, CubeView};
 use crate::bands::Resolution;
 use crate::cache::Bytes;
+use crate::generation::{Fence, Generation, Tracker};
 use crate::key::{canonical_u64, ChunkIndex, TileYear};
 use crate::s1::catalog::S1Catalog;
 use crate::s1::grid::Equi7Tile;
@@ -37,6 +39,10 @@ use crate::s1::source::{GdalReader, S1Source};
 use crate::s1::{layout, GROUP, VARIABLES};
 use crate::store::{ChunkEntry, ChunkRecord, RecordWriter, Store};
 use crate::util::{ByteLru, SingleFlight};
+use crate::writeback::{Limits, WriteJob, Writeback};
+
+/// The record files of the S1 cube live under the `20m` resolution name (its one group).
+const RECORD_RES: Resolution = Resolution::R20;
 
 /// How the S1 mount is set up.
 #[derive(Debug, Clone)]
@@ -48,31 +54,49 @@ pub struct S1Config {
     /// Concurrent materializations and store reads (each materialization also uses rayon's
     /// threads for its inner chunks).
     pub workers: usize,
+    /// Timing of the store's consistency protocol.
+    pub fence: Fence,
+    /// Which resolved years are searched again, how often.
+    pub refresh: RefreshPolicy,
+    pub writeback: Limits,
 }
 
 crate::counters! {
-    /// What the S1 cube did for shard requests.
+    /// What the S1 cube did for shard requests and its years.
     pub struct S1Stats {
         shard_requests, from_cache, from_pending, from_store, materialized, materialize_errors,
-        store_errors, flight_joins, written, write_errors, years_resolved, year_errors
+        store_errors, flight_joins, years_resolved, year_errors, refreshes, refresh_errors,
+        generations_adopted,
+        /// Stored objects that were not what this mount computed (missing, or another size):
+        /// computed again.
+        recomputed,
     }
 }
 
-/// One resolved tile-year.
+/// One resolved tile-year under one catalog generation.
 struct S1Year {
+    generation: Arc<Generation<S1Catalog>>,
     catalog: Arc<S1Catalog>,
+    /// Per time chunk: `S1Catalog::fingerprint`.
+    fingerprints: Vec<String>,
     files: BTreeMap<String, Vec<u8>>,
-    /// Regions recorded in the store under this catalog (their objects are read from it).
+    /// Regions known to be computed under this generation (recorded in the store, or computed
+    /// by this mount): their objects are read from the cache, the queue or the store.
     done: Mutex<HashSet<ShardPos>>,
 }
 
-type Region = (TileYear, ShardPos);
+impl S1Year {
+    fn fp(&self, t: u64) -> &str {
+        self.fingerprints.get(t as usize).map_or("", |s| s.as_str())
+    }
+}
+
+/// A shard region under one catalog: tile-year, position, fingerprint of its time chunk.
+type Region = (TileYear, ShardPos, String);
 type ShardBytes = Arc<[Option<Bytes>; 5]>;
 /// One shard object (`None`: all fill, no object).
 type Shard = Option<Bytes>;
 type ShardDone = Box<dyn FnOnce(Result<Shard, FsError>) + Send>;
-/// The writeback thread and its queue of (region, fingerprint of its time chunk).
-type Writer = (Sender<(Region, String)>, std::thread::JoinHandle<()>);
 
 struct Shared {
     store: Arc<dyn Store>,
@@ -81,14 +105,13 @@ struct Shared {
     orbits: OrbitCache,
     encoders: Encoders,
     cache: Mutex<ByteLru<(Region, usize), Shard>>,
-    /// Materialized regions not yet written back.
-    pending: Mutex<HashMap<Region, ShardBytes>>,
-    /// Sizes of the shard objects known to exist (what chunk directories list; getattr).
-    sizes: Mutex<HashMap<(Region, usize), u64>>,
+    /// What is known of each object: its size, or `None` for all fill (computed here, or read
+    /// from the store). Listings and getattr answer from it.
+    known: Mutex<HashMap<(Region, usize), Option<u64>>>,
     flights: Arc<SingleFlight<Region, ShardBytes, FsError>>,
-    /// Regions written and recorded by this mount (read back from the store once evicted).
-    written: Mutex<HashSet<Region>>,
-    records: RecordWriter,
+    workers: WorkPool,
+    writeback: Writeback,
+    tracker: Arc<Tracker<S1Catalog>>,
     stats: S1Stats,
 }
 
@@ -100,8 +123,6 @@ pub struct S1Cube {
     years: Mutex<HashMap<TileYear, Option<Arc<S1Year>>>>,
     year_flights: Arc<SingleFlight<TileYear, Option<Arc<S1Year>>, String>>,
     year_pool: WorkPool,
-    workers: WorkPool,
-    writeback: Mutex<Option<Writer>>,
     started: chrono::DateTime<chrono::Utc>,
     fs_stats: CubeStats,
 }
@@ -118,8 +139,15 @@ enum InYear {
 impl S1Cube {
     pub fn new(cfg: S1Config, store: Arc<dyn Store>, source: S1Source) -> Result<Arc<Self>> {
         crate::collection::Collection::Sentinel1Sig0.check_store(store.as_ref())?;
+        let tracker = Arc::new(crate::s1::intake::tracker(cfg.fence));
         let shared = Arc::new(Shared {
             reader: source.reader(),
+            writeback: Writeback::start(
+                store.clone(),
+                tracker.clone(),
+                Arc::new(RecordWriter::new()),
+                cfg.writeback,
+            ),
             store,
             source,
             orbits: OrbitCache::default(),
@@ -127,29 +155,17 @@ impl S1Cube {
             cache: Mutex::new(ByteLru::unpinned(cfg.cache_bytes, |b: &Shard| {
                 b.as_ref().map_or(64, |b| b.len() + 64)
             })),
-            pending: Mutex::new(HashMap::new()),
-            sizes: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
             flights: Arc::new(SingleFlight::new()),
-            written: Mutex::new(HashSet::new()),
-            records: RecordWriter::new(),
+            workers: WorkPool::new("s1-shard", cfg.workers),
+            tracker,
             stats: S1Stats::default(),
         });
-        let (tx, rx) = channel::<(Region, String)>();
-        let w = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("s1-writeback".into())
-            .spawn(move || {
-                for (region, fp) in rx {
-                    write_back(&w, region, &fp);
-                }
-            })?;
         Ok(Arc::new(S1Cube {
             tile_names: cfg.tiles.iter().map(|t| t.to_string()).collect(),
             years: Mutex::new(HashMap::new()),
             year_flights: Arc::new(SingleFlight::new()),
             year_pool: WorkPool::new("s1-year", 2),
-            workers: WorkPool::new("s1-shard", cfg.workers),
-            writeback: Mutex::new(Some((tx, thread))),
             started: chrono::Utc::now(),
             fs_stats: CubeStats::default(),
             shared,
@@ -167,8 +183,8 @@ impl S1Cube {
         }
     }
 
-    /// The tile-year, resolved once: the stored catalog, else one built from the source and
-    /// published. `None` when the source has no items for it.
+    /// The tile-year, resolved once: the store's latest generation, else one built from the
+    /// source and published. `None` when the source has no items for it.
     fn year(&self, ty: &TileYear) -> Result<Option<Arc<S1Year>>, FsError> {
         if let Some(y) = self.years.lock().unwrap().get(ty) {
             return Ok(y.clone());
@@ -181,7 +197,9 @@ impl S1Cube {
         });
         match r {
             Ok(y) => {
-                self.years.lock().unwrap().insert(ty.clone(), y.clone());
+                let mut years = self.years.lock().unwrap();
+                // A refresh may have moved it on meanwhile.
+                let y = years.entry(ty.clone()).or_insert(y).clone();
                 Ok(y)
             }
             Err(_) => {
@@ -194,13 +212,60 @@ impl S1Cube {
     fn resolve_year(&self, ty: &TileYear) -> Result<Option<Arc<S1Year>>> {
         let tile: Equi7Tile = ty.tile.parse().map_err(anyhow::Error::msg)?;
         let store = self.shared.store.as_ref();
-        let catalog = match crate::s1::intake::prepare(store, &self.shared.source, tile, ty.year) {
-            Ok((c, _)) => c,
-            Err(e) if e.is::<crate::intake::NoScenes>() => return Ok(None),
-            Err(e) => return Err(e),
+        let generation = match crate::generation::latest::<S1Catalog>(store, ty)? {
+            Some(g) => {
+                if !g.has_changes() {
+                    // The store is a Zarr store of its own (readable without the mount, and
+                    // `datacube info` knows its collection): repair what an older run lacks.
+                    for (key, bytes) in layout::build(&g.catalog)? {
+                        if store.get(&key)?.as_deref() != Some(&bytes[..]) {
+                            store.put(&key, &bytes)?;
+                        }
+                    }
+                }
+                Arc::new(g)
+            }
+            None => {
+                match crate::s1::intake::prepare(
+                    store,
+                    &self.shared.source,
+                    tile,
+                    ty.year,
+                    &self.cfg.fence,
+                ) {
+                    Ok(p) => {
+                        self.after_publish(&p);
+                        p.generation
+                    }
+                    Err(e) if e.is::<crate::intake::NoScenes>() => return Ok(None),
+                    Err(e) => return Err(e),
+                }
+            }
         };
-        let fp_of = |t: u64| (t < catalog.time_chunks()).then(|| catalog.fingerprint(t));
-        let record = ChunkRecord::load_matching(store, ty, Resolution::R20, &fp_of)?;
+        self.shared.tracker.seed(generation.clone());
+        tracing::info!(
+            "{ty}: {} days, {} slices (catalog generation {})",
+            generation.catalog.days.len(),
+            generation.catalog.slice_count(),
+            generation.number
+        );
+        self.shared.stats.years_resolved.inc();
+        Ok(Some(Arc::new(self.year_state(generation)?)))
+    }
+
+    /// The state of a tile-year under `g`: its documents and the regions recorded under it.
+    fn year_state(&self, g: Arc<Generation<S1Catalog>>) -> Result<S1Year> {
+        let catalog = Arc::new(g.catalog.clone());
+        let fingerprints: Vec<String> = (0..catalog.time_chunks())
+            .map(|t| catalog.fingerprint(t))
+            .collect();
+        let fp_of = |t: u64| fingerprints.get(t as usize).cloned();
+        let record = ChunkRecord::load_matching(
+            self.shared.store.as_ref(),
+            &g.tile_year(),
+            RECORD_RES,
+            &fp_of,
+        )?;
         let done = record
             .chunks
             .keys()
@@ -210,20 +275,70 @@ impl S1Cube {
                 x: i.x,
             })
             .collect();
-        // The store is a Zarr store of its own (readable without the mount, and `datacube info`
-        // knows its collection): its metadata and coordinates are written as intake writes them.
-        let files = layout::build(&catalog)?;
-        for (key, bytes) in &files {
-            if store.get(key)?.as_deref() != Some(&bytes[..]) {
-                store.put(key, bytes)?;
-            }
-        }
-        self.shared.stats.years_resolved.inc();
-        Ok(Some(Arc::new(S1Year {
-            files,
-            catalog: Arc::new(catalog),
+        Ok(S1Year {
+            files: layout::build(&catalog)?,
+            fingerprints,
+            catalog,
+            generation: g,
             done: Mutex::new(done),
-        })))
+        })
+    }
+
+    /// Starts the invalidation of a generation this mount published with changes (not fatal if
+    /// it fails: whoever next needs the changed regions performs it).
+    fn after_publish(&self, p: &crate::s1::intake::Prepared) {
+        if !p.published || !p.generation.has_changes() {
+            return;
+        }
+        let (store, tracker, g) = (
+            self.shared.store.clone(),
+            self.shared.tracker.clone(),
+            p.generation.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("s1-invalidate".into())
+            .spawn(move || {
+                if let Err(e) = tracker.invalidate(store.as_ref(), &g) {
+                    tracing::error!(
+                        "{}: invalidating for catalog generation {}: {e:#}",
+                        g.tile_year(),
+                        g.number
+                    );
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("spawning the invalidation thread: {e}");
+        }
+    }
+
+    /// Serves `g` for `ty` if it is newer than the generation served; the paths that changed.
+    fn adopt(&self, ty: &TileYear, g: Arc<Generation<S1Catalog>>) -> Result<Option<Vec<String>>> {
+        let old = match self.years.lock().unwrap().get(ty) {
+            Some(Some(y)) => y.clone(),
+            _ => return Ok(None),
+        };
+        if old.generation.number >= g.number {
+            return Ok(None);
+        }
+        let new = Arc::new(self.year_state(g)?);
+        {
+            let mut years = self.years.lock().unwrap();
+            if let Some(Some(c)) = years.get(ty) {
+                if c.generation.number >= new.generation.number {
+                    return Ok(None);
+                }
+            }
+            years.insert(ty.clone(), Some(new.clone()));
+        }
+        self.shared.stats.generations_adopted.inc();
+        tracing::info!(
+            "{ty}: now serving catalog generation {} ({} days, was {} with {})",
+            new.generation.number,
+            new.catalog.days.len(),
+            old.generation.number,
+            old.catalog.days.len()
+        );
+        Ok(Some(changed_paths(ty, &old, &new)))
     }
 
     /// What `rest` (the path below `TILE/YEAR/`) is.
@@ -240,11 +355,13 @@ impl S1Cube {
             let nt = y.catalog.time_chunks();
             let idx = |i: usize, n: u64| canonical_u64(parts[i]).filter(|x| *x < n);
             let known = |f: &dyn Fn(&ShardPos) -> Option<String>| {
-                let sizes = self.shared.sizes.lock().unwrap();
-                let mut names: Vec<String> = sizes
-                    .keys()
-                    .filter(|((r, p), vi)| r == ty && *vi == v && f(p).is_some())
-                    .filter_map(|((_, p), _)| f(p))
+                let known = self.shared.known.lock().unwrap();
+                let mut names: Vec<String> = known
+                    .iter()
+                    .filter(|(((r, p, fp), vi), size)| {
+                        r == ty && *vi == v && size.is_some() && fp.as_str() == y.fp(p.t)
+                    })
+                    .filter_map(|(((_, p, _), _), _)| f(p))
                     .collect();
                 names.sort_by_key(|n| canonical_u64(n));
                 names.dedup();
@@ -306,53 +423,117 @@ impl S1Cube {
         })
     }
 
-    /// One shard object: cache → pending writeback → store (recorded regions) → materialization.
+    /// One shard object: cache → writeback queue → store (regions computed under this
+    /// generation) → materialization.
     fn shard(&self, ty: TileYear, year: Arc<S1Year>, pos: ShardPos, v: usize, done: ShardDone) {
         let sh = &self.shared;
         sh.stats.shard_requests.inc();
-        let region = (ty, pos);
+        let fp = year.fp(pos.t).to_string();
+        let region: Region = (ty, pos, fp.clone());
         if let Some(b) = sh.cache.lock().unwrap().get(&(region.clone(), v)) {
             sh.stats.from_cache.inc();
             return done(Ok(b));
         }
-        if let Some(set) = sh.pending.lock().unwrap().get(&region) {
+        let key = key_of(&region, v);
+        if let Some(b) = sh.writeback.pending(&key, &fp) {
             sh.stats.from_pending.inc();
-            return done(Ok(set[v].clone()));
+            return done(Ok(Some(b)));
         }
-        if year.done.lock().unwrap().contains(&pos) || sh.written.lock().unwrap().contains(&region)
-        {
-            let sh = self.shared.clone();
-            return self.workers.spawn(move || {
-                let key = key_of(&region, v);
-                match sh.store.get(&key) {
-                    Ok(b) => {
-                        sh.stats.from_store.inc();
-                        let b: Shard = b.map(Bytes::from);
-                        sh.learn(&region, v, &b);
-                        let _ = sh.cache.lock().unwrap().insert((region, v), b.clone());
-                        done(Ok(b))
-                    }
-                    Err(e) => {
-                        sh.stats.store_errors.inc();
-                        tracing::error!("{}: reading {key}: {e:#}", sh.store.describe());
-                        done(Err(FsError::Io))
-                    }
+        let expected = sh.known.lock().unwrap().get(&(region.clone(), v)).copied();
+        if expected == Some(None) {
+            // Computed (or read) under this generation: all fill, no object.
+            sh.stats.from_cache.inc();
+            return done(Ok(None));
+        }
+        if !year.done.lock().unwrap().contains(&pos) {
+            return Shared::materialize(sh, region, year, v, done);
+        }
+        let sh2 = sh.clone();
+        sh.workers.spawn(move || match sh2.store.get(&key) {
+            Ok(found) => {
+                let agrees = match (&found, expected) {
+                    (Some(b), Some(Some(n))) => b.len() as u64 == n,
+                    (None, Some(Some(_))) => false,
+                    _ => true,
+                };
+                if !agrees {
+                    // This mount computed it, and its write failed or was fenced off.
+                    sh2.stats.recomputed.inc();
+                    tracing::warn!(
+                        "{key} in {} is not what this mount computed; computing it again",
+                        sh2.store.describe()
+                    );
+                    return Shared::materialize(&sh2, region, year, v, done);
                 }
-            });
+                sh2.stats.from_store.inc();
+                let b: Shard = found.map(Bytes::from);
+                sh2.learn(&region, v, &b);
+                let _ = sh2.cache.lock().unwrap().insert((region, v), b.clone());
+                done(Ok(b))
+            }
+            Err(e) => {
+                sh2.stats.store_errors.inc();
+                tracing::error!("{}: reading {key}: {e:#}", sh2.store.describe());
+                done(Err(FsError::Io))
+            }
+        });
+    }
+}
+
+enum Resolved {
+    Dir,
+    File(Bytes),
+    Stats,
+    Shard(TileYear, Arc<S1Year>, ShardPos, usize),
+}
+
+fn key_of(region: &Region, v: usize) -> String {
+    let (ty, p, _) = region;
+    layout::shard_key(&ty.tile, ty.year, VARIABLES[v].name, p.t, p.y, p.x)
+}
+
+/// Paths whose content changed from `old` to `new`: the documents that differ, and the shard
+/// directories (`ARRAY/c/T/`) of every time chunk whose slices differ.
+fn changed_paths(ty: &TileYear, old: &S1Year, new: &S1Year) -> Vec<String> {
+    let mut out: Vec<String> = new
+        .files
+        .iter()
+        .filter(|(k, v)| old.files.get(*k) != Some(*v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    let (n_old, n_new) = (old.fingerprints.len() as u64, new.fingerprints.len() as u64);
+    for t in 0..n_old.max(n_new) {
+        if t >= n_old || t >= n_new || old.fp(t) != new.fp(t) {
+            for v in VARIABLES.iter() {
+                out.push(format!("{ty}/{GROUP}/{}/c/{t}/", v.name));
+            }
         }
+    }
+    out
+}
+
+impl Shared {
+    fn learn(&self, region: &Region, v: usize, b: &Shard) {
+        self.known
+            .lock()
+            .unwrap()
+            .insert((region.clone(), v), b.as_ref().map(|b| b.len() as u64));
+    }
+
+    /// Computes a region under single flight, caches its five objects and queues them for the
+    /// store; answers object `v`.
+    fn materialize(sh: &Arc<Shared>, region: Region, year: Arc<S1Year>, v: usize, done: ShardDone) {
         let waiter: Box<dyn FnOnce(Result<ShardBytes, FsError>) + Send> =
             Box::new(move |r| done(r.map(|set| set[v].clone())));
         let Some(leader) = sh.flights.join(region.clone(), waiter) else {
             sh.stats.flight_joins.inc();
             return;
         };
-        let sh = self.shared.clone();
-        let tx = self.writeback.lock().unwrap().as_ref().map(|w| w.0.clone());
-        self.workers.spawn(move || {
-            let what = format!(
-                "{}/{GROUP} shard region {}/{}/{}",
-                region.0, pos.t, pos.y, pos.x
-            );
+        let sh2 = sh.clone();
+        sh.workers.spawn(move || {
+            let sh = sh2;
+            let (ty, pos, fp) = region.clone();
+            let what = format!("{ty}/{GROUP} shard region {}/{}/{}", pos.t, pos.y, pos.x);
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 shard::materialize(&year.catalog, &sh.reader, &sh.orbits, &sh.encoders, pos)
             }));
@@ -363,9 +544,12 @@ impl S1Cube {
                     tracing::error!("materializing {what}: {e:#}");
                     return leader.complete(Err(FsError::Io));
                 }
-                Err(_) => {
+                Err(panic) => {
                     sh.stats.materialize_errors.inc();
-                    tracing::error!("materializing {what}: panicked");
+                    tracing::error!(
+                        "materializing {what}: panicked: {}",
+                        crate::util::panic_message(&panic)
+                    );
                     return leader.complete(Err(FsError::Io));
                 }
             };
@@ -379,93 +563,84 @@ impl S1Cube {
                     .unwrap()
                     .insert((region.clone(), v), b.clone());
             }
-            sh.pending
-                .lock()
-                .unwrap()
-                .insert(region.clone(), set.clone());
-            let fp = year.catalog.fingerprint(pos.t);
-            match tx {
-                Some(tx) if tx.send((region.clone(), fp.clone())).is_ok() => {}
-                _ => write_back(&sh, region, &fp),
-            }
-            leader.complete(Ok(set));
+            year.done.lock().unwrap().insert(pos);
+            leader.complete(Ok(set.clone()));
+            let objects: Vec<(String, Bytes)> = set
+                .iter()
+                .enumerate()
+                .filter_map(|(v, b)| b.clone().map(|b| (key_of(&region, v), b)))
+                .collect();
+            let total: u64 = objects.iter().map(|(_, b)| b.len() as u64).sum();
+            sh.writeback.push(WriteJob {
+                ty,
+                res: RECORD_RES,
+                idx: ChunkIndex {
+                    t: pos.t,
+                    y: pos.y,
+                    x: pos.x,
+                },
+                fp,
+                objects,
+                entry: if total == 0 {
+                    ChunkEntry::Empty
+                } else {
+                    ChunkEntry::Data { bytes: total }
+                },
+            });
         });
     }
 }
 
-enum Resolved {
-    Dir,
-    File(Bytes),
-    Stats,
-    Shard(TileYear, Arc<S1Year>, ShardPos, usize),
-}
+impl LivingYears for S1Cube {
+    fn resolved_years(&self) -> Vec<TileYear> {
+        self.years
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, y)| y.is_some())
+            .map(|(ty, _)| ty.clone())
+            .collect()
+    }
 
-fn key_of(region: &Region, v: usize) -> String {
-    let (ty, p) = region;
-    layout::shard_key(&ty.tile, ty.year, VARIABLES[v].name, p.t, p.y, p.x)
-}
+    fn refresh_year(&self, ty: &TileYear) -> Result<Option<Vec<String>>> {
+        self.shared.stats.refreshes.inc();
+        let r = (|| {
+            let tile: Equi7Tile = ty.tile.parse().map_err(anyhow::Error::msg)?;
+            let p = crate::s1::intake::prepare(
+                self.shared.store.as_ref(),
+                &self.shared.source,
+                tile,
+                ty.year,
+                &self.cfg.fence,
+            )?;
+            if p.published {
+                tracing::info!(
+                    "{ty}: published catalog generation {} ({} day(s) appended{})",
+                    p.generation.number,
+                    p.merge.appended,
+                    if p.merge.changed {
+                        ", days changed by late slices"
+                    } else {
+                        ""
+                    }
+                );
+                self.after_publish(&p);
+            }
+            self.shared.tracker.seed(p.generation.clone());
+            self.adopt(ty, p.generation)
+        })();
+        if r.is_err() {
+            self.shared.stats.refresh_errors.inc();
+        }
+        r
+    }
 
-impl Shared {
-    fn learn(&self, region: &Region, v: usize, b: &Shard) {
-        if let Some(b) = b {
-            self.sizes
-                .lock()
-                .unwrap()
-                .insert((region.clone(), v), b.len() as u64);
+    fn poll_year(&self, ty: &TileYear) -> Result<Option<Vec<String>>> {
+        match self.shared.tracker.latest(self.shared.store.as_ref(), ty)? {
+            Some(g) => self.adopt(ty, g),
+            None => Ok(None),
         }
     }
-}
-
-/// Writes a materialized region's objects, then records it (a region is recorded only when all
-/// its objects are in the store).
-fn write_back(sh: &Shared, region: Region, fp: &str) {
-    let Some(set) = sh.pending.lock().unwrap().get(&region).cloned() else {
-        return;
-    };
-    let (ty, pos) = &region;
-    let mut total = 0u64;
-    let mut ok = true;
-    for (v, b) in set.iter().enumerate() {
-        let key = key_of(&region, v);
-        let r = match b {
-            Some(b) => {
-                total += b.len() as u64;
-                sh.store.put(&key, b)
-            }
-            None => Ok(()),
-        };
-        if let Err(e) = r {
-            tracing::error!("{}: writing {key}: {e:#}", sh.store.describe());
-            ok = false;
-        }
-    }
-    if ok {
-        let entry = if total == 0 {
-            ChunkEntry::Empty
-        } else {
-            ChunkEntry::Data { bytes: total }
-        };
-        let idx = ChunkIndex {
-            t: pos.t,
-            y: pos.y,
-            x: pos.x,
-        };
-        sh.records.add(ty, Resolution::R20, idx, entry, fp);
-        match sh.records.save(sh.store.as_ref(), ty, Resolution::R20) {
-            Ok(()) => {
-                sh.stats.written.inc();
-                sh.written.lock().unwrap().insert(region.clone());
-            }
-            Err(e) => {
-                tracing::error!("{}: recording {ty} region: {e:#}", sh.store.describe());
-                ok = false;
-            }
-        }
-    }
-    if !ok {
-        sh.stats.write_errors.inc();
-    }
-    sh.pending.lock().unwrap().remove(&region);
 }
 
 impl CubeView for S1Cube {
@@ -505,13 +680,15 @@ impl CubeView for S1Cube {
             Resolved::Dir => Ok(Attr::dir()),
             Resolved::File(b) => Ok(Attr::file(b.len() as u64)),
             Resolved::Stats => Ok(stats_attr(&self.stats_json())),
-            Resolved::Shard(ty, _, pos, v) => self
+            Resolved::Shard(ty, y, pos, v) => self
                 .shared
-                .sizes
+                .known
                 .lock()
                 .unwrap()
-                .get(&((ty, pos), v))
-                .map(|s| Attr::file(*s))
+                .get(&((ty.clone(), pos, y.fp(pos.t).to_string()), v))
+                .copied()
+                .flatten()
+                .map(Attr::file)
                 .ok_or(FsError::NotFound),
         }
     }
@@ -599,7 +776,7 @@ impl CubeView for S1Cube {
         let cache = sh.cache.lock().unwrap();
         let doc = json!({
             "started": self.started.to_rfc3339(),
-            "collection": crate::s1::FACTS.name,
+            "collection": crate::s1::NAME,
             "store": sh.store.describe(),
             "source": sh.source.describe(),
             "tiles": self.tile_names.len(),
@@ -607,30 +784,32 @@ impl CubeView for S1Cube {
             "fs": self.fs_stats.to_json(),
             "shards": sh.stats.to_json(),
             "cache": {"bytes": cache.bytes(), "capacity": cache.capacity(), "entries": cache.len()},
-            "writeback": {"pending_regions": sh.pending.lock().unwrap().len()},
+            "writeback": sh.writeback.to_json(),
+            "generations": sh.tracker.stats.to_json(),
         });
         let mut v = serde_json::to_vec_pretty(&doc).expect("JSON");
         v.push(b'\n');
         v
     }
 
-    fn start_refresher(self: Arc<Self>, _on_change: OnChange) -> Option<Refresher> {
-        None
+    fn start_refresher(self: Arc<Self>, on_change: OnChange) -> Option<Refresher> {
+        let poll = self
+            .cfg
+            .fence
+            .check_age()
+            .max(std::time::Duration::from_millis(100));
+        let policy = self.cfg.refresh;
+        Some(Refresher::start(self, policy, poll, on_change))
     }
 
     fn shutdown(&self) {
         self.year_pool.shutdown();
-        self.workers.shutdown();
-        if let Some((tx, thread)) = self.writeback.lock().unwrap().take() {
-            drop(tx);
-            let _ = thread.join();
-        }
+        self.shared.workers.shutdown();
+        self.shared.writeback.close();
     }
 
     fn flush(&self) {
-        while !self.shared.pending.lock().unwrap().is_empty() {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        self.shared.writeback.flush();
     }
 }
 

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::cube::{Attr, FsError, Kind};
+use super::attr::{Attr, FsError, Kind};
 use super::node::{classify, classify_in_year, static_children, Node, YearNode, STATS_DIR};
 use super::year::{YearState, Years};
 use crate::bands::Resolution;

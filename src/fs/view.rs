@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
+use super::attr::{Attr, CubeStats, FsError, Kind};
 use super::content::Content;
-use super::cube::{Attr, CubeStats, FsError, Kind};
 use super::refresh::{OnChange, Refresher};
 
 pub type AttrDone = Box<dyn FnOnce(Result<Attr, FsError>) + Send>;

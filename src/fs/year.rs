@@ -9,10 +9,14 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::Result;
 
-use super::cube::{FsError, Kind};
+use super::attr::{FsError, Kind};
 use crate::bands::Resolution;
+use crate::catalog::Catalog;
 use crate::chunk::YearContext;
-use crate::generation::{Generation, Tracker};
+use crate::chunking::Chunking;
+use crate::generation::Tracker;
+
+type Generation = crate::generation::Generation<Catalog>;
 use crate::key::{ChunkIndex, TileYear};
 use crate::source::BandSource;
 use crate::store::{ChunkEntry, ChunkRecord, RecordWriter, Store};
@@ -32,7 +36,7 @@ pub struct YearState {
 impl YearState {
     fn new(
         generation: Arc<Generation>,
-        chunking: crate::chunking::Chunking,
+        chunking: Chunking,
         known: [BTreeMap<ChunkIndex, ChunkEntry>; 3],
     ) -> Result<Self> {
         let ctx = YearContext::new(Arc::new(generation.catalog.clone()), chunking)?;
@@ -132,12 +136,43 @@ pub struct Change {
     pub new: Arc<YearState>,
 }
 
+impl Change {
+    /// Paths (relative to the mount root) whose content changed from `old` to `new`: exact file
+    /// paths, and directory prefixes ending in `/` under which every chunk file changed.
+    pub fn paths(&self) -> Vec<String> {
+        let c = self;
+        let mut out = Vec::new();
+        let (old, new) = (&c.old.ctx.layout.files, &c.new.ctx.layout.files);
+        for (k, v) in new {
+            if old.get(k) != Some(v) {
+                out.push(k.clone());
+            }
+        }
+        let ty = c.new.tile_year();
+        for res in Resolution::ALL {
+            let n_new = c.new.ctx.catalog.time_chunks(res);
+            let n_old = c.old.ctx.catalog.time_chunks(res);
+            for t in 0..n_new.max(n_old) {
+                if t >= n_old
+                    || t >= n_new
+                    || c.old.fingerprint(res, t) != c.new.fingerprint(res, t)
+                {
+                    out.push(format!("{ty}/{}/data/c/{t}/", res.name()));
+                }
+            }
+        }
+        out
+    }
+}
+
 /// The tile-years of a mount, each resolved at most once (a failure is not remembered, so a
 /// later request retries) and then moved along the store's catalog generations.
 pub struct Years {
     store: Arc<dyn Store>,
     source: Arc<dyn BandSource>,
-    pub tracker: Arc<Tracker>,
+    pub tracker: Arc<Tracker<Catalog>>,
+    /// The store's layout.
+    pub chunking: Chunking,
     records: Arc<RecordWriter>,
     slots: Mutex<HashMap<TileYear, YearSlot>>,
     /// The state of each resolved year (absent: not resolved, or no scenes).
@@ -149,13 +184,15 @@ impl Years {
     pub fn new(
         store: Arc<dyn Store>,
         source: Arc<dyn BandSource>,
-        tracker: Arc<Tracker>,
+        tracker: Arc<Tracker<Catalog>>,
+        chunking: Chunking,
         records: Arc<RecordWriter>,
     ) -> Self {
         Years {
             store,
             source,
             tracker,
+            chunking,
             records,
             slots: Mutex::new(HashMap::new()),
             current: Mutex::new(HashMap::new()),
@@ -238,7 +275,7 @@ impl Years {
                 if !g.has_changes() {
                     // Repair metadata a store made by an older version may lack.
                     for (key, bytes) in
-                        &crate::layout::YearLayout::build(&g.catalog, self.tracker.chunking)?.files
+                        &crate::layout::YearLayout::build(&g.catalog, self.chunking)?.files
                     {
                         if store.get(key)?.as_deref() != Some(bytes.as_slice()) {
                             store.put(key, bytes)?;
@@ -267,7 +304,7 @@ impl Years {
                     ty,
                     &scan,
                     &self.tracker.fence,
-                    self.tracker.chunking,
+                    self.chunking,
                 )?;
                 self.after_publish(&p);
                 tracing::info!(
@@ -281,11 +318,7 @@ impl Years {
         };
         self.tracker.seed(generation.clone());
         let known = self.load_known(&generation)?;
-        Ok(Some(YearState::new(
-            generation,
-            self.tracker.chunking,
-            known,
-        )?))
+        Ok(Some(YearState::new(generation, self.chunking, known)?))
     }
 
     /// The valid chunk records of a generation (folding in those of writers that are gone).
@@ -357,7 +390,7 @@ impl Years {
                 }
             }
         }
-        let new = Arc::new(YearState::new(g.clone(), self.tracker.chunking, known)?);
+        let new = Arc::new(YearState::new(g.clone(), self.chunking, known)?);
         {
             let mut cur = self.current.lock().unwrap();
             match cur.get(&ty) {
@@ -394,7 +427,7 @@ impl Years {
                 ty,
                 &scan,
                 &self.tracker.fence,
-                self.tracker.chunking,
+                self.chunking,
             )?;
             if p.published {
                 self.stats.scenes_appended.add(p.merge.appended as u64);

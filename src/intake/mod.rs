@@ -21,9 +21,11 @@ use chrono::NaiveDate;
 use rayon::prelude::*;
 
 use crate::bands::Resolution;
-use crate::catalog::{merge, MergeReport};
+use crate::catalog::{merge, Catalog, MergeReport};
 use crate::chunk::{ChunkIndex, ChunkOutcome, YearContext};
-use crate::generation::{self, Fence, Generation, Tracker, Verdict};
+use crate::generation::{self, Fence, Tracker, Verdict};
+
+type Generation = crate::generation::Generation<Catalog>;
 use crate::key::TileYear;
 use crate::raster::{RasterReader, Window};
 use crate::source::BandSource;
@@ -116,7 +118,7 @@ pub fn prepare_scanned(
     chunking: crate::chunking::Chunking,
 ) -> Result<Prepared> {
     loop {
-        let base = generation::latest(store, ty)?;
+        let base = generation::latest::<Catalog>(store, ty)?;
         let (catalog, report) = merge(
             base.as_ref().map(|g| g.catalog.clone()),
             scan.scenes.clone(),
@@ -182,9 +184,9 @@ pub fn intake(
 ) -> Result<IntakeReport> {
     let started = Instant::now();
     crate::collection::Collection::Sentinel2L1c.check_store(store)?;
-    let chunking = crate::chunking::Chunking::establish(store, opts.layout)?;
+    let chunking = crate::layout::establish(store, opts.layout)?;
     let ty = TileYear::new(&opts.tile, opts.year);
-    let tracker = Tracker::new(opts.fence, chunking);
+    let tracker = Tracker::new(opts.fence, crate::layout::metadata_files(chunking));
     let writer = RecordWriter::new();
     let raster = RasterReader::new(opts.memory_bytes);
     let (mut prepared, scan) = prepare_year(store, source, &ty, &opts.fence, chunking)?;
@@ -239,7 +241,7 @@ fn run_generation(
     source: &dyn BandSource,
     opts: &IntakeOptions,
     prepared: &Prepared,
-    tracker: &Tracker,
+    tracker: &Tracker<Catalog>,
     writer: &RecordWriter,
     raster: &RasterReader,
     report: &mut IntakeReport,
@@ -293,7 +295,7 @@ fn run_generation(
             for ry in 0..ny.div_ceil(per) {
                 for rx in 0..nrx {
                     // Hashed, so that shares stay balanced whatever the grid's periodicity.
-                    let unit = crate::synth::mix((t << 32) | (offset + ry * nrx + rx));
+                    let unit = crate::util::mix((t << 32) | (offset + ry * nrx + rx));
                     if unit % opts.regions.count != opts.regions.index {
                         continue;
                     }
@@ -328,7 +330,7 @@ fn run_generation(
     }
     // Time chunks this generation changed are fenced until its invalidation has settled: do
     // everything else first.
-    groups.sort_by_key(|g| gen.is_changed(g.res, g.t));
+    groups.sort_by_key(|g| gen.is_changed(g.res.name(), g.t));
 
     let todo: u64 = groups.iter().map(|g| g.chunks.len() as u64).sum();
     let bar = crate::progress::bar(todo, "intake", opts.progress);
@@ -366,7 +368,7 @@ fn run_generation(
 /// invalidation when it is due). False if the chunk's generation is no longer the latest.
 fn wait_until_writable(
     store: &dyn Store,
-    tracker: &Tracker,
+    tracker: &Tracker<Catalog>,
     ty: &TileYear,
     res: Resolution,
     t: u64,
@@ -374,7 +376,7 @@ fn wait_until_writable(
 ) -> Result<bool> {
     let mut said = false;
     loop {
-        match tracker.verdict(store, ty, res, t, fp)? {
+        match tracker.verdict(store, ty, res.name(), t, fp)? {
             Verdict::Write => return Ok(true),
             Verdict::Stale => return Ok(false),
             Verdict::Unsettled => {
@@ -398,7 +400,7 @@ fn run_group(
     store: &dyn Store,
     source: &dyn BandSource,
     raster: &RasterReader,
-    tracker: &Tracker,
+    tracker: &Tracker<Catalog>,
     g: &Group,
     fp: &str,
     writer: &RecordWriter,
@@ -441,7 +443,7 @@ fn run_group(
                 let outcome = ctx.materialize(source, raster, res, idx)?;
                 // The fence: the latest generation, looked at no longer than the check age
                 // ago, must still give this time chunk the products it was computed from.
-                if tracker.verdict(store, &ty, res, idx.t, fp)? != Verdict::Write {
+                if tracker.verdict(store, &ty, res.name(), idx.t, fp)? != Verdict::Write {
                     stale.store(true, std::sync::atomic::Ordering::Relaxed);
                     return Ok(None);
                 }

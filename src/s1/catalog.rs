@@ -32,6 +32,30 @@ pub struct S1Catalog {
     pub days: Vec<Day>,
 }
 
+/// What merging a search into a tile-year's catalog found (`S1Catalog::merge`).
+#[derive(Debug, Default)]
+pub struct Merged {
+    /// `None` only without a base and without items.
+    pub catalog: Option<S1Catalog>,
+    /// Days appended after the last one.
+    pub appended: usize,
+    /// Whether a day already on the axis gained or replaced a slice.
+    pub changed: bool,
+    /// Days before the axis end that were not inserted (time-axis values).
+    pub late: Vec<i32>,
+    /// Items replaced by a newer data version of the same slice (old id → new id).
+    pub superseded: Vec<(String, String)>,
+    /// Items outside the tile or year asked for.
+    pub ignored: usize,
+}
+
+impl Merged {
+    /// Whether the merged catalog differs from the base.
+    pub fn grows(&self) -> bool {
+        self.appended > 0 || self.changed
+    }
+}
+
 /// What building a catalog from search results found.
 #[derive(Debug, Default)]
 pub struct Built {
@@ -80,7 +104,7 @@ impl S1Catalog {
         }
         let now = crate::scene::iso_ms(crate::generation::now_ms());
         built.catalog = Some(S1Catalog {
-            collection: super::FACTS.name.to_string(),
+            collection: super::NAME.to_string(),
             tile: tile.to_string(),
             year,
             created: now.clone(),
@@ -98,6 +122,60 @@ impl S1Catalog {
 
     pub fn tile_year(&self) -> TileYear {
         TileYear::new(&self.tile, self.year)
+    }
+
+    /// Merges a search's slices into the catalog a tile-year has (`base`), under the rule every
+    /// collection follows: a time index, once given, never moves.
+    /// - slices of a day already on the axis join it (a late slice, or a newer data version of one
+    ///   of its slices, changes that day, so its time chunk is computed again);
+    /// - days after the last one are appended;
+    /// - a day before the last one that is not on the axis (published out of order, after a later
+    ///   day) is not inserted: it would move every later index. It is reported (`late`).
+    ///
+    /// Slices the base has but the search no longer returns stay: a day's content only grows.
+    pub fn merge(base: Option<&S1Catalog>, tile: &str, year: i32, found: Vec<Slice>) -> Merged {
+        let Some(base) = base else {
+            let built = S1Catalog::build(tile, year, found);
+            return Merged {
+                catalog: built.catalog,
+                superseded: built.superseded,
+                ignored: built.ignored,
+                ..Default::default()
+            };
+        };
+        let last = base.days.last().map_or(i32::MIN, |d| d.day);
+        let on_axis: std::collections::BTreeSet<i32> = base.days.iter().map(|d| d.day).collect();
+        let mut late = std::collections::BTreeSet::new();
+        let mut all: Vec<Slice> = base.days.iter().flat_map(|d| d.slices.clone()).collect();
+        for s in found {
+            let d = s.day();
+            if d < last && !on_axis.contains(&d) && s.tile == tile {
+                if super::year_of_day(d) == year {
+                    late.insert(d);
+                }
+                continue;
+            }
+            all.push(s);
+        }
+        let built = S1Catalog::build(tile, year, all);
+        let mut catalog = built.catalog.expect("the base's slices are kept");
+        catalog.created = base.created.clone();
+        let appended = catalog.days.iter().filter(|d| d.day > last).count();
+        let changed = catalog
+            .days
+            .iter()
+            .any(|d| d.day <= last && base.days.iter().find(|b| b.day == d.day) != Some(d));
+        if appended == 0 && !changed {
+            catalog.updated = base.updated.clone();
+        }
+        Merged {
+            catalog: Some(catalog),
+            appended,
+            changed,
+            late: late.into_iter().collect(),
+            superseded: built.superseded,
+            ignored: built.ignored,
+        }
     }
 
     /// Number of time chunks (shards along `time`).
@@ -133,29 +211,18 @@ impl S1Catalog {
         self.days.iter().map(|d| d.slices.len()).sum()
     }
 
-    /// The stored catalog of a tile-year, if any.
+    /// The stored catalog of a tile-year (its latest generation), if any.
     pub fn load(store: &dyn Store, ty: &TileYear) -> Result<Option<S1Catalog>> {
-        let key = ty.generation_key(1);
-        let Some(bytes) = store.get(&key)? else {
-            return Ok(None);
-        };
-        let g: Generation = serde_json::from_slice(&bytes)
-            .with_context(|| format!("{}: invalid S1 catalog {key}", store.describe()))?;
-        Ok(Some(g.catalog))
+        Ok(crate::generation::latest::<S1Catalog>(store, ty)?.map(|g| g.catalog))
     }
 
     /// Stores this catalog as the tile-year's first generation unless one exists; returns the one
     /// the store holds afterwards (another process's, if it was first).
     pub fn publish(self, store: &dyn Store) -> Result<S1Catalog> {
         let ty = self.tile_year();
-        let g = Generation {
-            number: 1,
-            published_ms: crate::generation::now_ms(),
-            owner: crate::store::writer_id().to_string(),
-            changed: BTreeMap::new(),
-            catalog: self,
-        };
-        if store.put_if_absent(&ty.generation_key(1), &serde_json::to_vec_pretty(&g)?)? {
+        let fence = crate::generation::Fence::default();
+        if let Some(g) = crate::generation::try_publish(store, None, self, BTreeMap::new(), &fence)?
+        {
             return Ok(g.catalog);
         }
         S1Catalog::load(store, &ty)?.with_context(|| {
@@ -168,14 +235,27 @@ impl S1Catalog {
     }
 }
 
-/// The envelope of a catalog generation (the same fields as the S2 chain's).
-#[derive(Serialize, Deserialize)]
-struct Generation {
-    number: u64,
-    published_ms: i64,
-    owner: String,
-    changed: BTreeMap<String, Vec<u64>>,
-    catalog: S1Catalog,
+/// The S1 time axis under the consistency protocol: the five arrays of the one group are cut
+/// into time chunks of [`TIME_CHUNK`] days (`ARRAY/c/T/Y/X`).
+impl crate::generation::AxisCatalog for S1Catalog {
+    fn tile_year(&self) -> TileYear {
+        S1Catalog::tile_year(self)
+    }
+
+    fn time_chunked_arrays(&self) -> Vec<(&'static str, &'static str, usize)> {
+        super::VARIABLES
+            .iter()
+            .map(|v| (super::GROUP, v.name, 2))
+            .collect()
+    }
+
+    fn time_chunks(&self, _group: &str) -> u64 {
+        S1Catalog::time_chunks(self)
+    }
+
+    fn fingerprint(&self, _group: &str, t: u64) -> String {
+        S1Catalog::fingerprint(self, t)
+    }
 }
 
 #[cfg(test)]

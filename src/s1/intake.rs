@@ -1,16 +1,18 @@
 //! `datacube intake --collection sentinel-1-sig0`: materializes every shard region of a tile-year
-//! into a store. The catalog is built from the source's items and published once (a tile-year's
-//! time axis is fixed by its first catalog; see the README for what that means for later items).
-//! Shard regions run one after another, each using every core; a region's five shard objects are
-//! written atomically, then recorded (per-writer record files, fingerprinted like S2 chunks), so a
-//! rerun skips what is done and a killed run loses at most the regions in flight.
+//! into a store. The catalog is the store's latest generation with the source's items merged in
+//! (`prepare`): a rerun takes up new days and late slices, and recomputes exactly the time chunks
+//! they changed. Shard regions run one after another, each using every core; a region's five
+//! shard objects are written atomically (each after a fence verdict, like every writer of the
+//! store), then recorded (per-writer record files, fingerprinted like S2 chunks), so a rerun skips
+//! what is done and a killed run loses at most the regions in flight.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use super::catalog::S1Catalog;
+use super::catalog::{Merged, S1Catalog};
 use super::grid::Equi7Tile;
 use super::layout;
 use super::shard::{self, Encoders, OrbitCache, ShardPos};
@@ -18,6 +20,7 @@ use super::source::S1Source;
 use super::VARIABLES;
 use crate::bands::Resolution;
 use crate::collection::Collection;
+use crate::generation::{self, Fence, Generation, Tracker, Verdict};
 use crate::key::{ChunkIndex, TileYear};
 use crate::store::{ChunkEntry, ChunkRecord, RecordWriter, Store};
 
@@ -36,162 +39,240 @@ pub struct S1IntakeReport {
     pub bytes_written: u64,
     /// Data versions replaced by newer ones (old → new).
     pub superseded: Vec<(String, String)>,
+    /// Days of new slices older than the axis end, not inserted.
+    pub late_days: usize,
     pub seconds: f64,
 }
 
-/// The catalog of a tile-year: the stored one, else built from the source and published.
-/// Bad items fail the tile-year before anything is stored: a published time axis is permanent,
-/// and one that silently lacked a slice would never get it back.
+/// A tile-year's catalog generation after a search of the source.
+pub struct Prepared {
+    pub generation: Arc<Generation<S1Catalog>>,
+    /// Whether this call published it.
+    pub published: bool,
+    /// What the search added (days appended, days changed, late days not inserted, versions).
+    pub merge: Merged,
+}
+
+/// Searches the source and brings the tile-year's catalog up to date: the store's latest
+/// generation, with the search merged in (`S1Catalog::merge`), published as the next generation
+/// when it grows — created exclusively, so of two processes that both grow it one wins and the
+/// other merges into the winner's. A first generation's metadata documents are written at once; a
+/// later one's by its invalidation, after the fence's grace period (`generation`).
+///
+/// Bad items fail the tile-year before anything is published: a slice that is left out cannot
+/// come back into a day later without recomputing the day.
 pub fn prepare(
     store: &dyn Store,
     source: &S1Source,
     tile: Equi7Tile,
     year: i32,
-) -> Result<(S1Catalog, Vec<(String, String)>)> {
+    fence: &Fence,
+) -> Result<Prepared> {
     Collection::Sentinel1Sig0.check_store(store)?;
     let ty = TileYear::new(&tile.to_string(), year);
-    if let Some(c) = S1Catalog::load(store, &ty)? {
-        warn_if_open(&c);
-        return Ok((c, Vec::new()));
-    }
     let found = source.search(tile, year)?;
     if !found.errors.is_empty() {
         bail!(
-            "{tile}/{year}: {} unusable STAC item(s) in {}; nothing was stored:\n  {}",
+            "{tile}/{year}: {} unusable STAC item(s) in {}; nothing was published:\n  {}",
             found.errors.len(),
             source.describe(),
             found.errors.join("\n  ")
         );
     }
-    let built = S1Catalog::build(&tile.to_string(), year, found.slices);
-    let Some(catalog) = built.catalog else {
-        return Err(crate::intake::NoScenes(format!(
-            "{tile}/{year}: no items in {}",
-            source.describe()
-        ))
-        .into());
-    };
-    let catalog = catalog.publish(store)?;
-    warn_if_open(&catalog);
-    Ok((catalog, built.superseded))
-}
-
-/// EODC publishes a slice days after sensing and reprocesses older ones; a year is taken as
-/// complete this long after it ends.
-const YEAR_SETTLES_DAYS: i64 = 30;
-
-/// An S1 tile-year's time axis is fixed when first published (its catalog does not grow like
-/// Sentinel-2's): say so when that happened before the year was complete.
-fn warn_if_open(c: &S1Catalog) {
-    let settled = chrono::NaiveDate::from_ymd_opt(c.year + 1, 1, 1)
-        .map(|d| d + chrono::Duration::days(YEAR_SETTLES_DAYS));
-    let created = chrono::DateTime::parse_from_rfc3339(&c.created)
-        .ok()
-        .map(|t| t.date_naive());
-    if let (Some(settled), Some(created)) = (settled, created) {
-        if created < settled {
+    loop {
+        let base = generation::latest::<S1Catalog>(store, &ty)?;
+        let merge = S1Catalog::merge(
+            base.as_ref().map(|g| &g.catalog),
+            &tile.to_string(),
+            year,
+            found.slices.clone(),
+        );
+        for d in &merge.late {
             tracing::warn!(
-                "{}/{}: this Sentinel-1 time axis was fixed on {created}, before the year was \
-                 complete; slices published after that do not appear (Sentinel-1 tile-years do \
-                 not grow yet: remove TILE/YEAR from the store to rebuild it)",
-                c.tile,
-                c.year
+                "{ty}: slices of {} arrived after later days; not inserted (time indices never move)",
+                super::iso_day(*d)
             );
         }
+        let (generation, published) = match (base, merge.grows()) {
+            (Some(b), false) => (b, false),
+            (base, _) => {
+                let Some(catalog) = merge.catalog.clone() else {
+                    return Err(crate::intake::NoScenes(format!(
+                        "{tile}/{year}: no items in {}",
+                        source.describe()
+                    ))
+                    .into());
+                };
+                let replaced = merge.superseded.iter().cloned().collect();
+                match generation::try_publish(store, base.as_ref(), catalog, replaced, fence)? {
+                    Some(g) => (g, true),
+                    // Another process published first: merge into its generation.
+                    None => continue,
+                }
+            }
+        };
+        if !generation.has_changes() {
+            for (key, bytes) in layout::build(&generation.catalog)? {
+                if store.get(&key)?.as_deref() != Some(&bytes[..]) {
+                    store.put(&key, &bytes)?;
+                }
+            }
+        }
+        return Ok(Prepared {
+            generation: Arc::new(generation),
+            published,
+            merge,
+        });
     }
 }
 
-/// Fills the store with every shard of `tile`/`year`.
+/// The fence of an S1 tile-year: its metadata documents are `layout::build`'s.
+pub fn tracker(fence: Fence) -> Tracker<S1Catalog> {
+    Tracker::new(fence, Box::new(|c: &S1Catalog| layout::build(c)))
+}
+
+/// Fills the store with every shard of `tile`/`year` (this process's `regions` share), under the
+/// catalog's latest generation; if another process publishes a newer one meanwhile, continues
+/// under it, keeping every region that is still valid.
 pub fn intake_year(
     store: &dyn Store,
     source: &S1Source,
     tile: Equi7Tile,
     year: i32,
     regions: crate::intake::Regions,
+    fence: &Fence,
     progress: bool,
 ) -> Result<S1IntakeReport> {
     let start = Instant::now();
-    let (catalog, superseded) = prepare(store, source, tile, year)?;
-    let ty = catalog.tile_year();
-    for (key, bytes) in layout::build(&catalog)? {
-        if store.get(&key)?.as_deref() != Some(&bytes[..]) {
-            store.put(&key, &bytes)?;
-        }
-    }
-    let fp_of = |t: u64| (t < catalog.time_chunks()).then(|| catalog.fingerprint(t));
-    let done = ChunkRecord::load_matching(store, &ty, RECORD_RES, &fp_of)?;
+    let tracker = tracker(*fence);
+    let writer = RecordWriter::new();
     let reader = source.reader();
     let orbits = OrbitCache::default();
     let enc = Encoders::new()?;
-    let writer = RecordWriter::new();
-    let positions = shard::all_positions(&catalog);
-    let todo: Vec<ShardPos> = positions
-        .iter()
-        .copied()
-        // This process's share (`--part`): regions hashed by position, as S2 intake does.
-        .filter(|p| {
-            crate::synth::mix((p.t << 32) | (p.y * shard::SHARDS_PER_SIDE + p.x)) % regions.count
-                == regions.index
-        })
-        .filter(|p| {
-            !done.chunks.contains_key(&ChunkIndex {
-                t: p.t,
-                y: p.y,
-                x: p.x,
-            })
-        })
-        .collect();
-    let mut report = S1IntakeReport {
-        days: catalog.days.len(),
-        slices: catalog.slice_count(),
-        regions: positions.len(),
-        regions_skipped: done.chunks.len(),
-        regions_computed: todo.len(),
-        superseded,
-        ..Default::default()
-    };
-    let bar = crate::progress::bar(todo.len() as u64, &format!("{ty} shards"), progress);
-    let (written, bytes) = (AtomicU64::new(0), AtomicU64::new(0));
-    for pos in todo {
-        let set = shard::materialize(&catalog, &reader, &orbits, &enc, pos)
-            .with_context(|| format!("{ty}: shard region t {} y {} x {}", pos.t, pos.y, pos.x))?;
-        let mut total = 0u64;
-        for (v, obj) in VARIABLES.iter().zip(set.iter()) {
-            let key = layout::shard_key(&catalog.tile, year, v.name, pos.t, pos.y, pos.x);
-            match obj {
-                Some(b) => {
-                    store.put(&key, b)?;
-                    total += b.len() as u64;
-                    written.fetch_add(1, Ordering::Relaxed);
-                }
-                // A region computed again under the same catalog has the same content; an object
-                // left by an older run cannot exist (the time axis never changes), but stay exact.
-                None => store.delete(&key)?,
-            }
+    let mut report = S1IntakeReport::default();
+    for attempt in 1.. {
+        let p = prepare(store, source, tile, year, fence)?;
+        if attempt == 1 {
+            report.superseded = p.merge.superseded.clone();
+            report.late_days = p.merge.late.len();
         }
-        bytes.fetch_add(total, Ordering::Relaxed);
-        let entry = if total == 0 {
-            ChunkEntry::Empty
-        } else {
-            ChunkEntry::Data { bytes: total }
-        };
-        writer.add(
-            &ty,
-            RECORD_RES,
-            ChunkIndex {
-                t: pos.t,
-                y: pos.y,
-                x: pos.x,
-            },
-            entry,
-            &catalog.fingerprint(pos.t),
+        tracker.seed(p.generation.clone());
+        let catalog = &p.generation.catalog;
+        let ty = catalog.tile_year();
+        let fp_of = |t: u64| (t < catalog.time_chunks()).then(|| catalog.fingerprint(t));
+        let done = ChunkRecord::load_matching(store, &ty, RECORD_RES, &fp_of)?;
+        let positions = shard::all_positions(catalog);
+        let mut todo: Vec<ShardPos> = positions
+            .iter()
+            .copied()
+            // This process's share (`--part`): regions hashed by position, as S2 intake does.
+            .filter(|p| {
+                crate::util::mix((p.t << 32) | (p.y * shard::SHARDS_PER_SIDE + p.x)) % regions.count
+                    == regions.index
+            })
+            .filter(|p| !done.chunks.contains_key(&index(p)))
+            .collect();
+        // Time chunks this generation changed are fenced until its invalidation has settled: do
+        // everything else first.
+        todo.sort_by_key(|q| p.generation.is_changed(super::GROUP, q.t));
+        report.days = catalog.days.len();
+        report.slices = catalog.slice_count();
+        report.regions = positions.len();
+        report.regions_skipped = done.chunks.len();
+        report.regions_computed = todo.len();
+        let bar = crate::progress::bar(todo.len() as u64, &format!("{ty} shards"), progress);
+        let (written, bytes) = (AtomicU64::new(0), AtomicU64::new(0));
+        let mut stale = false;
+        for pos in todo {
+            let fp = catalog.fingerprint(pos.t);
+            if !wait_until_writable(store, &tracker, &ty, pos.t, &fp)? {
+                stale = true;
+                break;
+            }
+            let set =
+                shard::materialize(catalog, &reader, &orbits, &enc, pos).with_context(|| {
+                    format!("{ty}: shard region t {} y {} x {}", pos.t, pos.y, pos.x)
+                })?;
+            let mut total = 0u64;
+            for (v, obj) in VARIABLES.iter().zip(set.iter()) {
+                let key = layout::shard_key(&catalog.tile, year, v.name, pos.t, pos.y, pos.x);
+                // Each PUT starts within the fence's check age of a verdict.
+                if tracker.verdict(store, &ty, super::GROUP, pos.t, &fp)? != Verdict::Write {
+                    stale = true;
+                    break;
+                }
+                match obj {
+                    Some(b) => {
+                        store.put(&key, b)?;
+                        total += b.len() as u64;
+                        written.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // A region computed again (its day changed) may have had data here before.
+                    None => store.delete(&key)?,
+                }
+            }
+            if stale {
+                break;
+            }
+            bytes.fetch_add(total, Ordering::Relaxed);
+            let entry = if total == 0 {
+                ChunkEntry::Empty
+            } else {
+                ChunkEntry::Data { bytes: total }
+            };
+            writer.add(&ty, RECORD_RES, index(&pos), entry, &fp);
+            writer.save(store, &ty, RECORD_RES)?;
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        report.shards_written += written.into_inner();
+        report.bytes_written += bytes.into_inner();
+        if !stale {
+            break;
+        }
+        if attempt >= 5 {
+            bail!("{ty}: the catalog changed {attempt} times during this intake; run it again");
+        }
+        tracing::info!(
+            "{ty}: a newer catalog generation appeared during intake; continuing under it"
         );
-        writer.save(store, &ty, RECORD_RES)?;
-        bar.inc(1);
     }
-    bar.finish_and_clear();
-    report.shards_written = written.into_inner();
-    report.bytes_written = bytes.into_inner();
     report.seconds = start.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The record index of a shard region.
+fn index(p: &ShardPos) -> ChunkIndex {
+    ChunkIndex {
+        t: p.t,
+        y: p.y,
+        x: p.x,
+    }
+}
+
+/// Waits until regions of time chunk `t` may be written (performing the generation's
+/// invalidation when it is due). False if the region's generation is no longer the latest.
+fn wait_until_writable(
+    store: &dyn Store,
+    tracker: &Tracker<S1Catalog>,
+    ty: &TileYear,
+    t: u64,
+    fp: &str,
+) -> Result<bool> {
+    let mut said = false;
+    loop {
+        match tracker.verdict(store, ty, super::GROUP, t, fp)? {
+            Verdict::Write => return Ok(true),
+            Verdict::Stale => return Ok(false),
+            Verdict::Unsettled => {
+                if !said {
+                    tracing::info!(
+                        "{ty}: waiting for the new catalog generation to settle before writing time chunk {t}"
+                    );
+                    said = true;
+                }
+                std::thread::sleep(tracker.fence.check_age());
+            }
+        }
+    }
 }

@@ -25,7 +25,7 @@ use serde_json::{json, Map, Value};
 use super::catalog::S1Catalog;
 use super::grid::{self, Equi7Tile};
 use super::{GROUP, INNER_PX, SHARD_PX, TILE_PX, TIME_CHUNK, VARIABLES};
-use crate::collection::Variable;
+use crate::collection::variable::Variable;
 use crate::layout::{coord_f64, group, json_file, put_json, small_array, LAYOUT_VERSION};
 
 /// The inner chunk codecs of every [time, y, x] array.
@@ -112,7 +112,7 @@ pub fn inner_chunk_metadata(v: &Variable) -> Value {
 /// The root group of an S1 store.
 pub fn root_group_file() -> Vec<u8> {
     json_file(&group(json!({
-        "datacube": {"layout_version": LAYOUT_VERSION, "collection": super::FACTS.name},
+        "datacube": {"layout_version": LAYOUT_VERSION, "collection": super::NAME},
         "description": "Sentinel-1 sigma0 datacube (EODC SENTINEL1_SIG0_20M): TILE/YEAR/20m groups, VV and VH[time, y, x], one time entry per UTC day",
     })))
 }

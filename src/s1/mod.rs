@@ -10,11 +10,9 @@
 //! - [`layout`]: the Zarr v3 documents (sharded arrays, CF attributes).
 //! - [`shard`]: materialization of one shard region (all five arrays).
 //! - [`source`]: item search and GeoTIFF windows (local mirror or HTTPS).
-//! - [`fixture`]: the synthetic slices of the test fixtures and their value formula.
 //! - [`intake`]: bulk materialization into a store.
 
 pub mod catalog;
-pub mod fixture;
 pub mod grid;
 pub mod intake;
 pub mod item;
@@ -23,7 +21,7 @@ pub mod merge;
 pub mod shard;
 pub mod source;
 
-use crate::collection::{CollectionFacts, TimeAxis, Variable};
+use crate::collection::variable::Variable;
 
 /// The only resolution group of the S1 cube.
 pub const GROUP: &str = "20m";
@@ -45,6 +43,8 @@ pub const NO_DATE: i64 = -1;
 pub const NO_ORBIT: i64 = 0;
 /// The epoch of `time` and `sensing_date`: 2014-10-01T00:00:00Z, as Unix seconds.
 pub const EPOCH_UNIX_S: i64 = 1_412_121_600;
+/// The collection's name (command line, store root).
+pub const NAME: &str = "sentinel-1-sig0";
 /// STAC API and collection of the source.
 pub const STAC_API: &str = "https://stac.eodc.eu/api/v1";
 pub const STAC_COLLECTION: &str = "SENTINEL1_SIG0_20M";
@@ -89,19 +89,6 @@ pub const VARIABLES: [Variable; 5] = [
         units: "1",
     },
 ];
-
-pub const FACTS: CollectionFacts = CollectionFacts {
-    name: "sentinel-1-sig0",
-    title: "Sentinel-1 σ⁰ (EODC)",
-    stac_api: STAC_API,
-    stac_collection: STAC_COLLECTION,
-    grid: "Equi7Grid EU T3 (300 km tiles, 20 m)",
-    time_axis: TimeAxis::PerUtcDay,
-    groups: &[GROUP],
-    variables: &VARIABLES,
-    chunk: &[TIME_CHUNK, SHARD_PX, SHARD_PX],
-    inner_chunk: Some(&[TIME_CHUNK, INNER_PX, INNER_PX]),
-};
 
 /// Unix seconds → days since 2014-10-01 (the `time` value of that UTC day).
 pub fn day_of(unix_s: i64) -> i32 {

@@ -17,7 +17,7 @@ use super::catalog::S1Catalog;
 use super::item::Slice;
 use super::merge::{DayWindow, SliceWindow};
 use super::{INNER_PX, SHARD_PX, TILE_PX, TIME_CHUNK, VARIABLES};
-use crate::layout::array_from_json;
+use crate::zarr_json::array_from_json;
 
 /// Reads slice windows: the GeoTIFFs of a source, or the fixture formula in tests.
 pub trait SliceReader: Send + Sync {

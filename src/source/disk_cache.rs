@@ -94,6 +94,10 @@ fn pinned(e: &Arc<Entry>) -> bool {
     Arc::strong_count(e) > 1
 }
 
+/// The top-level directory of the cache that holds durable tile-part indexes (`tile_parts`):
+/// kept beside the cached files, not managed by the LRU.
+pub const INDEX_DIR: &str = "j2k-index";
+
 impl DiskCache {
     /// Opens (creating) the cache at `root`, adopting the complete files already there (oldest
     /// modification first in eviction order) and removing partial downloads.
@@ -104,7 +108,7 @@ impl DiskCache {
         walk(root, &mut |p, meta| {
             // Durable files kept beside the cache by its users (tile-part indexes) are not its own.
             if p.strip_prefix(root)
-                .is_ok_and(|rel| rel.starts_with(super::tile_parts::INDEX_DIR))
+                .is_ok_and(|rel| rel.starts_with(INDEX_DIR))
             {
                 return;
             }

@@ -8,10 +8,10 @@
 
 pub mod cdse;
 pub mod disk_cache;
+#[cfg(any(test, feature = "testing"))]
 mod faulty;
 pub mod http_ranges;
 pub mod j2k_index;
-mod memory;
 mod safe;
 pub mod tile_parts;
 pub mod vsi;
@@ -25,8 +25,8 @@ use crate::catalog::ScanResult;
 use crate::raster::Window;
 
 pub use cdse::{CdseOptions, CdseSource};
+#[cfg(any(test, feature = "testing"))]
 pub use faulty::{FaultySource, SourceOp};
-pub use memory::MemSource;
 pub use safe::SafeArchive;
 
 /// A local file holding a band object; a cached download stays on disk while this lives.

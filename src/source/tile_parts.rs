@@ -44,8 +44,6 @@ pub const MARGIN: u64 = 4096;
 pub const SOT_HEAD: u64 = 4096;
 /// Needed tile-parts closer than this are fetched in one request, the gap included.
 pub const COALESCE_GAP: u64 = 256 << 10;
-/// The top-level directory of the source cache that holds the indexes (not managed by the LRU).
-pub const INDEX_DIR: &str = "j2k-index";
 
 /// Fetches byte ranges of objects (the source's S3 client, under its quotas and retries).
 pub trait RangeFetch: Send + Sync {
@@ -91,7 +89,7 @@ pub struct TileParts {
 
 impl TileParts {
     pub fn new(fetch: Arc<dyn RangeFetch>, cache: Arc<DiskCache>) -> Arc<Self> {
-        let index_dir = cache.root().join(INDEX_DIR);
+        let index_dir = cache.root().join(super::disk_cache::INDEX_DIR);
         Arc::new(TileParts {
             fetch,
             cache,

@@ -117,13 +117,15 @@ pub fn put_if_absent<S: Store + ?Sized>(store: &S, key: &str, bytes: &[u8]) -> R
                 forget(key);
                 return Ok(false);
             }
-            Creator::Absent => last = Some(failure.unwrap_or_else(|| {
-                let d = store.describe();
-                let msg = format!(
+            Creator::Absent => {
+                last = Some(failure.unwrap_or_else(|| {
+                    let d = store.describe();
+                    let msg = format!(
                     "{d}: PUT (if absent) {key} answered that the object exists, but it is absent"
                 );
-                anyhow::Error::new(Transient(msg))
-            })),
+                    anyhow::Error::new(Transient(msg))
+                }))
+            }
         }
     }
     remember(key, &token, bytes);

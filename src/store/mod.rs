@@ -24,10 +24,13 @@
 //! object means nothing landed yet (the create is tried again, then a `Transient` error). The
 //! directory and memory stores decide locally and atomically, so their answers are never lost.
 
+#[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 pub mod create;
 mod dir;
+#[cfg(any(test, feature = "testing"))]
 mod faulty;
+#[cfg(any(test, feature = "testing"))]
 mod memory;
 mod object;
 mod record;
@@ -37,7 +40,9 @@ use anyhow::Result;
 
 pub use crate::util::temp_files::{writer_gone, writer_id};
 pub use dir::{atomic_write, DirStore};
+#[cfg(any(test, feature = "testing"))]
 pub use faulty::{FaultyStore, StoreOp};
+#[cfg(any(test, feature = "testing"))]
 pub use memory::MemStore;
 pub use object::{clip, InMemory, ObjectReader};
 pub use record::{record_files, ChunkEntry, ChunkRecord, RecordWriter};
@@ -46,6 +51,11 @@ pub use s3::S3Store;
 pub use create::Creator;
 
 use crate::remote::s3::S3Options;
+
+/// How long one store call may take before it fails: the consistency protocol's default check
+/// age (`generation::Fence`), so that a write that hangs fails (and is retried after a fresh
+/// check) instead of landing after the invalidation meant to follow it.
+pub const MAX_CALL: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// A key-value view of a Zarr store.
 pub trait Store: Send + Sync {

@@ -119,7 +119,9 @@ impl<'a> Validity<'a> {
             Some(fp) => Ok(*fp == current),
             None => {
                 if self.first.is_none() {
-                    self.first = Some(crate::generation::first_catalog(self.store, self.ty)?);
+                    self.first = Some(crate::generation::first_catalog::<Catalog>(
+                        self.store, self.ty,
+                    )?);
                 }
                 Ok(self.first.as_ref().unwrap().as_ref().is_some_and(|c| {
                     idx.t < c.time_chunks(self.res) && c.fingerprint(self.res, idx.t) == current
@@ -171,7 +173,7 @@ impl ChunkRecord {
 
     /// `load_valid` under the store's latest catalog generation (empty if it has none).
     pub fn load(store: &dyn Store, ty: &TileYear, res: Resolution) -> Result<Self> {
-        match crate::generation::latest(store, ty)? {
+        match crate::generation::latest::<Catalog>(store, ty)? {
             Some(g) => Self::load_valid(store, ty, res, &g.catalog),
             None => Ok(Self::default()),
         }

@@ -39,12 +39,12 @@ impl S3Store {
             check_key(&prefix).with_context(|| format!("store {url}"))?;
         }
         let client = crate::remote::block_on(s3::client(opts, false));
-        // Every call ends within the consistency protocol's check age (generation::Fence): a
+        // Every call ends within `MAX_CALL`, the consistency protocol's check age: a
         // write that hangs longer fails (and is retried after a fresh check) instead of landing
         // after the invalidation that was meant to follow it.
         let timeouts = aws_sdk_s3::config::timeout::TimeoutConfig::builder()
             .connect_timeout(std::time::Duration::from_secs(5))
-            .operation_timeout(crate::generation::Fence::default().check_age())
+            .operation_timeout(super::MAX_CALL)
             .build();
         let client = aws_sdk_s3::Client::from_conf(
             client

@@ -8,9 +8,9 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use datacube::bands::Resolution;
-use datacube::fixture::{plan, FixtureSize, FixtureSpec, PlannedProduct};
 use datacube::source::SafeArchive;
 use datacube::store::DirStore;
+use datacube_tools::fixture::{plan, FixtureSize, FixtureSpec, PlannedProduct};
 use rayon::prelude::*;
 
 pub mod s1;
@@ -205,7 +205,7 @@ pub fn read_data(store_dir: &Path, res: Resolution) -> (Vec<u64>, Vec<u16>) {
 /// The formula value of `data[t, band_index, r, c]` at `res` (t = time-axis index).
 pub fn expected(f: &Fixture, res: Resolution, t: usize, band_index: usize, r: u64, c: u64) -> u16 {
     let b = res.bands()[band_index].id as u64;
-    datacube::synth::dn(t as u64, b, r, c, res.metres() as u64, f.spec.width_m())
+    datacube_tools::synth::dn(t as u64, b, r, c, res.metres() as u64, f.spec.width_m())
 }
 
 /// Asserts every value of `data` equals the formula for scenes `t` where `keep(t)`; returns how
@@ -277,7 +277,7 @@ pub fn assert_gdal_windows(f: &Fixture, res: Resolution, shape: &[u64], data: &[
 
 /// The JP2 of `band` of a planned product in the fixture archive.
 pub fn band_file(f: &Fixture, p: &PlannedProduct, band: &str) -> PathBuf {
-    datacube::fixture::product_dir(&f.archive, p)
+    datacube_tools::fixture::product_dir(&f.archive, p)
         .join("GRANULE")
         .join(&p.granule_id)
         .join("IMG_DATA")
@@ -369,7 +369,9 @@ pub fn logical_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     for ty in years {
         let (tile, year) = ty.split_once('/').unwrap();
         let ty = datacube::key::TileYear::new(tile, year.parse().unwrap());
-        if let Some(g) = datacube::generation::latest(&store, &ty).unwrap() {
+        if let Some(g) =
+            datacube::generation::latest::<datacube::catalog::Catalog>(&store, &ty).unwrap()
+        {
             out.insert(
                 format!("{ty}/.datacube/catalog"),
                 serde_json::to_vec_pretty(&g.catalog).unwrap(),

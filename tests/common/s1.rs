@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use datacube::s1::fixture::{plan, PlannedSlice, EAST, WEST, YEAR};
 use datacube::s1::grid::Equi7Tile;
 use datacube::s1::{EPOCH_UNIX_S, NODATA};
+use datacube_tools::fixture::s1_slices::{plan, PlannedSlice, EAST, WEST, YEAR};
 use zarrs::array::{Array, ArraySubset};
 
 use super::shared_dir;
@@ -44,6 +44,7 @@ pub fn intaken_store() -> &'static PathBuf {
                     tile,
                     YEAR,
                     datacube::intake::Part::WHOLE,
+                    &Default::default(),
                     false,
                 )
                 .expect("S1 intake");

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+use crate::fixture::{FixtureSize, FixtureSpec};
 use datacube::cli::args::{self, parse_bytes, positive};
-use datacube::fixture::{FixtureSize, FixtureSpec};
 
 #[derive(Parser)]
 #[command(

@@ -8,6 +8,10 @@ pub mod cli;
 pub mod convert;
 pub mod fixture;
 pub mod intake_bench;
+pub mod mem_source;
+pub mod synth;
+
+pub use mem_source::MemSource;
 
 /// The `datacube` binary: beside this one (a build or an install puts both in one directory),
 /// else from `PATH`.

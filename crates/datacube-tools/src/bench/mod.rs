@@ -52,7 +52,7 @@ pub fn sample_patches(width_m: u64, size_m: u64, n: usize, seed: u64) -> Result<
     let slots = (width_m - size_m) / 60 + 1;
     Ok((0..n as u64)
         .map(|i| {
-            let r = datacube::synth::mix(seed ^ (i << 32));
+            let r = datacube::util::mix(seed ^ (i << 32));
             Patch {
                 x_m: (r % slots) * 60,
                 y_m: ((r >> 32) % slots) * 60,

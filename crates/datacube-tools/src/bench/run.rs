@@ -170,7 +170,7 @@ pub fn order(n: usize, seed: u64, r: usize) -> Vec<usize> {
     let mut v: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {
         let j =
-            (datacube::synth::mix(seed ^ ((r as u64) << 32) ^ i as u64) % (i as u64 + 1)) as usize;
+            (datacube::util::mix(seed ^ ((r as u64) << 32) ^ i as u64) % (i as u64 + 1)) as usize;
         v.swap(i, j);
     }
     v

@@ -76,7 +76,10 @@ pub fn run(o: &Options) -> Result<Report> {
     let src = open_source("floor-cache")?;
     let store_dir = work.join("store");
     let store = datacube::store::DirStore::create(&store_dir)?;
-    let (catalog, _) = datacube::s1::intake::prepare(&store, &src, o.tile, o.year)?;
+    let catalog = datacube::s1::intake::prepare(&store, &src, o.tile, o.year, &Default::default())?
+        .generation
+        .catalog
+        .clone();
 
     // Page cache warm for both: read every asset once (a mirror only).
     if let S1Source::Mirror(root) = &src {
@@ -128,6 +131,7 @@ pub fn run(o: &Options) -> Result<Report> {
         o.tile,
         o.year,
         datacube::intake::Part::WHOLE,
+        &Default::default(),
         false,
     )?;
     let intake_seconds = t0.elapsed().as_secs_f64();

@@ -3,13 +3,7 @@
 //! `s` is the scene's position on the deduplicated time axis (a superseded reprocessed duplicate uses
 //! `s + 1000`), `b` the MTD bandId, `r`/`c` the pixel row/column at the band's resolution `res`.
 
-/// SplitMix64's finaliser (with the golden-ratio increment folded in).
-pub fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
+pub use datacube::util::mix;
 
 /// True where the scene is outside its (partial) swath: every third scene misses a corner.
 pub fn is_nodata(s: u64, r: u64, c: u64, res: u64, width_m: u64) -> bool {

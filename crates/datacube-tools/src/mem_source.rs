@@ -12,11 +12,11 @@ use std::sync::Mutex;
 use anyhow::{Context, Result};
 use gdal::DriverManager;
 
-use super::{BandSource, LocalFile};
-use crate::bands::BANDS;
-use crate::catalog::{deduplicate, ScanResult};
 use crate::fixture::{plan, FixtureSpec, PlannedProduct};
-use crate::scene::{product_dir_key, Grid, Scene};
+use datacube::bands::BANDS;
+use datacube::catalog::{deduplicate, ScanResult};
+use datacube::scene::{product_dir_key, Grid, Scene};
+use datacube::source::{BandSource, LocalFile};
 
 pub struct MemSource {
     spec: FixtureSpec,
@@ -38,7 +38,7 @@ impl MemSource {
     /// The products of `spec` (with the first `available` acquisitions offered; the rest can be
     /// added later with `release`).
     pub fn synthetic(spec: &FixtureSpec) -> Result<Self> {
-        crate::raster::configure_gdal();
+        datacube::raster::configure_gdal();
         let src = MemSource {
             spec: spec.clone(),
             scenes: Mutex::new(Vec::new()),
@@ -158,7 +158,7 @@ impl BandSource for MemSource {
 
 /// Writes a tiled (1024², the JP2 tiling), uncompressed GeoTIFF into `/vsimem/`.
 fn write_tiff(path: &str, values: Vec<u16>, n: usize, gt: [f64; 6], epsg: u32) -> Result<()> {
-    let ds = crate::raster::mem_dataset(values, n, gt, epsg)?;
+    let ds = datacube::raster::mem_dataset(values, n, gt, epsg)?;
     let gtiff = DriverManager::get_driver_by_name("GTiff")?;
     let mut opts = gdal::cpl::CslStringList::new();
     opts.set_name_value("TILED", "YES")?;
