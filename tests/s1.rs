@@ -437,3 +437,136 @@ fn from_the_emulated_eodc_intake_and_mount_serve_the_oracle() {
     assert!(m.terminate().success());
     assert!(assert_range_cache_matches_mirror(&work.join("source-cache"), mirror(), 4 << 20) > 0);
 }
+
+/// A living S1 cube: a mount with `--refresh` takes up a late slice of a day already on its time
+/// axis (the day's values change; its time chunk is computed again) and a new day (the axis
+/// grows), both published while it runs, and serves the new oracle; afterwards the store, made
+/// whole by one intake, equals a clean intake of the final mirror byte for byte.
+#[test]
+fn a_refreshing_mount_takes_up_late_slices_and_new_days() {
+    use datacube::generation::latest;
+    use datacube::s1::catalog::S1Catalog;
+    use datacube_tools::fixture::s1_slices::plan;
+    let work = common::work_dir("s1-refresh");
+    // The mirror as EODC had it earlier: without the last-sensed slice of the first day and
+    // without the last day (GeoTIFFs hard-linked; the search reads the items).
+    let part = work.join("mirror");
+    let st = std::process::Command::new("cp")
+        .arg("-al")
+        .arg(mirror())
+        .arg(&part)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let full = expected_days(WEST);
+    let late = full[0].1.last().unwrap().clone();
+    let new_day = full.last().unwrap().1.clone();
+    assert!(full[0].1.len() >= 2, "the first day must keep a slice");
+    let held: Vec<_> = std::iter::once(late.clone())
+        .chain(new_day.iter().cloned())
+        .collect();
+    let item = |s: &datacube_tools::fixture::s1_slices::PlannedSlice| {
+        part.join(format!(
+            "stac/{}/{}/{}.json",
+            datacube::s1::STAC_COLLECTION,
+            s.tile,
+            s.item_id()
+        ))
+    };
+    let items: Vec<(std::path::PathBuf, Vec<u8>)> = held
+        .iter()
+        .map(|s| (item(s), std::fs::read(item(s)).unwrap()))
+        .collect();
+    for (p, _) in &items {
+        std::fs::remove_file(p).unwrap();
+    }
+    let earlier: Vec<_> = plan(EXTRA_DAYS)
+        .into_iter()
+        .filter(|s| !held.iter().any(|h| h.item_id() == s.item_id()))
+        .collect();
+    let before = days_of(&earlier, WEST);
+    assert_eq!(before.len() + 1, full.len());
+
+    let store = work.join("store");
+    let m = common::mount::Mounted::start_s1_with(
+        &work,
+        &store,
+        &format!("file:{}", part.display()),
+        &["--refresh", "1s"],
+        &[("DATACUBE_TEST_GRACE_MS", "800")],
+    );
+    let n = assert_tile_matches(&m.path(""), WEST, &before);
+    assert!(n > 100_000, "{n}");
+
+    // EODC publishes the late slice and the new day.
+    for (p, bytes) in &items {
+        std::fs::write(p, bytes).unwrap();
+    }
+    // The mount publishes a generation holding both (one or two refreshes) and serves it.
+    let ds = datacube::store::DirStore::create(&store).unwrap();
+    let ty = datacube::key::TileYear::new(&WEST.to_string(), 2024);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let g = latest::<S1Catalog>(&ds, &ty).unwrap().unwrap();
+        let ids: Vec<String> = g
+            .catalog
+            .days
+            .iter()
+            .flat_map(|d| d.slices.iter().map(|s| s.id.clone()))
+            .collect();
+        let has_all = held.iter().all(|h| ids.contains(&h.item_id()));
+        let adopted = common::mount::stat(&m.stats(), "/shards/generations_adopted");
+        if has_all && adopted + 1 >= g.number {
+            assert!(g.number >= 2, "{g:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mount did not take up the new slices: generation {} adopted {adopted}\n{}",
+            g.number,
+            m.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // The first day now merges the late slice; the axis has the new day.
+    assert_tile_matches(&m.path(""), WEST, &full);
+    let stats = m.stats();
+    assert_eq!(common::mount::stat(&stats, "/shards/materialize_errors"), 0);
+    assert_eq!(common::mount::stat(&stats, "/shards/refresh_errors"), 0);
+    let status = m.terminate();
+    assert!(status.success(), "{status}");
+
+    // What the mount persisted, completed by one intake of the final mirror, is a clean intake.
+    let src = datacube::s1::source::S1Source::open(
+        &format!("file:{}", part.display()),
+        &Default::default(),
+    )
+    .unwrap();
+    let fence = datacube::generation::Fence {
+        grace: std::time::Duration::from_millis(800),
+    };
+    datacube::s1::intake::intake_year(
+        &ds,
+        &src,
+        WEST,
+        2024,
+        datacube::intake::Part::WHOLE,
+        &fence,
+        false,
+    )
+    .unwrap();
+    assert_tile_matches_oracle(&store, WEST);
+    let clean = intaken_store();
+    let shards = stored_shards(&store, WEST);
+    assert_eq!(shards, stored_shards(clean, WEST));
+    for (name, keys) in &shards {
+        for k in keys {
+            let rel = format!("{WEST}/2024/20m/{name}/{k}");
+            assert!(
+                std::fs::read(store.join(&rel)).unwrap()
+                    == std::fs::read(clean.join(&rel)).unwrap(),
+                "{rel} differs from a clean intake"
+            );
+        }
+    }
+}

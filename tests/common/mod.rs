@@ -85,32 +85,57 @@ pub fn work_dir(name: &str) -> WorkDir {
     WorkDir(d)
 }
 
-/// A directory built once for all test processes of this test binary (nextest runs each test in
-/// its own process): guarded by a file lock, stamped with the binary's build time so a rebuilt
-/// binary rebuilds it.
+/// A directory built once for every test process of one build (nextest runs each test in its own
+/// process, and every test binary of this package uses the same fixtures): guarded by a file
+/// lock, and named after the build of the code that makes it — the `datacube-tools` executable,
+/// which links both crates — so the test binaries of one build share it and a rebuild gets a new
+/// one. A directory of an older build is removed once no test process holds it (each holds a
+/// shared lock on it while it lives), never from under a running test.
 pub fn shared_dir(name: &str, build: impl FnOnce(&Path)) -> PathBuf {
-    // One per test binary: binaries are rebuilt independently, and a rebuild must not pull a
-    // directory from under another binary's running tests.
-    let exe = std::env::current_exe().unwrap();
-    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR")).join(exe.file_stem().unwrap());
-    std::fs::create_dir_all(&tmp).unwrap();
-    let dir = tmp.join(name);
-    let lock = std::fs::File::create(tmp.join(format!("{name}.lock"))).unwrap();
+    use std::hash::{Hash, Hasher};
+    static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("shared");
+    std::fs::create_dir_all(&root).unwrap();
+    let tools = Path::new(env!("CARGO_BIN_EXE_datacube")).with_file_name("datacube-tools");
+    let maker = if tools.is_file() {
+        tools
+    } else {
+        std::env::current_exe().unwrap()
+    };
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    maker.hash(&mut h);
+    maker.metadata().unwrap().modified().unwrap().hash(&mut h);
+    let key = format!("{name}-{:016x}", h.finish());
+    let dir = root.join(&key);
+    let lock = std::fs::File::create(root.join(format!("{key}.lock"))).unwrap();
     lock.lock().unwrap();
-    let stamp = format!(
-        "{} {:?}",
-        exe.display(),
-        exe.metadata().unwrap().modified().unwrap()
-    );
-    let marker = tmp.join(format!("{name}.complete"));
-    if std::fs::read_to_string(&marker).ok().as_deref() != Some(stamp.as_str()) {
-        let _ = std::fs::remove_file(&marker);
+    let marker = root.join(format!("{key}.complete"));
+    if !marker.exists() {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         build(&dir);
-        std::fs::write(&marker, stamp).unwrap();
+        std::fs::write(&marker, "").unwrap();
     }
     lock.unlock().unwrap();
+    lock.lock_shared().unwrap();
+    HELD.lock().unwrap().push(lock);
+    // Directories of other builds that no test process holds any more.
+    for e in std::fs::read_dir(&root).unwrap().flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let Some(other) = file.strip_suffix(".lock") else {
+            continue;
+        };
+        if other == key || !other.starts_with(&format!("{name}-")) {
+            continue;
+        }
+        if let Ok(f) = std::fs::File::open(e.path()) {
+            if f.try_lock().is_ok() {
+                let _ = std::fs::remove_file(root.join(format!("{other}.complete")));
+                let _ = std::fs::remove_dir_all(root.join(other));
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
     dir
 }
 

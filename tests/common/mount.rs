@@ -60,7 +60,18 @@ impl Mounted {
 
     /// A Sentinel-1 mount of the two fixture tiles (2024) from `source` (`file:DIR`, `eodc:URL`).
     pub fn start_s1_source(work: &Path, store: &Path, source: &str) -> Mounted {
-        let args = [
+        Self::start_s1_with(work, store, source, &[], &[])
+    }
+
+    /// `start_s1_source` with more daemon arguments and environment (test hooks).
+    pub fn start_s1_with(
+        work: &Path,
+        store: &Path,
+        source: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Mounted {
+        let mut args = vec![
             "--collection".to_string(),
             "sentinel-1-sig0".to_string(),
             "--source".to_string(),
@@ -68,12 +79,17 @@ impl Mounted {
             "--source-cache".to_string(),
             work.join("source-cache").display().to_string(),
         ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Self::start_tiles(
             work,
             &store.display().to_string(),
             "E048N015T3,E051N015T3",
             &args,
-            &[],
+            &env,
         )
     }
 

@@ -55,10 +55,12 @@ pub fn intaken_store() -> &'static PathBuf {
 
 /// The expected time axis of a tile: (day, slices in priority order).
 pub fn expected_days(tile: Equi7Tile) -> Vec<(i32, Vec<PlannedSlice>)> {
-    let all: Vec<PlannedSlice> = plan(EXTRA_DAYS)
-        .into_iter()
-        .filter(|s| s.tile == tile)
-        .collect();
+    days_of(&plan(EXTRA_DAYS), tile)
+}
+
+/// The time axis `slices` (some of the fixture's) give a tile: (day, slices in priority order).
+pub fn days_of(slices: &[PlannedSlice], tile: Equi7Tile) -> Vec<(i32, Vec<PlannedSlice>)> {
+    let all: Vec<PlannedSlice> = slices.iter().filter(|s| s.tile == tile).cloned().collect();
     // A slice published in two data versions counts once, as its newest.
     let kept: Vec<PlannedSlice> = all
         .iter()
@@ -151,7 +153,15 @@ fn read<T: zarrs::array::ElementOwned>(
 /// inner chunk) equals the oracle, and that the all-nodata day is fill. Returns the number of
 /// pixels compared.
 pub fn assert_tile_matches_oracle(store_dir: &Path, tile: Equi7Tile) -> u64 {
-    let days = expected_days(tile);
+    assert_tile_matches(store_dir, tile, &expected_days(tile))
+}
+
+/// `assert_tile_matches_oracle` for the time axis `days` (of some of the fixture's slices).
+pub fn assert_tile_matches(
+    store_dir: &Path,
+    tile: Equi7Tile,
+    days: &[(i32, Vec<PlannedSlice>)],
+) -> u64 {
     let time = open_array(store_dir, tile, "time");
     let t: ndarray::ArrayD<i32> = time.retrieve_array_subset(&time.subset_all()).unwrap();
     assert_eq!(
