@@ -570,3 +570,241 @@ fn a_refreshing_mount_takes_up_late_slices_and_new_days() {
         }
     }
 }
+
+/// The S1 mount persists through the shared writeback queue: an object whose first PUTs are
+/// throttled is retried into the store and its region recorded; a region with an object that
+/// never lands is counted as an error and left unrecorded (a later mount computes it again and
+/// serves the same bytes). Checked in process, over the failure-injecting store, against intake's
+/// bytes.
+#[test]
+fn s1_writeback_retries_transient_failures_and_records_only_regions_that_landed() {
+    use datacube::bands::Resolution;
+    use datacube::fs::{CubeView, FsError, S1Config, S1Cube};
+    use datacube::generation::latest;
+    use datacube::remote::retry::RetryPolicy;
+    use datacube::s1::catalog::S1Catalog;
+    use datacube::store::{ChunkRecord, FaultyStore, MemStore, Store, StoreOp};
+    use datacube::util::faults::Effect;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    // Two regions where both polarisations have data.
+    let expected = expected_shards(WEST);
+    let both: Vec<String> = expected["VV"]
+        .iter()
+        .filter(|k| expected["VH"].contains(k))
+        .cloned()
+        .collect();
+    let (a, b) = (both[0].clone(), both[1].clone());
+    let key = |name: &str, k: &str| format!("{WEST}/2024/20m/{name}/{k}");
+    let mem = Arc::new(MemStore::new());
+    let faulty = Arc::new(FaultyStore::new(mem.clone()));
+    faulty.faults.add(
+        StoreOp::Put,
+        Some(&key("VV", &a)),
+        1..=2,
+        Effect::Fail { transient: true },
+    );
+    faulty.faults.add(
+        StoreOp::Put,
+        Some(&key("VH", &b)),
+        1..=u64::MAX,
+        Effect::Fail { transient: false },
+    );
+    let cube = |store: Arc<dyn Store>| {
+        let src = datacube::s1::source::S1Source::open(
+            &format!("file:{}", mirror().display()),
+            &Default::default(),
+        )
+        .unwrap();
+        S1Cube::new(
+            S1Config {
+                tiles: vec![WEST],
+                years: vec![2024],
+                cache_bytes: 1 << 30,
+                workers: 2,
+                fence: Default::default(),
+                refresh: datacube::fs::refresh::RefreshPolicy::off(),
+                writeback: datacube::writeback::Limits {
+                    retry: RetryPolicy {
+                        max_retries: 3,
+                        min_delay: Duration::from_millis(1),
+                        max_delay: Duration::from_millis(5),
+                    },
+                    ..Default::default()
+                },
+            },
+            store,
+            src,
+        )
+        .unwrap()
+    };
+    let read = |c: &Arc<S1Cube>, path: String| -> Result<Vec<u8>, FsError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let c2 = c.clone();
+        c.when_year_ready(
+            &path.clone(),
+            Box::new(move || {
+                c2.open(
+                    &path,
+                    Box::new(move |r| {
+                        tx.send(r.and_then(|content| content.read(0, usize::MAX)))
+                            .unwrap()
+                    }),
+                )
+            }),
+        );
+        rx.recv_timeout(Duration::from_secs(300)).expect("hung")
+    };
+    let names = [
+        "VV",
+        "VH",
+        "sensing_date",
+        "absolute_orbit_number",
+        "relative_orbit_number",
+    ];
+    let first = cube(faulty.clone());
+    let mut served = std::collections::BTreeMap::new();
+    for k in [&a, &b] {
+        for n in names {
+            if let Ok(bytes) = read(&first, key(n, k)) {
+                served.insert(key(n, k), bytes);
+            }
+        }
+    }
+    first.flush();
+    let stats: serde_json::Value = serde_json::from_slice(&first.stats_json()).unwrap();
+    assert_eq!(
+        common::mount::stat(&stats, "/writeback/errors"),
+        1,
+        "{stats}"
+    );
+    first.shutdown();
+    // Every object served is intake's (an independent computation of the same regions).
+    let clean = intaken_store();
+    for (k, bytes) in &served {
+        assert!(
+            *bytes == std::fs::read(clean.join(k)).unwrap(),
+            "{k} differs from intake's"
+        );
+    }
+    assert!(served.contains_key(&key("VV", &a)) && served.contains_key(&key("VH", &b)));
+    // Region a landed after its retries and is recorded; region b is not recorded, and its VH
+    // object is not in the store.
+    assert_eq!(
+        mem.get(&key("VV", &a)).unwrap().as_deref(),
+        Some(served[&key("VV", &a)].as_slice())
+    );
+    assert!(mem.get(&key("VH", &b)).unwrap().is_none());
+    let ty = datacube::key::TileYear::new(&WEST.to_string(), 2024);
+    let g = latest::<S1Catalog>(mem.as_ref(), &ty).unwrap().unwrap();
+    let fp_of = |t: u64| (t < g.catalog.time_chunks()).then(|| g.catalog.fingerprint(t));
+    let rec = ChunkRecord::load_matching(mem.as_ref(), &ty, Resolution::R20, &fp_of).unwrap();
+    let pos = |k: &str| {
+        let p: Vec<u64> = k[2..].split('/').map(|n| n.parse().unwrap()).collect();
+        (p[0], p[1], p[2])
+    };
+    let recorded: Vec<(u64, u64, u64)> = rec.chunks.keys().map(|i| (i.t, i.y, i.x)).collect();
+    assert!(recorded.contains(&pos(&a)), "{recorded:?}");
+    assert!(!recorded.contains(&pos(&b)), "{recorded:?}");
+    // A second mount over the same store, without faults, computes region b again.
+    let second = cube(mem.clone());
+    assert_eq!(
+        read(&second, key("VH", &b)).unwrap(),
+        served[&key("VH", &b)]
+    );
+    second.flush();
+    assert_eq!(
+        mem.get(&key("VH", &b)).unwrap().as_deref(),
+        Some(served[&key("VH", &b)].as_slice())
+    );
+    second.shutdown();
+}
+
+/// `kill -9` while the S1 mount writes back (objects queued and being written, twice): the store
+/// holds only whole objects, each intake's bytes; the next mount recovers the stale mount point,
+/// sweeps what the killed writer left, serves the oracle and completes the store.
+#[test]
+fn kill_9_during_s1_writeback_leaves_only_whole_objects() {
+    use common::mount::{stat, Mounted};
+    let work = common::work_dir("s1-kill9");
+    let store = work.join("store");
+    let source = format!("file:{}", mirror().display());
+    let mut paths: Vec<String> = expected_shards(WEST)
+        .iter()
+        .flat_map(|(name, keys)| {
+            keys.iter()
+                .map(move |k| format!("{WEST}/2024/20m/{name}/{k}"))
+        })
+        .collect();
+    let clean = intaken_store();
+    let check = || {
+        let mut n = 0;
+        for (name, keys) in stored_shards(&store, WEST) {
+            for k in keys {
+                let rel = format!("{WEST}/2024/20m/{name}/{k}");
+                assert!(
+                    std::fs::read(store.join(&rel)).unwrap()
+                        == std::fs::read(clean.join(&rel)).unwrap(),
+                    "{rel}: not intake's bytes (torn or stale)"
+                );
+                n += 1;
+            }
+        }
+        n
+    };
+    let mut stored = 0;
+    for round in 0..2u64 {
+        let m = Mounted::start_s1_with(
+            &work,
+            &store,
+            &source,
+            &[],
+            &[("DATACUBE_TEST_WRITEBACK_DELAY_MS", "50")],
+        );
+        paths.rotate_left(3);
+        std::thread::scope(|s| {
+            for part in paths.chunks(paths.len().div_ceil(3)) {
+                let m = &m;
+                s.spawn(move || {
+                    for p in part {
+                        let _ = std::fs::read(m.path(p)); // fails once the daemon is gone
+                    }
+                });
+            }
+            let t0 = std::time::Instant::now();
+            loop {
+                let s = m.stats();
+                if stat(&s, "/writeback/chunks_written") > round
+                    && stat(&s, "/writeback/queue_jobs") > 0
+                {
+                    break;
+                }
+                assert!(
+                    t0.elapsed() < std::time::Duration::from_secs(300),
+                    "no writeback: {s}"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            common::mount::signal(m.pid(), libc::SIGKILL);
+        });
+        m.kill9();
+        stored = check();
+        eprintln!("round {round}: {stored} shard objects in the store, all whole");
+    }
+    assert!(stored > 0, "the kills should land during writeback");
+    let m = Mounted::start_s1(&work, &store, mirror());
+    assert!(
+        m.log_text().contains("stale FUSE mount"),
+        "{}",
+        m.log_text()
+    );
+    assert_tile_matches_oracle(&m.path(""), WEST);
+    assert!(m.terminate().success());
+    assert!(check() >= stored);
+    let leftovers: Vec<String> = common::tree(&store)
+        .into_keys()
+        .filter(|k| k.contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}

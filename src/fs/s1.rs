@@ -212,6 +212,10 @@ impl S1Cube {
     fn resolve_year(&self, ty: &TileYear) -> Result<Option<Arc<S1Year>>> {
         let tile: Equi7Tile = ty.tile.parse().map_err(anyhow::Error::msg)?;
         let store = self.shared.store.as_ref();
+        let swept = store.sweep_temp(&ty.to_string())?;
+        if swept > 0 {
+            tracing::info!("{ty}: removed {swept} temporary file(s) of an interrupted run");
+        }
         let generation = match crate::generation::latest::<S1Catalog>(store, ty)? {
             Some(g) => {
                 if !g.has_changes() {
