@@ -589,6 +589,62 @@ impl<C: AxisCatalog> Tracker<C> {
         Ok(d)
     }
 
+    /// Waits until objects of time chunk `t` of `group`, computed under `fp`, may be written
+    /// (performing the generation's invalidation when it is due): what a bulk writer does, where
+    /// the mount defers instead. False if their generation is no longer the latest.
+    pub fn wait_until_writable(
+        &self,
+        store: &dyn Store,
+        ty: &TileYear,
+        group: &str,
+        t: u64,
+        fp: &str,
+    ) -> Result<bool> {
+        let mut said = false;
+        loop {
+            match self.verdict(store, ty, group, t, fp)? {
+                Verdict::Write => return Ok(true),
+                Verdict::Stale => return Ok(false),
+                Verdict::Unsettled => {
+                    if !said {
+                        tracing::info!(
+                            "{ty}: waiting for the new catalog generation to settle before writing {group} time chunk {t}"
+                        );
+                        said = true;
+                    }
+                    std::thread::sleep(self.fence.check_age());
+                }
+            }
+        }
+    }
+
+    /// Runs the invalidation of a generation this process just published with changes on a thread
+    /// of its own (not fatal if it fails: whoever next needs a changed object performs it).
+    pub fn invalidate_in_background(
+        self: &Arc<Self>,
+        store: Arc<dyn Store>,
+        g: Arc<Generation<C>>,
+    ) {
+        if !g.has_changes() {
+            return;
+        }
+        let tracker = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("invalidate".into())
+            .spawn(move || {
+                if let Err(e) = tracker.invalidate(store.as_ref(), &g) {
+                    tracing::error!(
+                        "{}: invalidating for catalog generation {}: {e:#}",
+                        g.tile_year(),
+                        g.number
+                    );
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("spawning the invalidation thread: {e}");
+        }
+    }
+
     /// Runs `gen`'s invalidation (waiting for its due time), counting what it did.
     pub fn invalidate(&self, store: &dyn Store, gen: &Generation<C>) -> Result<Invalidation> {
         let files = (self.files)(&gen.catalog)?;

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::io::ErrorKind;
 use std::path::Path;
 use std::sync::{Arc, Barrier};
-use std::time::Duration;
 
 use common::mount::{stat, Mounted};
 use common::*;
@@ -334,19 +333,8 @@ fn kill_9_during_writeback_leaves_a_consistent_store_and_a_recoverable_mount_poi
                 });
             }
             // Kill while chunks are being written: some already written by this daemon, more
-            // in the queue (progress-based, so machine speed does not matter).
-            let t0 = std::time::Instant::now();
-            loop {
-                let s = m.stats();
-                if stat(&s, "/writeback/chunks_written") > round
-                    && stat(&s, "/writeback/queue_jobs") > 0
-                {
-                    break;
-                }
-                assert!(t0.elapsed() < Duration::from_secs(300), "no writeback: {s}");
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            common::mount::signal(m.pid(), libc::SIGKILL);
+            // in the queue.
+            common::mount::kill_while_writing_back(&m, round);
         });
         let mnt = m.mnt.clone();
         m.kill9();

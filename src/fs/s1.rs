@@ -291,27 +291,10 @@ impl S1Cube {
     /// Starts the invalidation of a generation this mount published with changes (not fatal if
     /// it fails: whoever next needs the changed regions performs it).
     fn after_publish(&self, p: &crate::s1::intake::Prepared) {
-        if !p.published || !p.generation.has_changes() {
-            return;
-        }
-        let (store, tracker, g) = (
-            self.shared.store.clone(),
-            self.shared.tracker.clone(),
-            p.generation.clone(),
-        );
-        let spawned = std::thread::Builder::new()
-            .name("s1-invalidate".into())
-            .spawn(move || {
-                if let Err(e) = tracker.invalidate(store.as_ref(), &g) {
-                    tracing::error!(
-                        "{}: invalidating for catalog generation {}: {e:#}",
-                        g.tile_year(),
-                        g.number
-                    );
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::error!("spawning the invalidation thread: {e}");
+        if p.published {
+            self.shared
+                .tracker
+                .invalidate_in_background(self.shared.store.clone(), p.generation.clone());
         }
     }
 

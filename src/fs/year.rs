@@ -336,28 +336,9 @@ impl Years {
     /// After this process published a generation with changes: its invalidation, in the
     /// background (it first waits out the grace period).
     fn after_publish(&self, p: &crate::intake::Prepared) {
-        if !p.published || !p.generation.has_changes() {
-            return;
-        }
-        let (store, tracker, g) = (
-            self.store.clone(),
-            self.tracker.clone(),
-            p.generation.clone(),
-        );
-        let spawned = std::thread::Builder::new()
-            .name("invalidate".into())
-            .spawn(move || {
-                if let Err(e) = tracker.invalidate(store.as_ref(), &g) {
-                    // Not fatal: anyone who next needs the changed chunks performs it.
-                    tracing::error!(
-                        "{}: invalidating for catalog generation {}: {e:#}",
-                        g.tile_year(),
-                        g.number
-                    );
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::error!("spawning the invalidation thread: {e}");
+        if p.published {
+            self.tracker
+                .invalidate_in_background(self.store.clone(), p.generation.clone());
         }
     }
 

@@ -347,7 +347,7 @@ fn run_generation(
             );
         }
         let fp = catalog.fingerprint(res, g.t);
-        if !wait_until_writable(store, tracker, &ty, res, g.t, &fp)? {
+        if !tracker.wait_until_writable(store, &ty, res.name(), g.t, &fp)? {
             bar.finish_and_clear();
             return Ok(false);
         }
@@ -362,34 +362,6 @@ fn run_generation(
     }
     bar.finish_and_clear();
     Ok(true)
-}
-
-/// Waits until chunks of time chunk `t` may be written (performing the generation's
-/// invalidation when it is due). False if the chunk's generation is no longer the latest.
-fn wait_until_writable(
-    store: &dyn Store,
-    tracker: &Tracker<Catalog>,
-    ty: &TileYear,
-    res: Resolution,
-    t: u64,
-    fp: &str,
-) -> Result<bool> {
-    let mut said = false;
-    loop {
-        match tracker.verdict(store, ty, res.name(), t, fp)? {
-            Verdict::Write => return Ok(true),
-            Verdict::Stale => return Ok(false),
-            Verdict::Unsettled => {
-                if !said {
-                    tracing::info!(
-                        "{ty}: waiting for the new catalog generation to settle before writing {res} time chunk {t}"
-                    );
-                    said = true;
-                }
-                std::thread::sleep(tracker.fence.check_age());
-            }
-        }
-    }
 }
 
 /// Decodes, assembles, encodes and writes one group's chunks and records them in `writer`.

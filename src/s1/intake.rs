@@ -185,7 +185,7 @@ pub fn intake_year(
         let mut stale = false;
         for pos in todo {
             let fp = catalog.fingerprint(pos.t);
-            if !wait_until_writable(store, &tracker, &ty, pos.t, &fp)? {
+            if !tracker.wait_until_writable(store, &ty, super::GROUP, pos.t, &fp)? {
                 stale = true;
                 break;
             }
@@ -247,32 +247,5 @@ fn index(p: &ShardPos) -> ChunkIndex {
         t: p.t,
         y: p.y,
         x: p.x,
-    }
-}
-
-/// Waits until regions of time chunk `t` may be written (performing the generation's
-/// invalidation when it is due). False if the region's generation is no longer the latest.
-fn wait_until_writable(
-    store: &dyn Store,
-    tracker: &Tracker<S1Catalog>,
-    ty: &TileYear,
-    t: u64,
-    fp: &str,
-) -> Result<bool> {
-    let mut said = false;
-    loop {
-        match tracker.verdict(store, ty, super::GROUP, t, fp)? {
-            Verdict::Write => return Ok(true),
-            Verdict::Stale => return Ok(false),
-            Verdict::Unsettled => {
-                if !said {
-                    tracing::info!(
-                        "{ty}: waiting for the new catalog generation to settle before writing time chunk {t}"
-                    );
-                    said = true;
-                }
-                std::thread::sleep(tracker.fence.check_age());
-            }
-        }
     }
 }

@@ -86,11 +86,12 @@ pub fn work_dir(name: &str) -> WorkDir {
 }
 
 /// A directory built once for every test process of one build (nextest runs each test in its own
-/// process, and every test binary of this package uses the same fixtures): guarded by a file
-/// lock, and named after the build of the code that makes it — the `datacube-tools` executable,
-/// which links both crates — so the test binaries of one build share it and a rebuild gets a new
-/// one. A directory of an older build is removed once no test process holds it (each holds a
-/// shared lock on it while it lives), never from under a running test.
+/// process, and every test binary of this package uses the same fixtures), named after the build
+/// of the code that makes it — the `datacube-tools` executable, which links both crates — so the
+/// test binaries of one build share it and a rebuild gets a new one. Two locks per directory:
+/// `.use` is held shared by every process that uses (or builds) it, for its whole life; `.build`
+/// is held exclusively while its completion is checked or it is built. A directory of another
+/// build is removed only when nobody holds its `.use` lock, so never from under a running test.
 pub fn shared_dir(name: &str, build: impl FnOnce(&Path)) -> PathBuf {
     use std::hash::{Hash, Hasher};
     static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
@@ -107,8 +108,11 @@ pub fn shared_dir(name: &str, build: impl FnOnce(&Path)) -> PathBuf {
     maker.metadata().unwrap().modified().unwrap().hash(&mut h);
     let key = format!("{name}-{:016x}", h.finish());
     let dir = root.join(&key);
-    let lock = std::fs::File::create(root.join(format!("{key}.lock"))).unwrap();
-    lock.lock().unwrap();
+    let using = std::fs::File::create(root.join(format!("{key}.use"))).unwrap();
+    using.lock_shared().unwrap();
+    HELD.lock().unwrap().push(using);
+    let building = std::fs::File::create(root.join(format!("{key}.build"))).unwrap();
+    building.lock().unwrap();
     let marker = root.join(format!("{key}.complete"));
     if !marker.exists() {
         let _ = std::fs::remove_dir_all(&dir);
@@ -116,13 +120,11 @@ pub fn shared_dir(name: &str, build: impl FnOnce(&Path)) -> PathBuf {
         build(&dir);
         std::fs::write(&marker, "").unwrap();
     }
-    lock.unlock().unwrap();
-    lock.lock_shared().unwrap();
-    HELD.lock().unwrap().push(lock);
-    // Directories of other builds that no test process holds any more.
+    building.unlock().unwrap();
+    // Directories of other builds that no test process uses any more.
     for e in std::fs::read_dir(&root).unwrap().flatten() {
         let file = e.file_name().to_string_lossy().into_owned();
-        let Some(other) = file.strip_suffix(".lock") else {
+        let Some(other) = file.strip_suffix(".use") else {
             continue;
         };
         if other == key || !other.starts_with(&format!("{name}-")) {
@@ -132,6 +134,7 @@ pub fn shared_dir(name: &str, build: impl FnOnce(&Path)) -> PathBuf {
             if f.try_lock().is_ok() {
                 let _ = std::fs::remove_file(root.join(format!("{other}.complete")));
                 let _ = std::fs::remove_dir_all(root.join(other));
+                let _ = std::fs::remove_file(root.join(format!("{other}.build")));
                 let _ = std::fs::remove_file(e.path());
             }
         }

@@ -236,3 +236,22 @@ pub fn stat(v: &serde_json::Value, pointer: &str) -> u64 {
         .and_then(|x| x.as_u64())
         .unwrap_or_else(|| panic!("no {pointer} in {v}"))
 }
+
+/// Kills the daemon with SIGKILL while it writes back: once it has written more than `written`
+/// objects and has more queued (progress-based, so the machine's speed does not matter).
+pub fn kill_while_writing_back(m: &Mounted, written: u64) {
+    let t0 = std::time::Instant::now();
+    loop {
+        let s = m.stats();
+        if stat(&s, "/writeback/chunks_written") > written && stat(&s, "/writeback/queue_jobs") > 0
+        {
+            break;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(300),
+            "no writeback: {s}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    signal(m.pid(), libc::SIGKILL);
+}
