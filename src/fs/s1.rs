@@ -317,6 +317,12 @@ impl S1Cube {
             }
             years.insert(ty.clone(), Some(new.clone()));
         }
+        // Objects of time chunks this generation changed are never asked for again.
+        self.shared
+            .known
+            .lock()
+            .unwrap()
+            .retain(|((t, p, fp), _), _| t != ty || fp.as_str() == new.fp(p.t));
         self.shared.stats.generations_adopted.inc();
         tracing::info!(
             "{ty}: now serving catalog generation {} ({} days, was {} with {})",
