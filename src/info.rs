@@ -3,9 +3,9 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::bands::Resolution;
 use crate::key::TileYear;
-use crate::layout::DataGeometry;
+use crate::s2::bands::Resolution;
+use crate::s2::layout::DataGeometry;
 use crate::store::{ChunkRecord, Store};
 
 #[derive(Debug, Clone, Serialize)]
@@ -69,7 +69,7 @@ pub struct Projection {
 pub const SCENES_PER_YEAR: u64 = 192;
 
 /// Data objects of a full tile-year (10980 × 10980 at 10 m) of `scenes` scenes in `chunking`.
-pub fn data_objects_per_tile_year(chunking: crate::chunking::Chunking, scenes: u64) -> u64 {
+pub fn data_objects_per_tile_year(chunking: crate::s2::chunking::Chunking, scenes: u64) -> u64 {
     Resolution::ALL
         .iter()
         .map(|&res| {
@@ -136,8 +136,8 @@ pub fn info_with_summary(store: &dyn Store, project_years: Option<u64>) -> Resul
     let s1 = crate::collection::Collection::of_store(store)?
         == Some(crate::collection::Collection::Sentinel1Sig0);
     if !s1 {
-        let chunking = crate::chunking::Chunking::of_store(store)?
-            .unwrap_or(crate::chunking::Chunking::Chunked);
+        let chunking = crate::s2::chunking::Chunking::of_store(store)?
+            .unwrap_or(crate::s2::chunking::Chunking::Chunked);
         summary.layout = Some(chunking.to_string());
         if !tys.is_empty() {
             let n_ty = tys.len() as u64;
@@ -148,7 +148,7 @@ pub fn info_with_summary(store: &dyn Store, project_years: Option<u64>) -> Resul
             });
             let data = data_objects_per_tile_year(chunking, SCENES_PER_YEAR);
             let other = (all - data_objects).div_ceil(n_ty);
-            let tiles = crate::tiles::FINLAND.len();
+            let tiles = crate::s2::tiles::FINLAND.len();
             summary.projection = Some(Projection {
                 tiles,
                 years,
@@ -169,17 +169,18 @@ pub fn info(store: &dyn Store) -> Result<Vec<InfoRow>> {
     {
         return info_s1(store);
     }
-    let chunking =
-        crate::chunking::Chunking::of_store(store)?.unwrap_or(crate::chunking::Chunking::Chunked);
+    let chunking = crate::s2::chunking::Chunking::of_store(store)?
+        .unwrap_or(crate::s2::chunking::Chunking::Chunked);
     let mut rows = Vec::new();
     for ty in tile_years(store)? {
         let (tile, y) = (ty.tile.clone(), ty.year);
-        let Some(generation) = crate::generation::latest::<crate::catalog::Catalog>(store, &ty)?
+        let Some(generation) =
+            crate::generation::latest::<crate::s2::catalog::Catalog>(store, &ty)?
         else {
             continue;
         };
         let catalog = &generation.catalog;
-        let layout = crate::layout::YearLayout::build(catalog, chunking)?;
+        let layout = crate::s2::layout::YearLayout::build(catalog, chunking)?;
         for res in Resolution::ALL {
             let geom = DataGeometry::new(catalog, res, chunking)?;
             let record = ChunkRecord::load_valid(store, &ty, res, catalog)?;
@@ -342,7 +343,7 @@ pub fn table(info: &Info) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chunking::Chunking;
+    use crate::s2::chunking::Chunking;
 
     #[test]
     fn full_tile_year_object_counts_match_the_grid_arithmetic() {

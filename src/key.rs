@@ -22,7 +22,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::bands::Resolution;
+use crate::s2::bands::Resolution;
 
 /// The array of a resolution group that holds the chunked pixel data.
 pub const DATA_ARRAY: &str = "data";

@@ -6,11 +6,7 @@
 //! share (byte-capped LRU, single flight, counters, fault injection). docs/design.md has the whole
 //! design; the benchmark and the fixture writer are in the `datacube-tools` crate.
 
-pub mod bands;
 pub(crate) mod cache;
-pub mod catalog;
-pub(crate) mod chunk;
-pub mod chunking;
 pub mod cli;
 pub mod collection;
 pub mod fs;
@@ -18,18 +14,14 @@ pub mod generation;
 pub(crate) mod info;
 pub mod intake;
 pub mod key;
-pub mod layout;
 pub mod progress;
 pub mod raster;
 pub mod remote;
 pub mod s1;
-pub mod safe;
-pub mod scene;
+pub mod s2;
 pub(crate) mod shard;
 pub mod source;
-pub mod stac;
 pub mod store;
-pub(crate) mod tiles;
 pub mod util;
 pub mod writeback;
 pub mod zarr_json;

@@ -20,11 +20,11 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crate::bands::Resolution;
 use crate::cache::Bytes;
 use crate::generation::{Fencing, Verdict};
 use crate::key::{ChunkIndex, ChunkKey, TileYear};
 use crate::remote::retry::RetryPolicy;
+use crate::s2::bands::Resolution;
 use crate::store::{with_retries, ChunkEntry, RecordWriter, Store};
 
 /// What to persist for one chunk.

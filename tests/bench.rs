@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use datacube::bands::Resolution;
+use datacube::s2::bands::Resolution;
 use datacube_tools::convert::{cog_path, read_cog_window};
 use gdal::Metadata;
 

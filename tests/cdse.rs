@@ -14,7 +14,7 @@ use common::emulator::{Emulator, ACCESS_KEY, SECRET_KEY};
 use common::mount::{stat, Mounted};
 use common::proxy::{Fault, Proxy};
 use common::*;
-use datacube::bands::Resolution;
+use datacube::s2::bands::Resolution;
 
 /// Source arguments for `--source cdse` against `stac` (S3 endpoint from the profile unless given).
 fn cdse_args(stac: &str, s3: Option<&str>, cache: &Path, extra: &[&str]) -> Vec<String> {
@@ -297,7 +297,7 @@ fn mount_writes_back_to_an_s3_store() {
 #[test]
 fn paging_with_a_small_limit_and_per_day_search_find_every_item() {
     use datacube::remote::retry::RetryPolicy;
-    use datacube::stac::client::StacClient;
+    use datacube::s2::stac::client::StacClient;
     let f = fixture();
     let work = work_dir("cdse-paging");
     let emu = Emulator::start(&f.archive, &work);
@@ -346,7 +346,7 @@ fn paging_with_a_small_limit_and_per_day_search_find_every_item() {
 
     // The source's scan with a page of 3 (and per day) equals the SAFE archive's scan.
     emu.set_aws_env();
-    let safe = datacube::catalog::scan_safe_archive(&f.archive, "35VLH", YEAR).unwrap();
+    let safe = datacube::s2::catalog::scan_safe_archive(&f.archive, "35VLH", YEAR).unwrap();
     for per_day in [false, true] {
         let src = datacube::source::CdseSource::new(datacube::source::CdseOptions {
             stac_url: emu.stac_url.clone(),

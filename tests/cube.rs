@@ -6,8 +6,8 @@ use std::sync::mpsc::channel;
 use std::sync::{Arc, Barrier, Mutex};
 
 use common::*;
-use datacube::chunking::Chunking;
 use datacube::fs::cube::{Cube, CubeConfig, FsError, Kind};
+use datacube::s2::chunking::Chunking;
 use datacube::source::{BandSource, SafeArchive};
 use datacube::store::DirStore;
 
@@ -49,7 +49,7 @@ impl BandSource for SlowScan {
     fn local_path(&self, key: &str) -> anyhow::Result<datacube::source::LocalFile> {
         self.inner.local_path(key)
     }
-    fn scan(&self, tile: &str, year: i32) -> anyhow::Result<datacube::catalog::ScanResult> {
+    fn scan(&self, tile: &str, year: i32) -> anyhow::Result<datacube::s2::catalog::ScanResult> {
         self.release.lock().unwrap().recv().unwrap();
         self.inner.scan(tile, year)
     }

@@ -7,12 +7,12 @@ use std::sync::mpsc::channel;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use datacube::bands::Resolution;
-use datacube::chunking::Chunking;
 use datacube::fs::content::Content;
 use datacube::fs::cube::{Attr, Cube, CubeConfig, FsError};
 use datacube::key::{ChunkIndex, ChunkKey, TileYear};
 use datacube::remote::retry::RetryPolicy;
+use datacube::s2::bands::Resolution;
+use datacube::s2::chunking::Chunking;
 use datacube::source::{BandSource, FaultySource, SourceOp};
 use datacube::store::{ChunkEntry, ChunkRecord, FaultyStore, MemStore, Store, StoreOp};
 use datacube::util::faults::Effect;

@@ -8,8 +8,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use datacube::bands::Resolution;
 use datacube::key::TileYear;
+use datacube::s2::bands::Resolution;
 use datacube::store::{ChunkEntry, ChunkRecord, DirStore};
 
 #[test]
@@ -43,11 +43,15 @@ fn record_marks_every_chunk_and_empty_chunks_have_no_file() {
     for res in Resolution::ALL {
         let rec = ChunkRecord::load(&store, &TileYear::new("35VLH", YEAR), res).unwrap();
         let ctx_geom = {
-            let cat = datacube::catalog::Catalog::load(&store, "35VLH", YEAR)
+            let cat = datacube::s2::catalog::Catalog::load(&store, "35VLH", YEAR)
                 .unwrap()
                 .unwrap();
-            datacube::layout::DataGeometry::new(&cat, res, datacube::chunking::Chunking::Chunked)
-                .unwrap()
+            datacube::s2::layout::DataGeometry::new(
+                &cat,
+                res,
+                datacube::s2::chunking::Chunking::Chunked,
+            )
+            .unwrap()
         };
         assert_eq!(rec.chunks.len() as u64, ctx_geom.total_chunks(), "{res}");
         for (key, entry) in &rec.chunks {
@@ -214,7 +218,7 @@ fn bad_input_is_named_and_nothing_wrong_is_stored() {
 
     // The truncated product is not on the axis; the other 20 are, and everything stored is right.
     let store = DirStore::create(&store_dir).unwrap();
-    let cat = datacube::catalog::Catalog::load(&store, "35VLH", YEAR)
+    let cat = datacube::s2::catalog::Catalog::load(&store, "35VLH", YEAR)
         .unwrap()
         .unwrap();
     assert_eq!(cat.scenes.len(), SCENES - 1);
@@ -274,7 +278,7 @@ fn new_scenes_are_appended_and_the_stale_last_time_chunk_is_recomputed() {
     }
     let store_dir = work_dir("growing-store");
     let store = DirStore::create(&store_dir).unwrap();
-    let first = datacube::intake::intake(
+    let first = datacube::s2::intake::intake(
         &store,
         &datacube::source::SafeArchive::new(&archive).unwrap(),
         &intake_opts(),
@@ -290,7 +294,7 @@ fn new_scenes_are_appended_and_the_stale_last_time_chunk_is_recomputed() {
         )
         .unwrap();
     }
-    let second = datacube::intake::intake(
+    let second = datacube::s2::intake::intake(
         &store,
         &datacube::source::SafeArchive::new(&archive).unwrap(),
         &intake_opts(),
@@ -312,14 +316,14 @@ fn new_scenes_are_appended_and_the_stale_last_time_chunk_is_recomputed() {
 #[test]
 fn fixture_stac_items_describe_the_same_products_as_the_safe_files() {
     let f = fixture();
-    let scan = datacube::catalog::scan_safe_archive(&f.archive, "35VLH", YEAR).unwrap();
+    let scan = datacube::s2::catalog::scan_safe_archive(&f.archive, "35VLH", YEAR).unwrap();
     assert_eq!(scan.scenes.len(), SCENES);
     for s in &scan.scenes {
         let path = f
             .archive
             .join(format!("stac/sentinel-2-l1c/{}.json", s.product_id));
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        let it = datacube::stac::StacItem::parse(&v).unwrap();
+        let it = datacube::s2::stac::StacItem::parse(&v).unwrap();
         assert_eq!(it.product_id, s.product_id);
         assert_eq!(it.tile, s.tile);
         assert_eq!(it.sensing_ms, s.sensing_time_ms, "{}", s.product_id);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::mount::{stat, Mounted};
 use common::*;
-use datacube::bands::Resolution;
+use datacube::s2::bands::Resolution;
 
 /// The consistency protocol's grace period for these processes (a minute in production).
 const GRACE_ENV: (&str, &str) = ("DATACUBE_TEST_GRACE_MS", "1000");

@@ -11,8 +11,8 @@ use std::sync::{Arc, Barrier};
 
 use common::mount::{stat, Mounted};
 use common::*;
-use datacube::bands::Resolution;
 use datacube::key::TileYear;
+use datacube::s2::bands::Resolution;
 use datacube::store::{ChunkEntry, ChunkRecord, DirStore};
 
 /// A patch time series (all times, all bands, `n`×`n` pixels at `y0`,`x0`) read with zarrs.

@@ -216,7 +216,7 @@ fn an_s2_store_is_not_opened_as_s1() {
     datacube::store::Store::put(
         &st,
         "zarr.json",
-        &datacube::layout::root_group_file(datacube::chunking::Chunking::Chunked),
+        &datacube::s2::layout::root_group_file(datacube::s2::chunking::Chunking::Chunked),
     )
     .unwrap();
     let e = format!("{:#}", intake_east(mirror(), &store).unwrap_err());
@@ -576,11 +576,12 @@ fn a_refreshing_mount_takes_up_late_slices_and_new_days() {
 /// bytes.
 #[test]
 fn s1_writeback_retries_transient_failures_and_records_only_regions_that_landed() {
-    use datacube::bands::Resolution;
-    use datacube::fs::{CubeView, FsError, S1Config, S1Cube};
+    use datacube::fs::{CubeView, FsError};
     use datacube::generation::latest;
     use datacube::remote::retry::RetryPolicy;
     use datacube::s1::catalog::S1Catalog;
+    use datacube::s1::cube::{S1Config, S1Cube};
+    use datacube::s2::bands::Resolution;
     use datacube::store::{ChunkRecord, FaultyStore, MemStore, Store, StoreOp};
     use datacube::util::faults::Effect;
     use std::sync::Arc;

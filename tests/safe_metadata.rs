@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use datacube::bands::Resolution;
-use datacube::safe::{parse_product_mtd, parse_tile_mtd, read_product};
+use datacube::s2::bands::Resolution;
+use datacube::s2::safe::{parse_product_mtd, parse_tile_mtd, read_product};
 
 fn reference_safe() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(
@@ -22,7 +22,7 @@ fn real_product_parses_into_a_scene() {
     );
     assert_eq!(scene.tile, "46UEU");
     assert_eq!(
-        datacube::scene::iso_ms(scene.sensing_time_ms),
+        datacube::s2::scene::iso_ms(scene.sensing_time_ms),
         "2023-02-16T04:48:51.024Z"
     );
     assert_eq!(scene.baseline, "05.09");
@@ -110,7 +110,7 @@ fn reference_stac_item_parses() {
         "tests/data/reference/stac-item-S2A_MSIL1C_20240116T000741_N0510_R130_T51CVP_20240116T010505.json",
     );
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    let it = datacube::stac::StacItem::parse(&v).unwrap();
+    let it = datacube::s2::stac::StacItem::parse(&v).unwrap();
     assert_eq!(
         it.product_id,
         "S2A_MSIL1C_20240116T000741_N0510_R130_T51CVP_20240116T010505"
@@ -122,7 +122,7 @@ fn reference_stac_item_parses() {
     assert_eq!(it.epsg, 32751);
     assert_eq!(
         it.sensing_ms,
-        datacube::scene::parse_iso_ms("2024-01-16T00:07:41.024Z").unwrap()
+        datacube::s2::scene::parse_iso_ms("2024-01-16T00:07:41.024Z").unwrap()
     );
     let g10 = &it.grids[0];
     assert_eq!(
@@ -140,7 +140,10 @@ fn reference_stac_item_parses() {
     // A broken item names itself and the field.
     let mut bad = v.clone();
     bad["assets"]["B04"]["href"] = "https://example.com/x.jp2".into();
-    let e = format!("{:#}", datacube::stac::StacItem::parse(&bad).unwrap_err());
+    let e = format!(
+        "{:#}",
+        datacube::s2::stac::StacItem::parse(&bad).unwrap_err()
+    );
     assert!(
         e.contains("T51CVP_20240116T010505") && e.contains("B04"),
         "{e}"

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use common::mount::{stat, Mounted};
 use common::*;
-use datacube::bands::Resolution;
-use datacube::chunking::Chunking;
+use datacube::s2::bands::Resolution;
+use datacube::s2::chunking::Chunking;
 
 const SHARDED: Chunking = Chunking::SHARDED;
 
@@ -26,11 +26,11 @@ fn sharded_store() -> PathBuf {
         let f = fixture();
         let store = datacube::store::DirStore::create(dir).unwrap();
         let source = datacube::source::SafeArchive::new(&f.archive).unwrap();
-        let opts = datacube::intake::IntakeOptions {
+        let opts = datacube::s2::intake::IntakeOptions {
             layout: Some(SHARDED),
             ..intake_opts()
         };
-        let r = datacube::intake::intake(&store, &source, &opts).expect("intake");
+        let r = datacube::s2::intake::intake(&store, &source, &opts).expect("intake");
         assert!(r.errors.is_empty(), "{:?}", r.errors);
     })
 }

@@ -8,12 +8,12 @@ use std::sync::mpsc::channel;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use datacube::bands::Resolution;
-use datacube::chunking::Chunking;
 use datacube::fs::cube::{Cube, CubeConfig, FsError};
 use datacube::fs::refresh::RefreshPolicy;
 use datacube::generation::Fence;
 use datacube::key::{ChunkIndex, ChunkKey, TileYear};
+use datacube::s2::bands::Resolution;
+use datacube::s2::chunking::Chunking;
 use datacube::source::BandSource;
 use datacube::store::{ChunkEntry, ChunkRecord, FaultyStore, MemStore, Store};
 use datacube::util::faults::Effect;
@@ -101,11 +101,11 @@ fn intake(
     store: &dyn Store,
     source: &dyn BandSource,
     resolutions: &[Resolution],
-) -> anyhow::Result<datacube::intake::IntakeReport> {
-    datacube::intake::intake(
+) -> anyhow::Result<datacube::s2::intake::IntakeReport> {
+    datacube::s2::intake::intake(
         store,
         source,
-        &datacube::intake::IntakeOptions {
+        &datacube::s2::intake::IntakeOptions {
             tile: "35VLH".into(),
             year: YEAR,
             start: None,
@@ -413,7 +413,7 @@ fn a_reprocessed_product_replaces_its_scene_in_place() {
         show(&src, 7, false);
         intake(mem.as_ref(), src.as_ref(), &Resolution::ALL).unwrap();
         check_store(&mem, &values(7, false));
-        let cat = datacube::catalog::Catalog::load(mem.as_ref(), "35VLH", YEAR)
+        let cat = datacube::s2::catalog::Catalog::load(mem.as_ref(), "35VLH", YEAR)
             .unwrap()
             .unwrap();
         assert_eq!(&cat.scenes[1].product_id, dup);
@@ -437,7 +437,7 @@ fn a_reprocessed_product_replaces_its_scene_in_place() {
         }
         let n = check_store(&mem, &values(7, true));
         assert_eq!(n, 9 + 9 + 4, "every chunk rewritten with the newer product");
-        let cat = datacube::catalog::Catalog::load(mem.as_ref(), "35VLH", YEAR)
+        let cat = datacube::s2::catalog::Catalog::load(mem.as_ref(), "35VLH", YEAR)
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -551,7 +551,7 @@ proptest! {
 
 /// The value scenes of a catalog's axis (the plan's products: kept ones by index, the older
 /// product of scene 1 as 1001).
-fn catalog_values(cat: &datacube::catalog::Catalog) -> Vec<u64> {
+fn catalog_values(cat: &datacube::s2::catalog::Catalog) -> Vec<u64> {
     let (kept, dup) = products();
     cat.scenes
         .iter()
@@ -570,17 +570,17 @@ fn catalog_values(cat: &datacube::catalog::Catalog) -> Vec<u64> {
 fn check_against_shown_generation(mem: &MemStore) {
     let objects = mem.snapshot();
     let Some(latest) =
-        datacube::generation::latest::<datacube::catalog::Catalog>(mem, &ty()).unwrap()
+        datacube::generation::latest::<datacube::s2::catalog::Catalog>(mem, &ty()).unwrap()
     else {
         return;
     };
     for n in (1..=latest.number).rev() {
         let Some(g) =
-            datacube::generation::load::<datacube::catalog::Catalog>(mem, &ty(), n).unwrap()
+            datacube::generation::load::<datacube::s2::catalog::Catalog>(mem, &ty(), n).unwrap()
         else {
             continue;
         };
-        let files = datacube::layout::YearLayout::build(&g.catalog, Chunking::Chunked)
+        let files = datacube::s2::layout::YearLayout::build(&g.catalog, Chunking::Chunked)
             .unwrap()
             .files;
         let shown = files
@@ -622,7 +622,7 @@ fn logical(mem: &MemStore) -> BTreeMap<String, Vec<u8>> {
         };
         out.insert(k, v);
     }
-    let cat = datacube::catalog::Catalog::load(mem, "35VLH", YEAR)
+    let cat = datacube::s2::catalog::Catalog::load(mem, "35VLH", YEAR)
         .unwrap()
         .unwrap();
     let ids: Vec<&str> = cat.scenes.iter().map(|s| s.product_id.as_str()).collect();
@@ -647,7 +647,7 @@ impl BandSource for Archives {
             .find_map(|s| s.local_path(key).ok())
             .ok_or_else(|| anyhow::anyhow!("{key}: in no archive"))
     }
-    fn scan(&self, tile: &str, year: i32) -> anyhow::Result<datacube::catalog::ScanResult> {
+    fn scan(&self, tile: &str, year: i32) -> anyhow::Result<datacube::s2::catalog::ScanResult> {
         for s in &self.0 {
             if s.spec().tile == tile && s.spec().year == year {
                 return s.scan(tile, year);
@@ -671,7 +671,7 @@ fn logical_all(mem: &MemStore, tys: &[TileYear]) -> BTreeMap<String, Vec<u8>> {
         })
         .collect();
     for ty in tys {
-        let g = datacube::generation::latest::<datacube::catalog::Catalog>(mem, ty)
+        let g = datacube::generation::latest::<datacube::s2::catalog::Catalog>(mem, ty)
             .unwrap()
             .unwrap();
         let ids: Vec<&str> = g
@@ -717,10 +717,10 @@ fn parts_of_a_cluster_intake_make_the_same_store_as_one_process() {
                 s.spawn(move || {
                     let part = datacube::intake::Part { index: i, count: n };
                     for (ty, regions) in datacube::intake::assign(tys, part) {
-                        let r = datacube::intake::intake(
+                        let r = datacube::s2::intake::intake(
                             mem.as_ref(),
                             src,
-                            &datacube::intake::IntakeOptions {
+                            &datacube::s2::intake::IntakeOptions {
                                 tile: ty.tile.clone(),
                                 year: ty.year,
                                 start: None,

@@ -24,19 +24,19 @@ fn writes_files_then_records_and_drains_on_close() {
     let scan = src.scan("35VLH", 2024).unwrap();
     let fence = datacube::generation::Fence::default();
     let ty = TileYear::new("35VLH", 2024);
-    let p = datacube::intake::prepare_scanned(
+    let p = datacube::s2::intake::prepare_scanned(
         store.as_ref(),
         "memory",
         &ty,
         &scan,
         &fence,
-        datacube::chunking::Chunking::Chunked,
+        datacube::s2::chunking::Chunking::Chunked,
     )
     .unwrap();
     let fp = p
         .generation
         .catalog
-        .fingerprint(datacube::bands::Resolution::R60, 0);
+        .fingerprint(datacube::s2::bands::Resolution::R60, 0);
     let job = |rel: &str, entry: WriteEntry| {
         let key: datacube::key::ChunkKey = format!("35VLH/2024/60m/data/{rel}").parse().unwrap();
         WriteJob::object(&key, entry, fp.clone())
@@ -45,7 +45,7 @@ fn writes_files_then_records_and_drains_on_close() {
         store.clone(),
         Arc::new(datacube::generation::Tracker::new(
             fence,
-            datacube::layout::metadata_files(datacube::chunking::Chunking::Chunked),
+            datacube::s2::layout::metadata_files(datacube::s2::chunking::Chunking::Chunked),
         )),
         Arc::new(RecordWriter::new()),
         Limits {
@@ -65,7 +65,7 @@ fn writes_files_then_records_and_drains_on_close() {
     assert!(wb.push(stale));
     wb.close();
     assert!(!wb.push(job("c/0/0/1/2", WriteEntry::Empty)));
-    let rec = ChunkRecord::load(store.as_ref(), &ty, datacube::bands::Resolution::R60).unwrap();
+    let rec = ChunkRecord::load(store.as_ref(), &ty, datacube::s2::bands::Resolution::R60).unwrap();
     assert_eq!(rec.chunks.len(), 21);
     for i in 0..20u8 {
         let key = format!("35VLH/2024/60m/data/c/0/0/0/{i}");

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 #[derive(clap::Args, Debug, Clone)]
 pub struct CdseArgs {
     /// STAC API root (CDSE STAC v1, or an emulation of it)
-    #[arg(long, default_value = crate::stac::client::CDSE_STAC_URL)]
+    #[arg(long, default_value = crate::s2::stac::client::CDSE_STAC_URL)]
     stac_url: String,
     /// S3 endpoint of the eodata bucket (default: the profile's endpoint_url or AWS_ENDPOINT_URL)
     #[arg(long)]

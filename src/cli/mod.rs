@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use crate::bands::Resolution;
+use crate::s2::bands::Resolution;
 use args::{parse_bytes, parse_years, positive, CdseArgs, StoreArgs, Years};
 
 #[derive(Parser)]
@@ -112,7 +112,7 @@ pub struct IntakeArgs {
     /// fewer objects, 2.5× less decoding per patch; the default); sharded:SHARD/INNER for other
     /// shapes (10 m pixels). An existing store keeps its layout (default: the store's)
     #[arg(long)]
-    pub layout: Option<crate::chunking::Chunking>,
+    pub layout: Option<crate::s2::chunking::Chunking>,
     /// First day (YYYY-MM-DD) whose time chunks are converted
     #[arg(long)]
     pub start: Option<chrono::NaiveDate>,
@@ -137,7 +137,9 @@ impl IntakeArgs {
     pub fn work(&self) -> Result<Vec<(crate::key::TileYear, crate::intake::Regions)>> {
         let mut all = Vec::new();
         let tiles = match self.collection {
-            crate::collection::Collection::Sentinel2L1c => crate::tiles::parse_tiles(&self.tiles)?,
+            crate::collection::Collection::Sentinel2L1c => {
+                crate::s2::tiles::parse_tiles(&self.tiles)?
+            }
             crate::collection::Collection::Sentinel1Sig0 => self
                 .tiles
                 .split(',')
@@ -164,8 +166,8 @@ impl IntakeArgs {
         ty: &crate::key::TileYear,
         regions: crate::intake::Regions,
         interactive: bool,
-    ) -> crate::intake::IntakeOptions {
-        crate::intake::IntakeOptions {
+    ) -> crate::s2::intake::IntakeOptions {
+        crate::s2::intake::IntakeOptions {
             tile: ty.tile.clone(),
             year: ty.year,
             regions,
@@ -245,7 +247,7 @@ pub struct MountArgs {
     /// fewer objects, 2.5× less decoding per patch; the default); sharded:SHARD/INNER for other
     /// shapes (10 m pixels). An existing store keeps its layout (default: the store's)
     #[arg(long)]
-    pub layout: Option<crate::chunking::Chunking>,
+    pub layout: Option<crate::s2::chunking::Chunking>,
 }
 
 impl MountArgs {
@@ -260,13 +262,13 @@ impl MountArgs {
     /// between caches, the tile and year sets.
     pub fn cube_config(
         &self,
-        chunking: crate::chunking::Chunking,
+        chunking: crate::s2::chunking::Chunking,
     ) -> Result<crate::fs::CubeConfig> {
         let workers = self.workers();
         let (chunk_cache_bytes, decode_cache_bytes) =
             crate::fs::CubeConfig::split_budget(self.cache_size as usize, workers, chunking);
         Ok(crate::fs::CubeConfig {
-            tiles: crate::tiles::parse_tiles(&self.tiles)?,
+            tiles: crate::s2::tiles::parse_tiles(&self.tiles)?,
             years: self.years.0.clone(),
             chunk_cache_bytes,
             decode_cache_bytes,
@@ -293,14 +295,14 @@ impl MountArgs {
     }
 
     /// The S1 cube's configuration (`--collection sentinel-1-sig0`).
-    pub fn s1_config(&self) -> Result<crate::fs::S1Config> {
+    pub fn s1_config(&self) -> Result<crate::s1::cube::S1Config> {
         let tiles = self
             .tiles
             .split(',')
             .map(|t| t.trim().parse::<crate::s1::grid::Equi7Tile>())
             .collect::<Result<Vec<_>, String>>()
             .map_err(|e| anyhow::anyhow!("--tiles: {e} (sentinel-1-sig0 takes Equi7 T3 tiles, e.g. --tiles E048N015T3,E051N015T3)"))?;
-        Ok(crate::fs::S1Config {
+        Ok(crate::s1::cube::S1Config {
             tiles,
             years: self.years.0.clone(),
             cache_bytes: self.cache_size as usize,
@@ -341,7 +343,7 @@ pub fn main() -> Result<std::process::ExitCode> {
             let src = crate::source::open(&a.source, &opts)?;
             let st = a.store_args.open(&a.store)?;
             return each_tile_year(&a, |ty, regions| {
-                let r = crate::intake::intake(
+                let r = crate::s2::intake::intake(
                     st.as_ref(),
                     src.as_ref(),
                     &a.options(ty, regions, interactive),
@@ -367,7 +369,7 @@ pub fn main() -> Result<std::process::ExitCode> {
             args::limit_malloc_retention();
             let src = crate::s1::source::S1Source::open(&a.source, &a.cdse.eodc_options())?;
             let st: std::sync::Arc<dyn crate::store::Store> = a.store_args.open(&a.store)?.into();
-            let cube = crate::fs::S1Cube::new(a.s1_config()?, st, src)?;
+            let cube = crate::s1::cube::S1Cube::new(a.s1_config()?, st, src)?;
             crate::fs::serve(cube, &a.mount_options())?;
         }
         Command::Mount(a) => {
@@ -378,13 +380,13 @@ pub fn main() -> Result<std::process::ExitCode> {
                 crate::source::open(&a.source, &a.cdse.options())?.into();
             let st: std::sync::Arc<dyn crate::store::Store> = a.store_args.open(&a.store)?.into();
             crate::collection::Collection::Sentinel2L1c.check_store(st.as_ref())?;
-            let chunking = crate::layout::establish(st.as_ref(), a.layout)?;
+            let chunking = crate::s2::layout::establish(st.as_ref(), a.layout)?;
             let cube = crate::fs::Cube::new(a.cube_config(chunking)?, st, src)?;
             crate::fs::serve(cube, &a.mount_options())?;
         }
         Command::Tiles { set } => {
             args::quiet_on_closed_pipe();
-            let tiles = crate::tiles::named_set(&set)
+            let tiles = crate::s2::tiles::named_set(&set)
                 .with_context(|| format!("unknown tile set {set:?} (known: finland)"))?;
             println!("{}", tiles.join(" "));
         }
@@ -486,14 +488,14 @@ fn intake_s1(a: &IntakeArgs, interactive: bool) -> Result<std::process::ExitCode
 }
 
 /// `--layout` chooses between Sentinel-2 layouts; a Sentinel-1 store has one (shards of 2500²).
-fn no_layout_for_s1(layout: Option<crate::chunking::Chunking>) -> Result<()> {
+fn no_layout_for_s1(layout: Option<crate::s2::chunking::Chunking>) -> Result<()> {
     if let Some(l) = layout {
         anyhow::bail!("--layout {l}: sentinel-1-sig0 stores have one layout (shards of [30, 2500, 2500]); --layout is for sentinel-2-l1c");
     }
     Ok(())
 }
 
-fn print_intake(r: &crate::intake::IntakeReport) {
+fn print_intake(r: &crate::s2::intake::IntakeReport) {
     println!(
         "intake: {} scenes ({} appended, {} late, {} superseded duplicates dropped); chunks: {} written, {} empty, {} already done, of {}; {:.1} MiB in {:.1} s; {} JP2 tiles decoded",
         r.scenes,

@@ -34,7 +34,7 @@ impl Collection {
     /// The name used on the command line and in the store (`sentinel-2-l1c`).
     pub fn name(self) -> &'static str {
         match self {
-            Collection::Sentinel2L1c => crate::layout::COLLECTION,
+            Collection::Sentinel2L1c => crate::s2::layout::COLLECTION,
             Collection::Sentinel1Sig0 => crate::s1::NAME,
         }
     }
@@ -110,7 +110,7 @@ mod tests {
         store
             .put(
                 "zarr.json",
-                &crate::layout::root_group_file(crate::chunking::Chunking::Chunked),
+                &crate::s2::layout::root_group_file(crate::s2::chunking::Chunking::Chunked),
             )
             .unwrap();
         assert_eq!(

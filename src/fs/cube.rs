@@ -17,8 +17,8 @@ pub use super::refresh::RefreshPolicy;
 use super::resolver::{ChunkResolver, ResolverConfig};
 use super::tree::{Resolved, Tree};
 use super::year::Years;
-use crate::bands::Resolution;
 use crate::generation::{Fence, Tracker};
+use crate::s2::bands::Resolution;
 use crate::source::BandSource;
 use crate::store::{RecordWriter, Store};
 use crate::writeback::Limits;
@@ -41,7 +41,7 @@ pub struct CubeConfig {
     pub refresh: RefreshPolicy,
     /// The layout for a new store (`None`: the default); an existing store keeps its own, and
     /// asking for another is an error.
-    pub layout: Option<crate::chunking::Chunking>,
+    pub layout: Option<crate::s2::chunking::Chunking>,
 }
 
 impl CubeConfig {
@@ -53,7 +53,7 @@ impl CubeConfig {
     pub fn split_budget(
         total: usize,
         workers: usize,
-        chunking: crate::chunking::Chunking,
+        chunking: crate::s2::chunking::Chunking,
     ) -> (usize, usize) {
         let decode = (total / 4).min(1 << 30);
         let in_flight = workers * 3 * max_raw_object_bytes(chunking);
@@ -63,7 +63,7 @@ impl CubeConfig {
 }
 
 /// The largest decoded object (chunk or shard) of any resolution, bytes.
-fn max_raw_object_bytes(chunking: crate::chunking::Chunking) -> usize {
+fn max_raw_object_bytes(chunking: crate::s2::chunking::Chunking) -> usize {
     Resolution::ALL
         .iter()
         .map(|r| chunking.object_shape(*r).iter().product::<u64>() as usize * 2)
@@ -83,7 +83,7 @@ pub struct Cube {
     store_name: String,
     source: Arc<dyn BandSource>,
     started: chrono::DateTime<chrono::Utc>,
-    chunking: crate::chunking::Chunking,
+    chunking: crate::s2::chunking::Chunking,
     pub stats: CubeStats,
 }
 
@@ -94,10 +94,10 @@ impl Cube {
         source: Arc<dyn BandSource>,
     ) -> Result<Arc<Self>> {
         crate::collection::Collection::Sentinel2L1c.check_store(store.as_ref())?;
-        let chunking = crate::layout::establish(store.as_ref(), cfg.layout)?;
+        let chunking = crate::s2::layout::establish(store.as_ref(), cfg.layout)?;
         let tracker = Arc::new(Tracker::new(
             cfg.fence,
-            crate::layout::metadata_files(chunking),
+            crate::s2::layout::metadata_files(chunking),
         ));
         let records = Arc::new(RecordWriter::new());
         let chunks = ChunkResolver::new(

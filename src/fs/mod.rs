@@ -14,7 +14,6 @@ pub(crate) mod pool;
 pub mod refresh;
 pub(crate) mod resolver;
 pub(crate) mod resolver_stats;
-pub mod s1;
 pub(crate) mod tree;
 pub mod view;
 pub(crate) mod year;
@@ -27,7 +26,6 @@ use fuser::{MountOption, SessionACL};
 
 pub use attr::{FsError, Kind};
 pub use cube::{Cube, CubeConfig};
-pub use s1::{S1Config, S1Cube};
 pub use view::CubeView;
 
 /// How to mount.

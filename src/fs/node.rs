@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::bands::Resolution;
 use crate::key::{canonical_u64, ChunkIndex};
+use crate::s2::bands::Resolution;
 
 /// Directory of daemon-generated files at the root.
 pub const STATS_DIR: &str = ".datacube";

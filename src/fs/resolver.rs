@@ -20,10 +20,10 @@ use super::pool::WorkPool;
 pub use super::resolver_stats::ResolverStats;
 use super::year::YearState;
 use crate::cache::{Bytes, ChunkCache};
-use crate::chunk::ChunkOutcome;
 use crate::generation::Tracker;
 use crate::key::ChunkKey;
 use crate::raster::RasterReader;
+use crate::s2::chunk::ChunkOutcome;
 use crate::source::BandSource;
 use crate::store::{ChunkEntry, RecordWriter, Store};
 use crate::util::SingleFlight;
@@ -89,7 +89,7 @@ impl ChunkResolver {
         store: Arc<dyn Store>,
         source: Arc<dyn BandSource>,
         cfg: ResolverConfig,
-        tracker: Arc<Tracker<crate::catalog::Catalog>>,
+        tracker: Arc<Tracker<crate::s2::catalog::Catalog>>,
         records: Arc<RecordWriter>,
     ) -> Self {
         ChunkResolver {

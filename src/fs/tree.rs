@@ -8,9 +8,9 @@ use std::sync::Arc;
 use super::attr::{Attr, FsError, Kind};
 use super::node::{classify, classify_in_year, static_children, Node, YearNode, STATS_DIR};
 use super::year::{YearState, Years};
-use crate::bands::Resolution;
 use crate::cache::Bytes;
 use crate::key::{ChunkKey, TileYear, DATA_ARRAY};
+use crate::s2::bands::Resolution;
 
 /// What a path resolves to.
 pub enum Resolved {
@@ -33,15 +33,18 @@ impl Tree {
     pub fn new(
         tiles: Vec<String>,
         years: Vec<i32>,
-        chunking: crate::chunking::Chunking,
+        chunking: crate::s2::chunking::Chunking,
     ) -> anyhow::Result<Self> {
         let mut tile_meta = HashMap::new();
         for t in &tiles {
-            let epsg = crate::tiles::utm_epsg(t)?;
-            tile_meta.insert(t.clone(), crate::layout::tile_group_file(t, epsg).into());
+            let epsg = crate::s2::tiles::utm_epsg(t)?;
+            tile_meta.insert(
+                t.clone(),
+                crate::s2::layout::tile_group_file(t, epsg).into(),
+            );
         }
         Ok(Tree {
-            root_meta: crate::layout::root_group_file(chunking).into(),
+            root_meta: crate::s2::layout::root_group_file(chunking).into(),
             tile_meta,
             tiles,
             years,

@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use anyhow::Result;
 
 use super::attr::{FsError, Kind};
-use crate::bands::Resolution;
-use crate::catalog::Catalog;
-use crate::chunk::YearContext;
-use crate::chunking::Chunking;
 use crate::generation::Tracker;
+use crate::s2::bands::Resolution;
+use crate::s2::catalog::Catalog;
+use crate::s2::chunk::YearContext;
+use crate::s2::chunking::Chunking;
 
 type Generation = crate::generation::Generation<Catalog>;
 use crate::key::{ChunkIndex, TileYear};
@@ -275,7 +275,7 @@ impl Years {
                 if !g.has_changes() {
                     // Repair metadata a store made by an older version may lack.
                     for (key, bytes) in
-                        &crate::layout::YearLayout::build(&g.catalog, self.chunking)?.files
+                        &crate::s2::layout::YearLayout::build(&g.catalog, self.chunking)?.files
                     {
                         if store.get(key)?.as_deref() != Some(bytes.as_slice()) {
                             store.put(key, bytes)?;
@@ -298,7 +298,7 @@ impl Years {
                     tracing::info!("{ty}: no scenes in {}", self.source.describe());
                     return Ok(None);
                 }
-                let p = crate::intake::prepare_scanned(
+                let p = crate::s2::intake::prepare_scanned(
                     store,
                     &self.source.describe(),
                     ty,
@@ -335,7 +335,7 @@ impl Years {
 
     /// After this process published a generation with changes: its invalidation, in the
     /// background (it first waits out the grace period).
-    fn after_publish(&self, p: &crate::intake::Prepared) {
+    fn after_publish(&self, p: &crate::s2::intake::Prepared) {
         if p.published {
             self.tracker
                 .invalidate_in_background(self.store.clone(), p.generation.clone());
@@ -402,7 +402,7 @@ impl Years {
             for e in &scan.errors {
                 tracing::warn!("{ty}: skipped: {e}");
             }
-            let p = crate::intake::prepare_scanned(
+            let p = crate::s2::intake::prepare_scanned(
                 self.store.as_ref(),
                 &self.source.describe(),
                 ty,

@@ -102,7 +102,7 @@ impl S1Catalog {
         for s in by_identity.into_values() {
             days.entry(s.day()).or_default().push(s);
         }
-        let now = crate::scene::iso_ms(crate::generation::now_ms());
+        let now = crate::s2::scene::iso_ms(crate::generation::now_ms());
         built.catalog = Some(S1Catalog {
             collection: super::NAME.to_string(),
             tile: tile.to_string(),

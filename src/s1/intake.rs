@@ -18,10 +18,10 @@ use super::layout;
 use super::shard::{self, Encoders, OrbitCache, ShardPos};
 use super::source::S1Source;
 use super::VARIABLES;
-use crate::bands::Resolution;
 use crate::collection::Collection;
 use crate::generation::{self, Fence, Generation, Tracker, Verdict};
 use crate::key::{ChunkIndex, TileYear};
+use crate::s2::bands::Resolution;
 use crate::store::{ChunkEntry, ChunkRecord, RecordWriter, Store};
 
 /// The record files of the S1 cube live under the `20m` resolution name, like S2's 20 m group.

@@ -26,7 +26,7 @@ use super::catalog::S1Catalog;
 use super::grid::{self, Equi7Tile};
 use super::{GROUP, INNER_PX, SHARD_PX, TILE_PX, TIME_CHUNK, VARIABLES};
 use crate::collection::variable::Variable;
-use crate::layout::{coord_f64, group, json_file, put_json, small_array, LAYOUT_VERSION};
+use crate::s2::layout::{coord_f64, group, json_file, put_json, small_array, LAYOUT_VERSION};
 
 /// The inner chunk codecs of every [time, y, x] array.
 fn inner_codecs(v: &Variable) -> Value {
@@ -146,7 +146,7 @@ pub fn build(catalog: &S1Catalog) -> Result<BTreeMap<String, Vec<u8>>> {
     );
     let prefix = format!("{tile}/{}/{GROUP}", catalog.year);
     let days = catalog.days.len() as u64;
-    let mut arrays: BTreeMap<String, crate::layout::ArrayDoc> = BTreeMap::new();
+    let mut arrays: BTreeMap<String, crate::s2::layout::ArrayDoc> = BTreeMap::new();
     for v in &VARIABLES {
         arrays.insert(v.name.to_string(), (array_metadata(v, days), None));
     }

@@ -11,8 +11,10 @@
 //! - [`shard`]: materialization of one shard region (all five arrays).
 //! - [`source`]: item search and GeoTIFF windows (local mirror or HTTPS).
 //! - [`intake`]: bulk materialization into a store.
+//! - [`cube`]: the tile-years as a tree of files for the mount (no FUSE: `fs` serves it).
 
 pub mod catalog;
+pub mod cube;
 pub mod grid;
 pub mod intake;
 pub mod item;

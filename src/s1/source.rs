@@ -34,7 +34,7 @@ pub enum S1Source {
     Mirror(PathBuf),
     Eodc {
         url: String,
-        stac: std::sync::Arc<crate::stac::client::StacClient>,
+        stac: std::sync::Arc<crate::s2::stac::client::StacClient>,
         /// The assets' bytes, through the disk cache.
         ranges: std::sync::Arc<HttpRanges>,
     },
@@ -85,7 +85,7 @@ impl S1Source {
                 .strip_prefix("eodc:")
                 .unwrap_or(super::STAC_API)
                 .to_string();
-            let stac = crate::stac::client::StacClient::new(&url, opts.retry, opts.stac_limit)?;
+            let stac = crate::s2::stac::client::StacClient::new(&url, opts.retry, opts.stac_limit)?;
             let cache = DiskCache::open(&opts.cache_dir, opts.cache_bytes)?;
             let ranges = HttpRanges::new(
                 cache,

@@ -24,14 +24,14 @@ use super::disk_cache::DiskCache;
 use super::j2k_index::J2kIndex;
 use super::tile_parts::{RangeFetch, TileParts};
 use super::{BandSource, FetchMode, LocalFile};
-use crate::catalog::{deduplicate, ScanResult};
 use crate::raster::Window;
 use crate::remote::limits::Limits;
 use crate::remote::retry::{Failure, RetryPolicy};
 use crate::remote::s3::{self, S3Options};
-use crate::scene::Scene;
-use crate::stac::client::{StacClient, CDSE_STAC_URL, MAX_LIMIT};
-use crate::stac::StacItem;
+use crate::s2::catalog::{deduplicate, ScanResult};
+use crate::s2::scene::Scene;
+use crate::s2::stac::client::{StacClient, CDSE_STAC_URL, MAX_LIMIT};
+use crate::s2::stac::StacItem;
 
 /// How to reach CDSE (or an emulation of it) and how hard to push it.
 #[derive(Debug, Clone)]
@@ -63,7 +63,7 @@ impl Default for CdseOptions {
                 endpoint: None,
                 region: Some("default".into()),
             },
-            bucket: crate::stac::EODATA.into(),
+            bucket: crate::s2::stac::EODATA.into(),
             max_connections: 4,
             max_requests_per_minute: 2000,
             per_day: false,
@@ -269,9 +269,9 @@ impl CdseSource {
                 )
             })?;
         let product =
-            crate::safe::parse_product_mtd(product_xml, &pfile).map_err(|e| e.to_string())?;
-        let tile = crate::safe::parse_tile_mtd(tile_xml, &tfile).map_err(|e| e.to_string())?;
-        let scene = crate::safe::scene_from_parts(&product, &tile, dir, &pfile)
+            crate::s2::safe::parse_product_mtd(product_xml, &pfile).map_err(|e| e.to_string())?;
+        let tile = crate::s2::safe::parse_tile_mtd(tile_xml, &tfile).map_err(|e| e.to_string())?;
+        let scene = crate::s2::safe::scene_from_parts(&product, &tile, dir, &pfile)
             .map_err(|e| e.to_string())?;
         let disagree = |what: &str| {
             format!(

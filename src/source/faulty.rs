@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Result;
 
 use super::{BandSource, LocalFile};
-use crate::catalog::ScanResult;
+use crate::s2::catalog::ScanResult;
 use crate::util::faults::Faults;
 
 /// The kinds of source call a fault can target.

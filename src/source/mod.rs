@@ -21,8 +21,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use crate::catalog::ScanResult;
 use crate::raster::Window;
+use crate::s2::catalog::ScanResult;
 
 pub use cdse::{CdseOptions, CdseSource};
 #[cfg(any(test, feature = "testing"))]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::{BandSource, LocalFile};
-use crate::catalog::{scan_safe_archive, ScanResult};
+use crate::s2::catalog::{scan_safe_archive, ScanResult};
 
 pub struct SafeArchive {
     root: PathBuf,

@@ -18,9 +18,9 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::Store;
-use crate::bands::Resolution;
-use crate::catalog::Catalog;
 use crate::key::{ChunkIndex, TileYear};
+use crate::s2::bands::Resolution;
+use crate::s2::catalog::Catalog;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]

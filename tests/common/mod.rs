@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
-use datacube::bands::Resolution;
+use datacube::s2::bands::Resolution;
 use datacube::source::SafeArchive;
 use datacube::store::DirStore;
 use datacube_tools::fixture::{plan, FixtureSize, FixtureSpec, PlannedProduct};
@@ -166,14 +166,14 @@ pub fn intaken_store() -> &'static PathBuf {
         shared_dir("store", |dir| {
             let store = DirStore::create(dir).unwrap();
             let source = SafeArchive::new(&f.archive).unwrap();
-            let r = datacube::intake::intake(&store, &source, &intake_opts()).expect("intake");
+            let r = datacube::s2::intake::intake(&store, &source, &intake_opts()).expect("intake");
             assert!(r.errors.is_empty(), "{:?}", r.errors);
         })
     })
 }
 
-pub fn intake_opts() -> datacube::intake::IntakeOptions {
-    datacube::intake::IntakeOptions {
+pub fn intake_opts() -> datacube::s2::intake::IntakeOptions {
+    datacube::s2::intake::IntakeOptions {
         tile: "35VLH".into(),
         year: YEAR,
         start: None,
@@ -186,7 +186,7 @@ pub fn intake_opts() -> datacube::intake::IntakeOptions {
             grace: std::time::Duration::from_millis(200),
         },
         regions: datacube::intake::Part::WHOLE,
-        layout: Some(datacube::chunking::Chunking::Chunked),
+        layout: Some(datacube::s2::chunking::Chunking::Chunked),
     }
 }
 
@@ -398,14 +398,14 @@ pub fn logical_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         let (tile, year) = ty.split_once('/').unwrap();
         let ty = datacube::key::TileYear::new(tile, year.parse().unwrap());
         if let Some(g) =
-            datacube::generation::latest::<datacube::catalog::Catalog>(&store, &ty).unwrap()
+            datacube::generation::latest::<datacube::s2::catalog::Catalog>(&store, &ty).unwrap()
         {
             out.insert(
                 format!("{ty}/.datacube/catalog"),
                 serde_json::to_vec_pretty(&g.catalog).unwrap(),
             );
         }
-        for res in datacube::bands::Resolution::ALL {
+        for res in datacube::s2::bands::Resolution::ALL {
             let rec = datacube::store::ChunkRecord::load(&store, &ty, res).unwrap();
             out.insert(
                 format!("{ty}/.datacube/record-{res}"),

@@ -223,7 +223,7 @@ Example:
         memory: u64,
         /// The store's layout (chunked, sharded, sharded:SHARD/INNER; default: sharded)
         #[arg(long)]
-        layout: Option<datacube::chunking::Chunking>,
+        layout: Option<datacube::s2::chunking::Chunking>,
         /// Do not measure the decode floor (when comparing layouts, measure it once)
         #[arg(long)]
         skip_floor: bool,

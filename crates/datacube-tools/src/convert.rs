@@ -14,8 +14,8 @@ use gdal::cpl::CslStringList;
 use gdal::{Dataset, DriverManager};
 use rayon::prelude::*;
 
-use datacube::bands::Resolution;
-use datacube::scene::Scene;
+use datacube::s2::bands::Resolution;
+use datacube::s2::scene::Scene;
 use datacube::source::BandSource;
 
 /// Where the COG of `product_id` at `res` lives under `out`.
@@ -92,7 +92,7 @@ pub fn convert_cog(
 fn vrt_xml(source: &dyn BandSource, scene: &Scene, res: Resolution) -> Result<String> {
     let g = scene.grid(res);
     let gt = g.geotransform();
-    let wkt = datacube::layout::crs_wkt(scene.epsg)?;
+    let wkt = datacube::s2::layout::crs_wkt(scene.epsg)?;
     let esc = |s: &str| {
         s.replace('&', "&amp;")
             .replace('<', "&lt;")

@@ -11,8 +11,8 @@ use anyhow::Result;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use datacube::bands::Resolution;
 use datacube::raster::read_direct;
+use datacube::s2::bands::Resolution;
 use datacube::source::BandSource;
 use datacube::store::DirStore;
 
@@ -44,7 +44,7 @@ pub fn run(
     year: i32,
     store_dir: &Path,
     memory: usize,
-    layout: Option<datacube::chunking::Chunking>,
+    layout: Option<datacube::s2::chunking::Chunking>,
     skip_floor: bool,
 ) -> Result<BenchIntakeResult> {
     let scan = source.scan(tile, year)?;
@@ -77,7 +77,7 @@ pub fn run(
         std::fs::remove_dir_all(store_dir)?;
     }
     let store = DirStore::create(store_dir)?;
-    let opts = datacube::intake::IntakeOptions {
+    let opts = datacube::s2::intake::IntakeOptions {
         fence: Default::default(),
         regions: datacube::intake::Part::WHOLE,
         tile: tile.into(),
@@ -90,7 +90,7 @@ pub fn run(
         layout,
     };
     let t1 = Instant::now();
-    let r = datacube::intake::intake(&store, source, &opts)?;
+    let r = datacube::s2::intake::intake(&store, source, &opts)?;
     let intake = t1.elapsed().as_secs_f64();
     if !r.errors.is_empty() {
         anyhow::bail!("intake failed: {}", r.errors.join("; "));
@@ -106,7 +106,7 @@ pub fn run(
         intake_seconds: intake,
         intake_over_floor: floor.map(|f| intake / f),
         layout: layout
-            .unwrap_or(datacube::chunking::Chunking::DEFAULT)
+            .unwrap_or(datacube::s2::chunking::Chunking::DEFAULT)
             .to_string(),
         store_objects: count_files(store_dir)?,
         chunks_written: r.chunks_written,

@@ -13,9 +13,9 @@ use anyhow::{Context, Result};
 use gdal::DriverManager;
 
 use crate::fixture::{plan, FixtureSpec, PlannedProduct};
-use datacube::bands::BANDS;
-use datacube::catalog::{deduplicate, ScanResult};
-use datacube::scene::{product_dir_key, Grid, Scene};
+use datacube::s2::bands::BANDS;
+use datacube::s2::catalog::{deduplicate, ScanResult};
+use datacube::s2::scene::{product_dir_key, Grid, Scene};
 use datacube::source::{BandSource, LocalFile};
 
 pub struct MemSource {

@@ -25,8 +25,8 @@ use serde::Serialize;
 
 use super::daemon::{Daemon, DaemonSpec};
 use super::{checksum, combine, floor_read_bands, sample_patches, Patch, ZarrReader};
-use datacube::bands::Resolution;
-use datacube::catalog::Catalog;
+use datacube::s2::bands::Resolution;
+use datacube::s2::catalog::Catalog;
 use datacube::source::BandSource;
 
 #[derive(Debug, Clone)]
@@ -132,7 +132,7 @@ fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(f64, T)> {
 /// `local` is the same archive on disk (catalog, floor); the daemons read it through CDSE.
 pub fn run(o: &Options, local: &dyn BandSource) -> Result<Report> {
     let scan = local.scan(&o.tile, o.year)?;
-    let (catalog, _) = datacube::catalog::merge(None, scan.scenes, &o.tile, o.year)?;
+    let (catalog, _) = datacube::s2::catalog::merge(None, scan.scenes, &o.tile, o.year)?;
     anyhow::ensure!(
         !catalog.scenes.is_empty(),
         "no scenes of {} {}",

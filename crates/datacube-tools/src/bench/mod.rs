@@ -21,9 +21,9 @@ use rayon::prelude::*;
 use zarrs::array::{Array, ArraySubset};
 use zarrs::filesystem::FilesystemStore;
 
-use datacube::bands::Resolution;
-use datacube::catalog::Catalog;
 use datacube::raster::read_direct;
+use datacube::s2::bands::Resolution;
+use datacube::s2::catalog::Catalog;
 use datacube::source::BandSource;
 
 /// A patch: its upper-left corner in metres from the tile's upper-left corner, and its side.

@@ -18,8 +18,8 @@ use serde::Serialize;
 
 use super::daemon::{Daemon, DaemonSpec};
 use super::{floor_read, mean_std, read_all, sample_patches, Patch, ZarrReader};
-use datacube::bands::Resolution;
-use datacube::catalog::Catalog;
+use datacube::s2::bands::Resolution;
+use datacube::s2::catalog::Catalog;
 use datacube::source::BandSource;
 use datacube::store::DirStore;
 

@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use datacube::chunking::Chunking;
+use datacube::s2::chunking::Chunking;
 use rayon::prelude::*;
 use serde::Serialize;
 
 use super::daemon::{Daemon, DaemonSpec};
 use super::{checksum, combine, floor_read, mean_std, read_all, sample_patches, Patch, ZarrReader};
-use datacube::bands::Resolution;
-use datacube::catalog::Catalog;
+use datacube::s2::bands::Resolution;
+use datacube::s2::catalog::Catalog;
 use datacube::source::BandSource;
 use datacube::store::DirStore;
 

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 pub use product_mtd::{parse_product_mtd, ProductMtd};
 pub use tile_mtd::{parse_tile_mtd, TileMtd};
 
-use crate::bands::BANDS;
-use crate::scene::Scene;
+use crate::s2::bands::BANDS;
+use crate::s2::scene::Scene;
 
 /// A metadata problem, always naming the file and the element.
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::xml::{self, find, find_all, invalid, required, required_parse, text_of};
 use super::SafeError;
-use crate::scene::parse_iso_ms;
+use crate::s2::scene::parse_iso_ms;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProductMtd {
@@ -112,7 +112,7 @@ pub fn parse_product_mtd(text: &str, file: &Path) -> Result<ProductMtd, SafeErro
         return Err(xml::missing(file, "IMAGE_FILE"));
     }
     let baseline = required(root, "PROCESSING_BASELINE", file)?.to_string();
-    if crate::scene::baseline_number(&baseline) == 0 {
+    if crate::s2::scene::baseline_number(&baseline) == 0 {
         return Err(invalid(
             file,
             "PROCESSING_BASELINE",

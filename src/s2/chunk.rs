@@ -1,6 +1,6 @@
 //! Chunk materialization: (tile, year, resolution, chunk index) → encoded object bytes, or "all fill".
 //!
-//! The object is a chunk (chunked layout) or a shard (sharded layout, `crate::chunking`): the
+//! The object is a chunk (chunked layout) or a shard (sharded layout, `crate::s2::chunking`): the
 //! same `time × all bands × y × x` block, encoded by zarrs with the `data` array's own codec chain
 //! — for a shard, `sharding_indexed`, which leaves all-fill inner chunks out and appends the index.
 //! An object is assembled from exactly the JP2 windows it covers (through the shared
@@ -13,11 +13,11 @@ use rayon::prelude::*;
 use zarrs::array::Array;
 use zarrs::storage::store::MemoryStore;
 
-use crate::bands::Resolution;
-use crate::catalog::Catalog;
-use crate::chunking::Chunking;
-use crate::layout::{DataGeometry, YearLayout};
 use crate::raster::{RasterReader, Window};
+use crate::s2::bands::Resolution;
+use crate::s2::catalog::Catalog;
+use crate::s2::chunking::Chunking;
+use crate::s2::layout::{DataGeometry, YearLayout};
 use crate::source::BandSource;
 use crate::zarr_json::array_from_json;
 
@@ -57,7 +57,7 @@ impl YearContext {
                         "zarr_format": 3, "node_type": "array", "shape": inner, "data_type": "uint16",
                         "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": inner}},
                         "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
-                        "fill_value": 0, "codecs": crate::chunking::pixel_codecs(), "attributes": {}
+                        "fill_value": 0, "codecs": crate::s2::chunking::pixel_codecs(), "attributes": {}
                     });
                     let per = chunking.space(res) / inner[2];
                     Some((

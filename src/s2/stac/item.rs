@@ -9,8 +9,8 @@
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use crate::bands::{Resolution, BANDS};
-use crate::scene::{parse_iso_ms, Grid};
+use crate::s2::bands::{Resolution, BANDS};
+use crate::s2::scene::{parse_iso_ms, Grid};
 
 /// The bucket CDSE serves the archive from.
 pub const EODATA: &str = "eodata";
@@ -75,7 +75,7 @@ impl StacItem {
             .strip_prefix("MGRS-")
             .with_context(|| format!("{what}: grid:code {grid:?} is not MGRS-<tile>"))?
             .to_string();
-        crate::tiles::check_tile(&tile).with_context(|| what.clone())?;
+        crate::s2::tiles::check_tile(&tile).with_context(|| what.clone())?;
         let baseline = str_at(props, "/processing:version", &what)?.to_string();
         let platform = str_at(props, "/platform", &what)?.to_string();
         let relative_orbit = props

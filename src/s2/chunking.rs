@@ -19,7 +19,7 @@ use std::str::FromStr;
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
-use crate::bands::Resolution;
+use crate::s2::bands::Resolution;
 use crate::store::Store;
 
 /// The object layout of a Sentinel-2 store. Extents are in 10 m pixels; the 20 m and 60 m groups

@@ -7,8 +7,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::bands::Resolution;
-use crate::scene::Scene;
+use crate::s2::bands::Resolution;
+use crate::s2::scene::Scene;
 use crate::store::Store;
 
 /// The persisted time axis of one tile-year.
@@ -145,7 +145,7 @@ pub fn scan_safe_archive(root: &Path, tile: &str, year: i32) -> Result<ScanResul
                     .unwrap_or(&product)
                     .to_string_lossy()
                     .into_owned();
-                match crate::safe::read_product(&product, &key) {
+                match crate::s2::safe::read_product(&product, &key) {
                     Ok(scene) if scene.tile == tile => found.push(scene),
                     Ok(_) => {}
                     Err(e) => errors.push(e.to_string()),

@@ -4,8 +4,8 @@ use std::path::Path;
 
 use super::xml::{self, find, find_all, invalid, required, required_parse};
 use super::SafeError;
-use crate::bands::Resolution;
-use crate::scene::{parse_iso_ms, Grid};
+use crate::s2::bands::Resolution;
+use crate::s2::scene::{parse_iso_ms, Grid};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TileMtd {

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::bands::{Resolution, BANDS};
+use crate::s2::bands::{Resolution, BANDS};
 
 /// Pixel grid of one resolution: size and upper-left corner in the tile's UTM CRS.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -20,10 +20,10 @@ use zarrs::array::Array;
 use zarrs::storage::store::MemoryStore;
 use zarrs::storage::{ReadableStorageTraits, StoreKey};
 
-use crate::bands::Resolution;
-use crate::catalog::Catalog;
-use crate::chunking::Chunking;
-use crate::scene::Grid;
+use crate::s2::bands::Resolution;
+use crate::s2::catalog::Catalog;
+use crate::s2::chunking::Chunking;
+use crate::s2::scene::Grid;
 use crate::store::Store;
 use crate::zarr_json::array_from_json;
 
@@ -324,7 +324,8 @@ fn res_arrays(
         ),
     );
 
-    let col = |f: &dyn Fn(&crate::scene::Scene) -> String| scenes.iter().map(f).collect::<Vec<_>>();
+    let col =
+        |f: &dyn Fn(&crate::s2::scene::Scene) -> String| scenes.iter().map(f).collect::<Vec<_>>();
     out.insert(
         "product_id".into(),
         coord_str(
@@ -349,7 +350,8 @@ fn res_arrays(
             json!({"long_name": "platform"}),
         )?,
     );
-    let f64s = |f: &dyn Fn(&crate::scene::Scene) -> f64| scenes.iter().map(f).collect::<Vec<f64>>();
+    let f64s =
+        |f: &dyn Fn(&crate::s2::scene::Scene) -> f64| scenes.iter().map(f).collect::<Vec<f64>>();
     out.insert(
         "cloud_cover".into(),
         coord_f64(
