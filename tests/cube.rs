@@ -6,8 +6,8 @@ use std::sync::mpsc::channel;
 use std::sync::{Arc, Barrier, Mutex};
 
 use common::*;
-use datacube::fs::cube::{Cube, CubeConfig, FsError, Kind};
 use datacube::s2::chunking::Chunking;
+use datacube::s2::cube::{Cube, CubeConfig, FsError, Kind};
 use datacube::source::{BandSource, SafeArchive};
 use datacube::store::DirStore;
 
@@ -105,7 +105,7 @@ fn a_slow_year_resolution_never_holds_the_calling_thread() {
     c.shutdown();
 }
 
-fn lookup(c: &Arc<Cube>, path: &str) -> Result<datacube::fs::cube::Attr, FsError> {
+fn lookup(c: &Arc<Cube>, path: &str) -> Result<datacube::s2::cube::Attr, FsError> {
     let (tx, rx) = channel();
     c.lookup(path, move |r| tx.send(r).unwrap());
     rx.recv().unwrap()

@@ -8,11 +8,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use datacube::fs::content::Content;
-use datacube::fs::cube::{Attr, Cube, CubeConfig, FsError};
 use datacube::key::{ChunkIndex, ChunkKey, TileYear};
 use datacube::remote::retry::RetryPolicy;
 use datacube::s2::bands::Resolution;
 use datacube::s2::chunking::Chunking;
+use datacube::s2::cube::{Attr, Cube, CubeConfig, FsError};
 use datacube::source::{BandSource, FaultySource, SourceOp};
 use datacube::store::{ChunkEntry, ChunkRecord, FaultyStore, MemStore, Store, StoreOp};
 use datacube::util::faults::Effect;

@@ -8,12 +8,12 @@ use std::sync::mpsc::channel;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use datacube::fs::cube::{Cube, CubeConfig, FsError};
 use datacube::fs::refresh::RefreshPolicy;
 use datacube::generation::Fence;
 use datacube::key::{ChunkIndex, ChunkKey, TileYear};
 use datacube::s2::bands::Resolution;
 use datacube::s2::chunking::Chunking;
+use datacube::s2::cube::{Cube, CubeConfig, FsError};
 use datacube::source::BandSource;
 use datacube::store::{ChunkEntry, ChunkRecord, FaultyStore, MemStore, Store};
 use datacube::util::faults::Effect;

@@ -263,11 +263,11 @@ impl MountArgs {
     pub fn cube_config(
         &self,
         chunking: crate::s2::chunking::Chunking,
-    ) -> Result<crate::fs::CubeConfig> {
+    ) -> Result<crate::s2::cube::CubeConfig> {
         let workers = self.workers();
         let (chunk_cache_bytes, decode_cache_bytes) =
-            crate::fs::CubeConfig::split_budget(self.cache_size as usize, workers, chunking);
-        Ok(crate::fs::CubeConfig {
+            crate::s2::cube::CubeConfig::split_budget(self.cache_size as usize, workers, chunking);
+        Ok(crate::s2::cube::CubeConfig {
             tiles: crate::s2::tiles::parse_tiles(&self.tiles)?,
             years: self.years.0.clone(),
             chunk_cache_bytes,
@@ -381,7 +381,7 @@ pub fn main() -> Result<std::process::ExitCode> {
             let st: std::sync::Arc<dyn crate::store::Store> = a.store_args.open(&a.store)?.into();
             crate::collection::Collection::Sentinel2L1c.check_store(st.as_ref())?;
             let chunking = crate::s2::layout::establish(st.as_ref(), a.layout)?;
-            let cube = crate::fs::Cube::new(a.cube_config(chunking)?, st, src)?;
+            let cube = crate::s2::cube::Cube::new(a.cube_config(chunking)?, st, src)?;
             crate::fs::serve(cube, &a.mount_options())?;
         }
         Command::Tiles { set } => {

@@ -1,22 +1,18 @@
-//! The virtual datacube as a FUSE filesystem. `cube` holds the semantics (testable without a
-//! mount), composed of `tree` (paths and listings), `year` (the tile-year registry) and `resolver`
-//! (chunk bytes: tiers, single flight, materialization, writeback) on the `pool`'s workers; `fuse`
-//! adapts it to fuser (the only module that knows FUSE), `mountpoint` handles live and stale
-//! mounts. See docs/design.md §4.
+//! The virtual datacube as a FUSE filesystem. A collection's cube (`s2::cube`, `s1::cube`) holds
+//! the semantics (testable without a mount) behind [`CubeView`]; this module holds what every cube
+//! shares: the vocabulary of nodes (`attr`, `node`), open files (`content`), the worker `pool`,
+//! the `refresh` thread, and `fuse`, which adapts a cube to fuser (the only module that knows
+//! FUSE); `mountpoint` handles live and stale mounts. See docs/design.md §4.
 
 pub mod attr;
 pub mod content;
-pub mod cube;
 pub(crate) mod fuse;
 pub mod mountpoint;
 pub(crate) mod node;
 pub(crate) mod pool;
 pub mod refresh;
-pub(crate) mod resolver;
 pub(crate) mod resolver_stats;
-pub(crate) mod tree;
 pub mod view;
-pub(crate) mod year;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,7 +21,6 @@ use anyhow::{Context, Result};
 use fuser::{MountOption, SessionACL};
 
 pub use attr::{FsError, Kind};
-pub use cube::{Cube, CubeConfig};
 pub use view::CubeView;
 
 /// How to mount.

@@ -5,8 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::key::{canonical_u64, ChunkIndex};
-use crate::s2::bands::Resolution;
+use crate::key::canonical_u64;
 
 /// Directory of daemon-generated files at the root.
 pub const STATS_DIR: &str = ".datacube";
@@ -62,58 +61,6 @@ pub fn classify<'a>(path: &'a str, tiles: &[String], years: &[i32]) -> Option<No
         Some(rest) if !rest.is_empty() => Some(Node::InYear { tile, year, rest }),
         Some(_) => None,
     }
-}
-
-/// Nodes below a year.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum YearNode {
-    /// A generated metadata or coordinate file (bytes in the year's layout).
-    StaticFile,
-    StaticDir,
-    /// A directory of the `data` array's chunk tree (`c`, `c/T`, `c/T/0`, `c/T/0/Y`).
-    ChunkDir,
-    Chunk(Resolution, ChunkIndex),
-}
-
-/// Classifies `key` (the full path) below a resolved year. `files` is the year layout's files;
-/// `counts(res)` gives the data array's chunk grid `[nt, ny, nx]`.
-pub fn classify_in_year(
-    key: &str,
-    rest: &str,
-    files: &BTreeMap<String, Vec<u8>>,
-    counts: impl Fn(Resolution) -> [u64; 3],
-) -> Option<YearNode> {
-    if files.contains_key(key) {
-        return Some(YearNode::StaticFile);
-    }
-    let parts: Vec<&str> = rest.split('/').collect();
-    if parts.len() >= 3 && parts[1] == "data" && parts[2] == "c" {
-        let res = Resolution::ALL.into_iter().find(|r| r.name() == parts[0])?;
-        let [nt, ny, nx] = counts(res);
-        let idx = |i: usize, n: u64| canonical_u64(parts[i]).filter(|v| *v < n);
-        return match parts.len() {
-            3 => Some(YearNode::ChunkDir),
-            4 => idx(3, nt).map(|_| YearNode::ChunkDir),
-            5 => (idx(3, nt).is_some() && parts[4] == "0").then_some(YearNode::ChunkDir),
-            6 => (idx(3, nt).is_some() && parts[4] == "0" && idx(5, ny).is_some())
-                .then_some(YearNode::ChunkDir),
-            7 if parts[4] == "0" => Some(YearNode::Chunk(
-                res,
-                ChunkIndex {
-                    t: idx(3, nt)?,
-                    y: idx(5, ny)?,
-                    x: idx(6, nx)?,
-                },
-            )),
-            _ => None,
-        };
-    }
-    let prefix = format!("{key}/");
-    files
-        .range(prefix.clone()..)
-        .next()
-        .filter(|(k, _)| k.starts_with(&prefix))
-        .map(|_| YearNode::StaticDir)
 }
 
 /// Immediate children of a static directory `key` in `files`: (name, is_dir), sorted, unique.
@@ -178,38 +125,6 @@ mod tests {
             "35VLH/zarr.json/x",
             "..",
             "35VLH/+2024",
-        ] {
-            assert_eq!(c(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn classifies_below_a_year() {
-        let f = files();
-        let counts = |_| [2u64, 3, 3];
-        let c = |rest: &str| classify_in_year(&format!("35VLH/2024/{rest}"), rest, &f, counts);
-        assert_eq!(c("zarr.json"), Some(YearNode::StaticFile));
-        assert_eq!(c("10m"), Some(YearNode::StaticDir));
-        assert_eq!(c("10m/time/c"), Some(YearNode::StaticDir));
-        assert_eq!(c("10m/time/c/0"), Some(YearNode::StaticFile));
-        assert_eq!(c("10m/data/c"), Some(YearNode::ChunkDir));
-        assert_eq!(c("10m/data/c/1/0/2"), Some(YearNode::ChunkDir));
-        assert_eq!(
-            c("10m/data/c/1/0/2/0"),
-            Some(YearNode::Chunk(
-                Resolution::R10,
-                ChunkIndex { t: 1, y: 2, x: 0 }
-            ))
-        );
-        for bad in [
-            "10m/data/c/2",
-            "10m/data/c/1/1",
-            "10m/data/c/1/0/3/0",
-            "10m/data/c/1/0/2/00",
-            "10m/data/c/1/0/2/0/0",
-            "15m/data/c",
-            "10m/nope",
-            "10m/data/c/-1",
         ] {
             assert_eq!(c(bad), None, "{bad}");
         }

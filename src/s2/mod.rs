@@ -12,6 +12,7 @@
 //! - [`layout`]: the Zarr v3 documents of a tile-year.
 //! - [`chunk`]: one stored object (chunk or shard) computed from the band files.
 //! - [`intake`]: bulk materialization into a store.
+//! - [`cube`]: the tile-years as a tree of files for the mount (no FUSE: `fs` serves it).
 //!
 //! The band files themselves come through `crate::source` (local SAFE archive or CDSE), which
 //! alone knows paths, S3 and HTTP.
@@ -20,6 +21,7 @@ pub mod bands;
 pub mod catalog;
 pub(crate) mod chunk;
 pub mod chunking;
+pub mod cube;
 pub mod intake;
 pub mod layout;
 pub mod safe;

@@ -14,12 +14,12 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use super::attr::{Attr, FsError};
-use super::content::{Content, StoredObject};
-use super::pool::WorkPool;
-pub use super::resolver_stats::ResolverStats;
 use super::year::YearState;
 use crate::cache::{Bytes, ChunkCache};
+use crate::fs::attr::{Attr, FsError};
+use crate::fs::content::{Content, StoredObject};
+use crate::fs::pool::WorkPool;
+pub use crate::fs::resolver_stats::ResolverStats;
 use crate::generation::Tracker;
 use crate::key::ChunkKey;
 use crate::raster::RasterReader;

@@ -5,23 +5,27 @@
 //! materialization, writeback). `Cube` composes them and keeps FUSE threads free: anything that
 //! may take long runs on a pool and answers through a completion.
 
+pub(crate) mod resolver;
+pub(crate) mod tree;
+pub(crate) mod year;
+
 use std::sync::Arc;
 
 use anyhow::Result;
 use serde_json::json;
 
-pub use super::attr::{Attr, CubeStats, FsError, Kind};
-use super::content::Content;
-use super::pool::WorkPool;
-pub use super::refresh::RefreshPolicy;
-use super::resolver::{ChunkResolver, ResolverConfig};
-use super::tree::{Resolved, Tree};
-use super::year::Years;
+pub use crate::fs::attr::{Attr, CubeStats, FsError, Kind};
+use crate::fs::content::Content;
+use crate::fs::pool::WorkPool;
+pub use crate::fs::refresh::RefreshPolicy;
 use crate::generation::{Fence, Tracker};
 use crate::s2::bands::Resolution;
 use crate::source::BandSource;
 use crate::store::{RecordWriter, Store};
 use crate::writeback::Limits;
+use resolver::{ChunkResolver, ResolverConfig};
+use tree::{Resolved, Tree};
+use year::Years;
 
 /// How the mount is set up.
 #[derive(Debug, Clone)]
@@ -238,12 +242,12 @@ impl Cube {
     }
 
     /// Searches the source again for a resolved tile-year, publishes what is new and serves it.
-    pub fn refresh_year(&self, ty: &crate::key::TileYear) -> Result<Option<super::year::Change>> {
+    pub fn refresh_year(&self, ty: &crate::key::TileYear) -> Result<Option<year::Change>> {
         self.years.refresh(ty)
     }
 
     /// Serves the store's latest catalog generation of `ty` if another process published one.
-    pub fn poll_year(&self, ty: &crate::key::TileYear) -> Result<Option<super::year::Change>> {
+    pub fn poll_year(&self, ty: &crate::key::TileYear) -> Result<Option<year::Change>> {
         self.years.adopt_latest(ty)
     }
 
@@ -259,7 +263,7 @@ impl Cube {
     }
 }
 
-impl super::refresh::LivingYears for Cube {
+impl crate::fs::refresh::LivingYears for Cube {
     fn resolved_years(&self) -> Vec<crate::key::TileYear> {
         Cube::resolved_years(self)
     }
@@ -273,12 +277,12 @@ impl super::refresh::LivingYears for Cube {
     }
 }
 
-impl super::view::CubeView for Cube {
+impl crate::fs::view::CubeView for Cube {
     fn when_year_ready(&self, path: &str, answer: Box<dyn FnOnce() + Send>) {
         Cube::when_year_ready(self, path, answer)
     }
 
-    fn lookup(&self, path: &str, done: super::view::AttrDone) {
+    fn lookup(&self, path: &str, done: crate::fs::view::AttrDone) {
         Cube::lookup(self, path, done)
     }
 
@@ -286,7 +290,7 @@ impl super::view::CubeView for Cube {
         Cube::getattr(self, path)
     }
 
-    fn open(&self, path: &str, done: super::view::ContentDone) {
+    fn open(&self, path: &str, done: crate::fs::view::ContentDone) {
         Cube::open(self, path, done)
     }
 
@@ -304,14 +308,14 @@ impl super::view::CubeView for Cube {
 
     fn start_refresher(
         self: Arc<Self>,
-        on_change: super::refresh::OnChange,
-    ) -> Option<super::refresh::Refresher> {
+        on_change: crate::fs::refresh::OnChange,
+    ) -> Option<crate::fs::refresh::Refresher> {
         let poll = self
             .cfg
             .fence
             .check_age()
             .max(std::time::Duration::from_millis(100));
-        Some(super::refresh::Refresher::start(
+        Some(crate::fs::refresh::Refresher::start(
             self.clone(),
             self.cfg.refresh,
             poll,

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::Result;
 
-use super::attr::{FsError, Kind};
+use crate::fs::attr::{FsError, Kind};
 use crate::generation::Tracker;
 use crate::s2::bands::Resolution;
 use crate::s2::catalog::Catalog;
