@@ -16,6 +16,7 @@ pub mod intake;
 pub mod key;
 pub mod progress;
 pub mod raster;
+pub mod registry;
 pub mod remote;
 pub mod s1;
 pub mod s2;

@@ -48,20 +48,6 @@ pub struct CdseArgs {
 }
 
 impl CdseArgs {
-    /// The same retry, paging and connection settings for the EODC source of Sentinel-1.
-    pub fn eodc_options(&self) -> crate::s1::source::EodcOptions {
-        let o = self.options();
-        crate::s1::source::EodcOptions {
-            retry: o.retry,
-            stac_limit: self.stac_limit,
-            max_connections: self.max_connections,
-            max_requests_per_minute: self.max_requests_per_minute,
-            cache_dir: o.cache_dir,
-            cache_bytes: o.cache_bytes,
-            ..Default::default()
-        }
-    }
-
     pub fn options(&self) -> crate::source::CdseOptions {
         let d = crate::source::CdseOptions::default();
         crate::source::CdseOptions {

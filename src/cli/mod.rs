@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use crate::s2::bands::Resolution;
 use args::{parse_bytes, parse_years, positive, CdseArgs, StoreArgs, Years};
 
 #[derive(Parser)]
@@ -83,7 +82,7 @@ struct ToolArgs {
 pub struct IntakeArgs {
     /// What the cube is made of: sentinel-2-l1c or sentinel-1-sig0
     #[arg(long, default_value = "sentinel-2-l1c")]
-    pub collection: crate::collection::Collection,
+    pub collection: crate::registry::Collection,
     /// sentinel-2-l1c: safe:DIR (a local SAFE archive with the CDSE layout) or cdse;
     /// sentinel-1-sig0: eodc, eodc:STAC_URL or file:DIR (a local EODC mirror)
     #[arg(long)]
@@ -112,16 +111,16 @@ pub struct IntakeArgs {
     /// fewer objects, 2.5× less decoding per patch; the default); sharded:SHARD/INNER for other
     /// shapes (10 m pixels). An existing store keeps its layout (default: the store's)
     #[arg(long)]
-    pub layout: Option<crate::s2::chunking::Chunking>,
+    pub layout: Option<String>,
     /// First day (YYYY-MM-DD) whose time chunks are converted
     #[arg(long)]
     pub start: Option<chrono::NaiveDate>,
     /// Last day (YYYY-MM-DD) whose time chunks are converted
     #[arg(long)]
     pub end: Option<chrono::NaiveDate>,
-    /// Resolution groups to convert
-    #[arg(long, value_delimiter = ',', default_value = "10m,20m,60m")]
-    pub resolutions: Vec<Resolution>,
+    /// Resolution groups to convert (default: all of the collection's)
+    #[arg(long, value_delimiter = ',')]
+    pub resolutions: Option<Vec<String>>,
     /// Cap of the decoded JP2 tile cache (e.g. 2GiB, 512MiB)
     #[arg(long, default_value = "2GiB", value_parser = parse_bytes)]
     pub memory: u64,
@@ -136,21 +135,7 @@ impl IntakeArgs {
     /// The tile-years this process converts (its `--part` of all of them), with its share of each.
     pub fn work(&self) -> Result<Vec<(crate::key::TileYear, crate::intake::Regions)>> {
         let mut all = Vec::new();
-        let tiles = match self.collection {
-            crate::collection::Collection::Sentinel2L1c => {
-                crate::s2::tiles::parse_tiles(&self.tiles)?
-            }
-            crate::collection::Collection::Sentinel1Sig0 => self
-                .tiles
-                .split(',')
-                .map(|t| {
-                    t.trim()
-                        .parse::<crate::s1::grid::Equi7Tile>()
-                        .map(|t| t.to_string())
-                })
-                .collect::<Result<Vec<_>, String>>()
-                .map_err(anyhow::Error::msg)?,
-        };
+        let tiles = self.collection.opener().tiles(&self.tiles)?;
         for t in tiles {
             for &y in &self.years.0 {
                 all.push(crate::key::TileYear::new(&t, y));
@@ -161,23 +146,18 @@ impl IntakeArgs {
         Ok(crate::intake::assign(&all, self.part))
     }
 
-    pub fn options(
-        &self,
-        ty: &crate::key::TileYear,
-        regions: crate::intake::Regions,
-        interactive: bool,
-    ) -> crate::s2::intake::IntakeOptions {
-        crate::s2::intake::IntakeOptions {
-            tile: ty.tile.clone(),
-            year: ty.year,
-            regions,
+    /// What this run asks of the collection.
+    pub fn request(&self, interactive: bool) -> crate::collection::IntakeRequest {
+        crate::collection::IntakeRequest {
+            source: self.source.clone(),
+            remote: self.cdse.options(),
             start: self.start,
             end: self.end,
-            resolutions: self.resolutions.clone(),
+            groups: self.resolutions.clone(),
             memory_bytes: self.memory as usize,
             progress: interactive && !self.no_progress,
             fence: args::fence(),
-            layout: self.layout,
+            layout: self.layout.clone(),
         }
     }
 }
@@ -201,7 +181,7 @@ pub struct MountArgs {
     pub mountpoint: PathBuf,
     /// What the cube is made of: sentinel-2-l1c or sentinel-1-sig0
     #[arg(long, default_value = "sentinel-2-l1c")]
-    pub collection: crate::collection::Collection,
+    pub collection: crate::registry::Collection,
     /// Persistent Zarr store, a directory or s3://bucket/prefix (computed chunks are written
     /// back here)
     #[arg(long)]
@@ -217,10 +197,10 @@ pub struct MountArgs {
     /// Memory for caches: encoded chunks (3/4) and decoded JP2 tiles (1/4, at most 1 GiB)
     #[arg(long, default_value = "2GiB", value_parser = parse_bytes)]
     pub cache_size: u64,
-    /// Tiles, comma-separated: MGRS tiles and tile sets (e.g. 35VLH,35VLJ or finland), or Equi7
-    /// T3 tiles for sentinel-1-sig0 (E048N015T3,E051N015T3; no default)
-    #[arg(long, default_value = "finland")]
-    pub tiles: String,
+    /// Tiles, comma-separated: MGRS tiles and tile sets (e.g. 35VLH,35VLJ or finland; default
+    /// finland), or Equi7 T3 tiles for sentinel-1-sig0 (E048N015T3,E051N015T3; required)
+    #[arg(long)]
+    pub tiles: Option<String>,
     /// Years: 2016..2025 (inclusive), 2024, or 2023,2024
     #[arg(long, default_value = "2015..2026", value_parser = parse_years)]
     pub years: Years,
@@ -247,7 +227,7 @@ pub struct MountArgs {
     /// fewer objects, 2.5× less decoding per patch; the default); sharded:SHARD/INNER for other
     /// shapes (10 m pixels). An existing store keeps its layout (default: the store's)
     #[arg(long)]
-    pub layout: Option<crate::s2::chunking::Chunking>,
+    pub layout: Option<String>,
 }
 
 impl MountArgs {
@@ -258,25 +238,28 @@ impl MountArgs {
             .max(2)
     }
 
-    /// The cube's configuration for a store of layout `chunking`: the memory budget split
-    /// between caches, the tile and year sets.
-    pub fn cube_config(
-        &self,
-        chunking: crate::s2::chunking::Chunking,
-    ) -> Result<crate::s2::cube::CubeConfig> {
-        let workers = self.workers();
-        let (chunk_cache_bytes, decode_cache_bytes) =
-            crate::s2::cube::CubeConfig::split_budget(self.cache_size as usize, workers, chunking);
-        Ok(crate::s2::cube::CubeConfig {
-            tiles: crate::s2::tiles::parse_tiles(&self.tiles)?,
+    /// What this mount asks of the collection.
+    pub fn request(&self) -> Result<crate::collection::MountRequest> {
+        let opener = self.collection.opener();
+        let tiles = match (&self.tiles, opener.default_tiles()) {
+            (Some(t), _) => t.as_str(),
+            (None, Some(t)) => t,
+            (None, None) => anyhow::bail!(
+                "--tiles: {} has no default tile set; name the tiles",
+                opener.name()
+            ),
+        };
+        Ok(crate::collection::MountRequest {
+            source: self.source.clone(),
+            remote: self.cdse.options(),
+            tiles: opener.tiles(tiles)?,
             years: self.years.0.clone(),
-            chunk_cache_bytes,
-            decode_cache_bytes,
-            workers,
+            cache_bytes: self.cache_size as usize,
+            workers: self.workers(),
             fence: args::fence(),
-            layout: Some(chunking),
             refresh: self.refresh.unwrap_or_default(),
             writeback: self.writeback_limits(),
+            layout: self.layout.clone(),
         })
     }
 
@@ -294,25 +277,6 @@ impl MountArgs {
         }
     }
 
-    /// The S1 cube's configuration (`--collection sentinel-1-sig0`).
-    pub fn s1_config(&self) -> Result<crate::s1::cube::S1Config> {
-        let tiles = self
-            .tiles
-            .split(',')
-            .map(|t| t.trim().parse::<crate::s1::grid::Equi7Tile>())
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(|e| anyhow::anyhow!("--tiles: {e} (sentinel-1-sig0 takes Equi7 T3 tiles, e.g. --tiles E048N015T3,E051N015T3)"))?;
-        Ok(crate::s1::cube::S1Config {
-            tiles,
-            years: self.years.0.clone(),
-            cache_bytes: self.cache_size as usize,
-            workers: self.workers(),
-            fence: args::fence(),
-            refresh: self.refresh.unwrap_or_default(),
-            writeback: self.writeback_limits(),
-        })
-    }
-
     pub fn mount_options(&self) -> crate::fs::MountOptions {
         crate::fs::MountOptions {
             mountpoint: self.mountpoint.clone(),
@@ -327,28 +291,26 @@ pub fn main() -> Result<std::process::ExitCode> {
     let cli = Cli::parse();
     let interactive = args::interactive();
     match cli.command {
-        Command::Intake(a) if a.collection == crate::collection::Collection::Sentinel1Sig0 => {
-            no_layout_for_s1(a.layout)?;
-            args::set_threads(a.threads)?;
-            return intake_s1(&a, interactive);
-        }
         Command::Intake(a) => {
             args::set_threads(a.threads)?;
-            // Intake reads every tile of every file, one JP2 tile at a time: `auto` would weigh
-            // each tile on its own and fetch a file in ~120 pieces. Whole files are its cheapest.
-            let mut opts = a.cdse.options();
-            if opts.fetch == crate::source::FetchMode::Auto {
-                opts.fetch = crate::source::FetchMode::Whole;
-            }
-            let src = crate::source::open(&a.source, &opts)?;
             let st = a.store_args.open(&a.store)?;
+            a.collection.check_store(st.as_ref())?;
+            let mut intake = a
+                .collection
+                .opener()
+                .intake(&a.request(interactive), st.as_ref())?;
             return each_tile_year(&a, |ty, regions| {
-                let r = crate::s2::intake::intake(
-                    st.as_ref(),
-                    src.as_ref(),
-                    &a.options(ty, regions, interactive),
-                )?;
-                print_intake(&r);
+                let r = intake.run(ty, regions)?;
+                println!("{}", r.report);
+                if !r.errors.is_empty() {
+                    eprintln!(
+                        "{} error(s); the affected chunks were not written (rerun after fixing the input):",
+                        r.errors.len()
+                    );
+                    for e in &r.errors {
+                        eprintln!("  {e}");
+                    }
+                }
                 Ok(r.errors.is_empty())
             });
         }
@@ -362,26 +324,14 @@ pub fn main() -> Result<std::process::ExitCode> {
                 print!("{}", crate::info::table(&info));
             }
         }
-        Command::Mount(a) if a.collection == crate::collection::Collection::Sentinel1Sig0 => {
-            no_layout_for_s1(a.layout)?;
-            args::set_threads(a.threads)?;
-            args::log_panics_in_one_line();
-            args::limit_malloc_retention();
-            let src = crate::s1::source::S1Source::open(&a.source, &a.cdse.eodc_options())?;
-            let st: std::sync::Arc<dyn crate::store::Store> = a.store_args.open(&a.store)?.into();
-            let cube = crate::s1::cube::S1Cube::new(a.s1_config()?, st, src)?;
-            crate::fs::serve(cube, &a.mount_options())?;
-        }
         Command::Mount(a) => {
             args::set_threads(a.threads)?;
             args::log_panics_in_one_line();
             args::limit_malloc_retention();
-            let src: std::sync::Arc<dyn crate::source::BandSource> =
-                crate::source::open(&a.source, &a.cdse.options())?.into();
+            let req = a.request()?;
             let st: std::sync::Arc<dyn crate::store::Store> = a.store_args.open(&a.store)?.into();
-            crate::collection::Collection::Sentinel2L1c.check_store(st.as_ref())?;
-            let chunking = crate::s2::layout::establish(st.as_ref(), a.layout)?;
-            let cube = crate::s2::cube::Cube::new(a.cube_config(chunking)?, st, src)?;
+            a.collection.check_store(st.as_ref())?;
+            let cube = a.collection.opener().open_cube(&req, st)?;
             crate::fs::serve(cube, &a.mount_options())?;
         }
         Command::Tiles { set } => {
@@ -453,75 +403,4 @@ fn each_tile_year(
     } else {
         std::process::ExitCode::SUCCESS
     })
-}
-
-/// `datacube intake --collection sentinel-1-sig0`.
-fn intake_s1(a: &IntakeArgs, interactive: bool) -> Result<std::process::ExitCode> {
-    let src = crate::s1::source::S1Source::open(&a.source, &a.cdse.eodc_options())?;
-    let st = a.store_args.open(&a.store)?;
-    let progress = interactive && !a.no_progress;
-    each_tile_year(a, |ty, regions| {
-        let tile = ty.tile.parse().map_err(anyhow::Error::msg)?;
-        let r = crate::s1::intake::intake_year(
-            st.as_ref(),
-            &src,
-            tile,
-            ty.year,
-            regions,
-            &args::fence(),
-            progress,
-        )?;
-        println!(
-            "intake {ty}: {} days from {} slices ({} superseded versions dropped); shard regions: {} of {} computed now, {} already done; {} shard objects, {:.1} MiB in {:.1} s",
-            r.days,
-            r.slices,
-            r.superseded.len(),
-            r.regions_computed,
-            r.regions,
-            r.regions_skipped,
-            r.shards_written,
-            r.bytes_written as f64 / (1 << 20) as f64,
-            r.seconds
-        );
-        Ok(true)
-    })
-}
-
-/// `--layout` chooses between Sentinel-2 layouts; a Sentinel-1 store has one (shards of 2500²).
-fn no_layout_for_s1(layout: Option<crate::s2::chunking::Chunking>) -> Result<()> {
-    if let Some(l) = layout {
-        anyhow::bail!("--layout {l}: sentinel-1-sig0 stores have one layout (shards of [30, 2500, 2500]); --layout is for sentinel-2-l1c");
-    }
-    Ok(())
-}
-
-fn print_intake(r: &crate::s2::intake::IntakeReport) {
-    println!(
-        "intake: {} scenes ({} appended, {} late, {} superseded duplicates dropped); chunks: {} written, {} empty, {} already done, of {}; {:.1} MiB in {:.1} s; {} JP2 tiles decoded",
-        r.scenes,
-        r.merge.appended,
-        r.merge.late.len(),
-        r.superseded.len(),
-        r.chunks_written,
-        r.chunks_empty,
-        r.chunks_skipped,
-        r.chunks_total,
-        r.bytes_written as f64 / (1 << 20) as f64,
-        r.seconds,
-        r.decodes
-    );
-    for (old, new) in &r.merge.replaced {
-        println!(
-            "replaced {old} by its newer baseline {new} (same time index; its chunks recomputed)"
-        );
-    }
-    if !r.errors.is_empty() {
-        eprintln!(
-            "{} error(s); the affected chunks were not written (rerun after fixing the input):",
-            r.errors.len()
-        );
-        for e in &r.errors {
-            eprintln!("  {e}");
-        }
-    }
 }

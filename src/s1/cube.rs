@@ -138,7 +138,7 @@ enum InYear {
 
 impl S1Cube {
     pub fn new(cfg: S1Config, store: Arc<dyn Store>, source: S1Source) -> Result<Arc<Self>> {
-        crate::collection::Collection::Sentinel1Sig0.check_store(store.as_ref())?;
+        crate::collection::check_store(store.as_ref(), crate::s1::NAME)?;
         let tracker = Arc::new(crate::s1::intake::tracker(cfg.fence));
         let shared = Arc::new(Shared {
             reader: source.reader(),

@@ -18,7 +18,6 @@ use super::layout;
 use super::shard::{self, Encoders, OrbitCache, ShardPos};
 use super::source::S1Source;
 use super::VARIABLES;
-use crate::collection::Collection;
 use crate::generation::{self, Fence, Generation, Tracker, Verdict};
 use crate::key::{ChunkIndex, TileYear};
 use crate::s2::bands::Resolution;
@@ -68,7 +67,7 @@ pub fn prepare(
     year: i32,
     fence: &Fence,
 ) -> Result<Prepared> {
-    Collection::Sentinel1Sig0.check_store(store)?;
+    crate::collection::check_store(store, crate::s1::NAME)?;
     let ty = TileYear::new(&tile.to_string(), year);
     let found = source.search(tile, year)?;
     if !found.errors.is_empty() {

@@ -16,10 +16,12 @@
 pub mod catalog;
 pub mod cube;
 pub mod grid;
+pub mod info;
 pub mod intake;
 pub mod item;
 pub mod layout;
 pub mod merge;
+pub mod opener;
 pub mod shard;
 pub mod source;
 

@@ -176,7 +176,7 @@ pub fn intake(
     opts: &IntakeOptions,
 ) -> Result<IntakeReport> {
     let started = Instant::now();
-    crate::collection::Collection::Sentinel2L1c.check_store(store)?;
+    crate::collection::check_store(store, crate::s2::layout::COLLECTION)?;
     let chunking = crate::s2::layout::establish(store, opts.layout)?;
     let ty = TileYear::new(&opts.tile, opts.year);
     let tracker = Tracker::new(opts.fence, crate::s2::layout::metadata_files(chunking));

@@ -33,7 +33,7 @@ enum Command {
         /// STAC items of two Equi7 tiles in 2024; --tile, --epsg, --ulx, --uly, --year, --scenes
         /// and --size apply to Sentinel-2 only)
         #[arg(long, default_value = "sentinel-2-l1c")]
-        collection: datacube::collection::Collection,
+        collection: datacube::registry::Collection,
         /// sentinel-1-sig0: days with one small slice added after the fixed ones (beyond 27
         /// they make a second 30-day time chunk)
         #[arg(long, default_value_t = 30)]
@@ -87,7 +87,7 @@ Example:
         /// and a warm mount against the store), on --source for --tile/--year; --store, --cog,
         /// --targets, --repeats and --patch-size do not apply
         #[arg(long, default_value = "sentinel-2-l1c")]
-        collection: datacube::collection::Collection,
+        collection: datacube::registry::Collection,
         #[arg(long, value_parser = positive::<usize>(), default_value_t = 10)]
         patches: usize,
         /// Patch side in metres (a multiple of 60)
@@ -276,7 +276,7 @@ pub fn main() -> Result<std::process::ExitCode> {
     match cli.command {
         Command::Fixture {
             out,
-            collection: datacube::collection::Collection::Sentinel1Sig0,
+            collection: datacube::registry::Collection::Sentinel1Sig0,
             extra_days,
             dense,
             threads,
@@ -338,7 +338,7 @@ pub fn main() -> Result<std::process::ExitCode> {
             );
         }
         Command::Bench {
-            collection: datacube::collection::Collection::Sentinel1Sig0,
+            collection: datacube::registry::Collection::Sentinel1Sig0,
             target: Target { source, tile, year },
             patches,
             seed,

@@ -97,7 +97,7 @@ impl Cube {
         store: Arc<dyn Store>,
         source: Arc<dyn BandSource>,
     ) -> Result<Arc<Self>> {
-        crate::collection::Collection::Sentinel2L1c.check_store(store.as_ref())?;
+        crate::collection::check_store(store.as_ref(), crate::s2::layout::COLLECTION)?;
         let chunking = crate::s2::layout::establish(store.as_ref(), cfg.layout)?;
         let tracker = Arc::new(Tracker::new(
             cfg.fence,
