@@ -191,7 +191,7 @@ fn check_answer(cube: &Arc<Cube>, key: &ChunkKey, r: &Result<Vec<u8>, FsError>, 
             )
         }
         (Err(FsError::NotFound), None) => {}
-        (Err(FsError::Io), _) if io_allowed => {}
+        (Err(FsError::Io(_)), _) if io_allowed => {}
         (r, want) => panic!(
             "{key}: got {:?}, the model expects {}",
             r.as_ref().map(|b| b.len()),
@@ -247,7 +247,13 @@ fn a_panicking_materialization_answers_eio_and_the_next_read_succeeds() {
         .faults
         .add(SourceOp::Fetch, Some("_B02."), 1..=1, Effect::Panic);
     let path = victim.to_string();
-    assert_eq!(lookup(&r.cube, &path), Err(FsError::Io));
+    let e = lookup(&r.cube, &path).unwrap_err();
+    assert!(
+        matches!(e, FsError::Io(_))
+            && e.to_string().contains("materializing")
+            && e.to_string().contains("panicked"),
+        "the error carries its cause: {e}"
+    );
     let s = stats(&r.cube);
     assert_eq!(s["fs"]["materialize_errors"], 1, "{s}");
     // Other chunks are served meanwhile and afterwards; the pool kept its workers.
@@ -294,10 +300,10 @@ fn a_stored_shard_is_read_by_range_and_a_failed_range_fails_only_that_read() {
     assert_eq!(content.len(), n as u64);
     // The index at the end, as a Zarr reader asks for it first.
     assert_eq!(content.read(n as u64 - 100, 100).unwrap(), whole[n - 100..]);
-    assert_eq!(
-        content.read(0, 4096),
-        Err(FsError::Io),
-        "the injected failure"
+    let e = content.read(0, 4096).unwrap_err();
+    assert!(
+        matches!(e, FsError::Io(_)) && e.to_string().contains(&format!("reading {path}")),
+        "the injected failure, with the key: {e}"
     );
     // The file stays usable: every range afterwards is the shard's.
     let mut read = Vec::new();
@@ -467,7 +473,7 @@ proptest! {
                                 match (&got, expected(key)) {
                                     (Ok(a), Some(_)) => assert!(a.size > 0),
                                     (Err(FsError::NotFound), None) => {}
-                                    (Err(FsError::Io), _) if armed => {}
+                                    (Err(FsError::Io(_)), _) if armed => {}
                                     (g, w) => panic!("{key}: lookup {g:?}, model data={}", w.is_some()),
                                 }
                             }

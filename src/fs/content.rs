@@ -70,8 +70,8 @@ impl StoredObject {
         }
     }
 
-    /// One ranged read; a failure is logged with the key and answered `Io`, and the file stays
-    /// open for the reader to retry.
+    /// One ranged read; a failure is answered `Io` with the key, and the file stays open for
+    /// the reader to retry.
     pub fn read(&self, offset: u64, size: usize) -> Result<Vec<u8>, FsError> {
         match self.reader.read_at(offset, size) {
             Ok(b) => {
@@ -81,8 +81,7 @@ impl StoredObject {
             }
             Err(e) => {
                 self.stats.store_errors.inc();
-                tracing::error!("reading {}: {e:#}", self.what);
-                Err(FsError::Io)
+                Err(FsError::io(e.context(format!("reading {}", self.what))))
             }
         }
     }

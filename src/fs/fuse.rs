@@ -189,12 +189,17 @@ fn ttl(a: &Attr) -> Duration {
     }
 }
 
-fn errno(e: FsError) -> Errno {
+/// The errno of a failed `op` on `path`. An I/O failure is logged here, once per request,
+/// with the path asked for and the whole cause (the sites that fail only return it).
+fn errno(op: &str, path: &str, e: FsError) -> Errno {
     match e {
         FsError::NotFound => Errno::ENOENT,
         FsError::NotDir => Errno::ENOTDIR,
         FsError::IsDir => Errno::EISDIR,
-        FsError::Io => Errno::EIO,
+        FsError::Io(cause) => {
+            tracing::error!("{op} /{path}: EIO: {cause}");
+            Errno::EIO
+        }
     }
 }
 
@@ -237,7 +242,7 @@ impl Filesystem for DatacubeFs {
                             let ino = inodes.lock().unwrap().lookup(&path);
                             reply.entry(&ttl(&a), &make(ino, &a), Generation(0));
                         }
-                        Err(e) => reply.error(errno(e)),
+                        Err(e) => reply.error(errno("lookup", &path, e)),
                     }),
                 )
             }),
@@ -258,7 +263,7 @@ impl Filesystem for DatacubeFs {
                     &path.clone(),
                     Box::new(move || match cube.getattr(&path) {
                         Ok(a) => reply.attr(&ttl(&a), &make(ino.0, &a)),
-                        Err(e) => reply.error(errno(e)),
+                        Err(e) => reply.error(errno("getattr", &path, e)),
                     }),
                 );
             }
@@ -280,6 +285,7 @@ impl Filesystem for DatacubeFs {
         self.cube.when_year_ready(
             &path.clone(),
             Box::new(move || {
+                let asked = path.clone();
                 cube.open(
                     &path,
                     Box::new(move |r| match r {
@@ -293,7 +299,7 @@ impl Filesystem for DatacubeFs {
                             };
                             reply.opened(FileHandle(fh), flags);
                         }
-                        Err(e) => reply.error(errno(e)),
+                        Err(e) => reply.error(errno("open", &asked, e)),
                     }),
                 )
             }),
@@ -303,7 +309,7 @@ impl Filesystem for DatacubeFs {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -315,23 +321,28 @@ impl Filesystem for DatacubeFs {
             return reply.error(Errno::EBADF);
         };
         let cube = self.cube.clone();
-        let answer = move |r: Result<&[u8], FsError>| match r {
+        let answer = move |r: Result<&[u8], Errno>| match r {
             Ok(data) => {
                 let stats = cube.stats();
                 stats.reads.inc();
                 stats.bytes_served.add(data.len() as u64);
                 reply.data(data);
             }
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(e),
         };
         match content {
             Content::Bytes(b) => {
                 let r = crate::store::clip(b.len() as u64, offset, size as usize);
                 answer(Ok(&b[r.start as usize..r.end as usize]));
             }
-            Content::Stored(o) => self
-                .store_reads
-                .spawn(move || answer(o.read(offset, size as usize).as_deref().map_err(|e| *e))),
+            Content::Stored(o) => {
+                let path = self.path(ino).unwrap_or_default();
+                self.store_reads
+                    .spawn(move || match o.read(offset, size as usize) {
+                        Ok(data) => answer(Ok(&data)),
+                        Err(e) => answer(Err(errno("read", &path, e))),
+                    })
+            }
         }
     }
 
@@ -390,7 +401,7 @@ impl Filesystem for DatacubeFs {
             Box::new(move || {
                 let children = match cube.list(&path) {
                     Ok(c) => c,
-                    Err(e) => return reply.error(errno(e)),
+                    Err(e) => return reply.error(errno("readdir", &path, e)),
                 };
                 let parent_ino = {
                     let parent = path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");

@@ -190,10 +190,8 @@ impl S1Cube {
             return Ok(y.clone());
         }
         let r = self.year_flights.run(ty.clone(), || {
-            self.resolve_year(ty).map_err(|e| {
-                tracing::error!("{ty}: resolving the tile-year: {e:#}");
-                format!("{e:#}")
-            })
+            self.resolve_year(ty)
+                .map_err(|e| format!("{ty}: resolving the tile-year: {e:#}"))
         });
         match r {
             Ok(y) => {
@@ -202,9 +200,9 @@ impl S1Cube {
                 let y = years.entry(ty.clone()).or_insert(y).clone();
                 Ok(y)
             }
-            Err(_) => {
+            Err(msg) => {
                 self.shared.stats.year_errors.inc();
-                Err(FsError::Io)
+                Err(FsError::io(anyhow::anyhow!(msg)))
             }
         }
     }
@@ -466,8 +464,10 @@ impl S1Cube {
             }
             Err(e) => {
                 sh2.stats.store_errors.inc();
-                tracing::error!("{}: reading {key}: {e:#}", sh2.store.describe());
-                done(Err(FsError::Io))
+                done(Err(FsError::io(e.context(format!(
+                    "{}: reading {key}",
+                    sh2.store.describe()
+                )))))
             }
         });
     }
@@ -534,16 +534,15 @@ impl Shared {
                 Ok(Ok(set)) => set,
                 Ok(Err(e)) => {
                     sh.stats.materialize_errors.inc();
-                    tracing::error!("materializing {what}: {e:#}");
-                    return leader.complete(Err(FsError::Io));
+                    return leader
+                        .complete(Err(FsError::io(e.context(format!("materializing {what}")))));
                 }
                 Err(panic) => {
                     sh.stats.materialize_errors.inc();
-                    tracing::error!(
+                    return leader.complete(Err(FsError::io(anyhow::anyhow!(
                         "materializing {what}: panicked: {}",
                         crate::util::panic_message(&panic)
-                    );
-                    return leader.complete(Err(FsError::Io));
+                    ))));
                 }
             };
             sh.stats.materialized.inc();

@@ -160,11 +160,10 @@ impl ChunkResolver {
             let run = std::panic::AssertUnwindSafe(|| me.settle(&ys, &key));
             let result = std::panic::catch_unwind(run).unwrap_or_else(|panic| {
                 me.stats.materialize_errors.inc();
-                tracing::error!(
+                Err(FsError::io(anyhow::anyhow!(
                     "materializing {key}: panicked: {}",
                     crate::util::panic_message(&panic)
-                );
-                Err(FsError::Io)
+                )))
             });
             leader.complete(result);
         });
@@ -234,8 +233,7 @@ impl ChunkResolver {
         let r = match outcome {
             Err(e) => {
                 self.stats.materialize_errors.inc();
-                tracing::error!("{e:#}");
-                return Err(FsError::Io);
+                return Err(FsError::io(e));
             }
             Ok(ChunkOutcome::Data(v)) => {
                 let b: Bytes = v.into();
@@ -282,8 +280,10 @@ impl ChunkResolver {
             Ok(None) => Ok(None),
             Err(e) => {
                 self.stats.store_errors.inc();
-                tracing::error!("reading {key} from {}: {e:#}", self.store.describe());
-                Err(FsError::Io)
+                Err(FsError::io(e.context(format!(
+                    "reading {key} from {}",
+                    self.store.describe()
+                ))))
             }
         }
     }
@@ -320,8 +320,10 @@ impl ChunkResolver {
             Ok(None) => Ok(None),
             Err(e) => {
                 self.stats.store_errors.inc();
-                tracing::error!("opening {key} in {}: {e:#}", self.store.describe());
-                Err(FsError::Io)
+                Err(FsError::io(e.context(format!(
+                    "opening {key} in {}",
+                    self.store.describe()
+                ))))
             }
         }
     }

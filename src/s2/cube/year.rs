@@ -238,18 +238,16 @@ impl Years {
                 }
                 Err(e) => {
                     self.stats.year_errors.inc();
-                    let msg = format!("{e:#}");
-                    tracing::error!("resolving {ty}: {msg}");
-                    Err(msg)
+                    Err(format!("resolving {ty}: {e:#}"))
                 }
             })
             .clone();
-        if r.is_err() {
+        if let Err(msg) = r {
             let mut g = self.slots.lock().unwrap();
             if g.get(ty).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
                 g.remove(ty);
             }
-            return Err(FsError::Io);
+            return Err(FsError::io(anyhow::anyhow!(msg)));
         }
         Ok(self.current.lock().unwrap().get(ty).cloned())
     }
