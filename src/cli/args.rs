@@ -207,6 +207,34 @@ pub fn init() {
     crate::raster::configure_gdal();
 }
 
+/// `init`, with the logs appended to `log_file` (plain text) instead of stderr when given.
+pub fn init_logging(log_file: Option<&std::path::Path>) -> Result<()> {
+    let Some(path) = log_file else {
+        init();
+        return Ok(());
+    };
+    let f = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("--log-file {}", path.display()))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(log_filter())
+        .with_writer(std::sync::Mutex::new(f))
+        .with_ansi(false)
+        .init();
+    crate::raster::configure_gdal();
+    Ok(())
+}
+
+/// The FUSE configuration `--allow-other` needs as a user: `/etc/fuse.conf`, or the file named
+/// by `DATACUBE_TEST_FUSE_CONF` (a test hook, so tests need not edit the machine's).
+pub fn fuse_conf() -> PathBuf {
+    std::env::var_os("DATACUBE_TEST_FUSE_CONF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/etc/fuse.conf"))
+}
+
 /// Whether progress bars make sense (stderr is a terminal).
 pub fn interactive() -> bool {
     std::io::IsTerminal::is_terminal(&std::io::stderr())

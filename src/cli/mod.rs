@@ -37,12 +37,20 @@ enum Command {
     #[command(after_help = "\
 Runs in the foreground until unmounted (fusermount3 -u MOUNTPOINT) or stopped with Ctrl-C /
 SIGTERM, which unmount cleanly and write every computed chunk to the store before exiting.
-Run it in the background with your service manager, `nohup ... &` or tmux.
+With --daemon it returns once the mount serves (exit status 0), or fails with the daemon's
+error (non-zero); the daemon runs detached until fusermount3 -u or SIGTERM. Logs go to stderr,
+or to --log-file (appended; without it, --daemon discards them once the mount serves).
+
+Users mount without root (through the setuid fusermount3) and alone can read their mount;
+--allow-other lets every user read it, which needs the line user_allow_other in
+/etc/fuse.conf (unless root).
 
 Examples:
   datacube mount /mnt/cube --store /data/cube.zarr --source safe:/data/archive --tiles 35VLH --years 2024
   datacube mount /mnt/cube --store /data/cube.zarr --source safe:/data/archive --cache-size 8GiB
   datacube mount /mnt/cube --store s3://cubes/finland --source cdse --years 2024
+  datacube mount $TMPDIR/cube --store /scratch/cube.zarr --source cdse --daemon --log-file cube.log
+  fusermount3 -u $TMPDIR/cube     # stops a --daemon mount after writing back
   RUST_LOG=datacube=debug datacube mount /mnt/cube --store ... --source ...
 
 Then, e.g. in Python:
@@ -214,8 +222,16 @@ pub struct MountArgs {
     #[arg(long)]
     pub allow_other: bool,
     /// Stay in the foreground (the default; accepted for mount-s3 habits)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "daemon")]
     pub foreground: bool,
+    /// Run detached: return once the mount serves (exit status 0), or fail with the daemon's
+    /// error; stop it with fusermount3 -u MOUNTPOINT (or SIGTERM), which writes back first
+    #[arg(long)]
+    pub daemon: bool,
+    /// Append the logs to this file instead of writing them to stderr (with --daemon, the
+    /// daemon's whole output; without a log file, a daemon's logs are discarded once it serves)
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
     /// Search the source again for every resolved year this often (e.g. 15m, 1h, 2s) and serve
     /// new acquisitions and reprocessed products without a remount; `off` to never search. By
     /// default, hourly for the years still receiving acquisitions (this year and the last).
@@ -287,8 +303,14 @@ impl MountArgs {
 }
 
 pub fn main() -> Result<std::process::ExitCode> {
-    args::init();
+    // First, while this is the only thread: a daemon started by `mount --daemon` takes its
+    // readiness pipe.
+    crate::fs::daemon::adopt_ready_fd();
     let cli = Cli::parse();
+    match &cli.command {
+        Command::Mount(a) => args::init_logging(a.log_file.as_deref())?,
+        _ => args::init(),
+    }
     let interactive = args::interactive();
     match cli.command {
         Command::Intake(a) => {
@@ -325,6 +347,14 @@ pub fn main() -> Result<std::process::ExitCode> {
             }
         }
         Command::Mount(a) => {
+            // What a user's mount needs, checked before anything starts (or is daemonized).
+            crate::fs::mountpoint::check_dev_fuse()?;
+            if a.allow_other {
+                crate::fs::mountpoint::check_allow_other(&args::fuse_conf())?;
+            }
+            if a.daemon && !crate::fs::daemon::is_child() {
+                return start_daemon(&a);
+            }
             args::set_threads(a.threads)?;
             args::log_panics_in_one_line();
             args::limit_malloc_retention();
@@ -346,6 +376,27 @@ pub fn main() -> Result<std::process::ExitCode> {
         Command::BenchIntake(t) => return run_tool("bench-intake", t),
         Command::BenchCold(t) => return run_tool("bench-cold", t),
         Command::Convert(t) => return run_tool("convert", t),
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `mount --daemon`: runs this program again with the same arguments but `--daemon`, detached,
+/// and returns once it serves (see `fs::daemon`).
+fn start_daemon(a: &MountArgs) -> Result<std::process::ExitCode> {
+    let exe = std::env::current_exe().context("finding this program to start the daemon")?;
+    let args: Vec<std::ffi::OsString> = std::env::args_os()
+        .skip(1)
+        .filter(|x| x != "--daemon")
+        .collect();
+    let pid = crate::fs::daemon::start(&exe, &args, a.log_file.as_deref())?;
+    let mnt = crate::fs::mountpoint::absolute(&a.mountpoint)?;
+    match &a.log_file {
+        Some(log) => println!(
+            "datacube mounted at {} (daemon pid {pid}, log {})",
+            mnt.display(),
+            log.display()
+        ),
+        None => println!("datacube mounted at {} (daemon pid {pid})", mnt.display()),
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -2,10 +2,12 @@
 //! the semantics (testable without a mount) behind [`CubeView`]; this module holds what every cube
 //! shares: the vocabulary of nodes (`attr`, `node`), open files (`content`), the worker `pool`,
 //! the `refresh` thread, and `fuse`, which adapts a cube to fuser (the only module that knows
-//! FUSE); `mountpoint` handles live and stale mounts. See docs/design.md §4.
+//! FUSE); `mountpoint` handles live and stale mounts; `daemon` starts a mount detached
+//! (`--daemon`) and reports when it serves. See docs/design.md §4.
 
 pub mod attr;
 pub mod content;
+pub mod daemon;
 pub(crate) mod fuse;
 pub mod mountpoint;
 pub(crate) mod node;
@@ -38,6 +40,7 @@ pub struct MountOptions {
 pub fn serve(cube: Arc<dyn CubeView>, opts: &MountOptions) -> Result<()> {
     let mp = mountpoint::absolute(&opts.mountpoint)?;
     mountpoint::prepare(&mp)?;
+    mountpoint::check_dev_fuse()?;
     let mut config = fuser::Config::default();
     config.mount_options = vec![
         MountOption::FSName("datacube".into()),
@@ -102,6 +105,7 @@ fn run_until_unmounted(mut session: fuser::Session<fuse::DatacubeFs>, mp: &Path)
         })
         .context("starting the signal thread")?;
     tracing::info!("datacube mounted at {} (ready)", mp.display());
+    daemon::notify_ready(mp);
     let r = session.run();
     handle.close();
     let _ = watcher.join();

@@ -1,5 +1,7 @@
 //! The mount point itself: detecting a live or stale (crashed daemon) FUSE mount, recovering a
-//! stale one, and detaching a busy one.
+//! stale one, and detaching a busy one; what a user needs to mount (/dev/fuse, `allow_other`).
+//! Nothing here needs root: a user's mounts go through the setuid `fusermount3` (mount, `-u`,
+//! `-z`).
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -81,6 +83,17 @@ pub fn prepare(mountpoint: &Path) -> Result<()> {
         Err(e) if e.kind() == ErrorKind::NotFound => {
             anyhow::bail!("mount point {} does not exist", mountpoint.display())
         }
+        Err(e) if e.kind() == ErrorKind::PermissionDenied && mount_entry(mountpoint).is_some() => {
+            // A FUSE mount answers only its owner (without allow_other), so another user's
+            // live mount cannot even be looked at.
+            let (fstype, source) = mount_entry(mountpoint).unwrap_or_default();
+            anyhow::bail!(
+                "mount point {} is already mounted ({fstype} from {source}), by another user; \
+                 they (or root) can unmount it with fusermount3 -u {}",
+                mountpoint.display(),
+                mountpoint.display()
+            )
+        }
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
             tracing::warn!(
                 "mount point {} is a stale FUSE mount (its daemon died); detaching it",
@@ -96,6 +109,37 @@ pub fn prepare(mountpoint: &Path) -> Result<()> {
             }
         }
         Err(e) => Err(e).with_context(|| format!("mount point {}", mountpoint.display())),
+    }
+}
+
+/// A user's mount needs /dev/fuse open to them: fuser opens it, and so does fusermount3, which
+/// mounts for users (setuid root, it opens the device with the user's rights). Its usual mode is
+/// 0666 (udev's rule for it); some containers leave it root's. Checked before mounting, so the
+/// error says what to change rather than "Permission denied".
+pub fn check_dev_fuse() -> Result<()> {
+    const DEV: &str = "/dev/fuse";
+    match std::fs::File::options().read(true).write(true).open(DEV) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+            let mode = std::fs::metadata(DEV)
+                .map(|m| {
+                    format!(
+                        "mode {:04o}",
+                        std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777
+                    )
+                })
+                .unwrap_or_else(|e| e.to_string());
+            anyhow::bail!(
+                "{DEV} is not open to this user ({mode}): FUSE mounts by users need it readable \
+                 and writable by everyone, its usual mode (udev: KERNEL==\"fuse\", MODE=\"0666\"); \
+                 ask an administrator to run chmod 0666 {DEV}, or mount as root"
+            )
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => anyhow::bail!(
+            "{DEV} does not exist: load the FUSE module (modprobe fuse), or give the container \
+             the device (docker run --device /dev/fuse)"
+        ),
+        Err(e) => Err(e).with_context(|| format!("opening {DEV}")),
     }
 }
 
@@ -124,6 +168,43 @@ pub fn detach(mountpoint: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `--allow-other` as a user: `fusermount3` allows it only when `fuse_conf` (`/etc/fuse.conf`)
+/// has a `user_allow_other` line, and refuses otherwise with a message that does not say where.
+/// Checked before mounting, with the fix in the error. Root needs no such line.
+pub fn check_allow_other(fuse_conf: &Path) -> Result<()> {
+    // SAFETY: getuid cannot fail and touches no memory.
+    if unsafe { libc::getuid() } == 0 {
+        return Ok(());
+    }
+    let why = match std::fs::read_to_string(fuse_conf) {
+        Ok(text) if allows_other(&text) => return Ok(()),
+        Ok(_) => "has no `user_allow_other` line (commented out or missing)",
+        Err(e) if e.kind() == ErrorKind::NotFound => "does not exist",
+        Err(e) => {
+            // fusermount3 reads it as root and decides.
+            tracing::warn!(
+                "cannot read {} ({e}) to check user_allow_other",
+                fuse_conf.display()
+            );
+            return Ok(());
+        }
+    };
+    anyhow::bail!(
+        "--allow-other: {conf} {why}, and without it only root may mount with allow_other. Ask \
+         an administrator to add the line `user_allow_other` to {conf} (as root: echo \
+         user_allow_other >> {conf}), or mount without --allow-other (then only you can read \
+         the mount)",
+        conf = fuse_conf.display()
+    )
+}
+
+/// Whether a fuse.conf has an uncommented `user_allow_other` line (as fusermount3 reads it:
+/// `#` starts a comment, surrounding whitespace is ignored).
+fn allows_other(conf: &str) -> bool {
+    conf.lines()
+        .any(|l| l.split('#').next().unwrap_or("").trim() == "user_allow_other")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +214,18 @@ mod tests {
         assert_eq!(unescape(r"/tmp/a\040b"), "/tmp/a b");
         assert_eq!(unescape(r"/tmp/plain"), "/tmp/plain");
         assert_eq!(unescape(r"/x\134y"), r"/x\y");
+    }
+
+    #[test]
+    fn reads_user_allow_other_as_fusermount3_does() {
+        assert!(allows_other("user_allow_other\n"));
+        assert!(allows_other(
+            "# comment\n  user_allow_other   # yes\nmount_max = 9\n"
+        ));
+        assert!(!allows_other("#user_allow_other\n"));
+        assert!(!allows_other("# user_allow_other\nmount_max = 1000\n"));
+        assert!(!allows_other("user_allow_other_not\n"));
+        assert!(!allows_other(""));
     }
 
     #[test]

@@ -431,3 +431,4 @@ pub fn assert_same_store(a: &Path, b: &Path) {
 pub mod emulator;
 pub mod mount;
 pub mod proxy;
+pub mod user;
