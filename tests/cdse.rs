@@ -82,6 +82,8 @@ fn read_data_s3(
     res: Resolution,
 ) -> (Vec<u64>, Vec<u16>) {
     use object_store::aws::AmazonS3Builder;
+    // object_store's HTTP client takes the process's TLS provider (datacube's: ring).
+    datacube::remote::install_tls();
     let s3 = AmazonS3Builder::new()
         .with_endpoint(endpoint)
         .with_bucket_name(bucket)

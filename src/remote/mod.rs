@@ -8,6 +8,28 @@ pub mod retry;
 pub mod s3;
 
 use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Makes rustls over ring the process's TLS provider (once; every HTTPS client of datacube uses
+/// rustls, and the S3 client is given ring explicitly). Tests that build their own HTTP clients
+/// (object_store) call it too.
+pub fn install_tls() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        // Err: a provider is installed already (by the embedding program): use that one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// The HTTP client settings of every datacube HTTP client (STAC, HTTPS sources).
+pub fn http_client() -> reqwest::Result<reqwest::Client> {
+    install_tls();
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(120))
+        .user_agent(concat!("datacube/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
 
 /// The process-wide runtime the blocking callers (rayon workers, FUSE workers, intake) block on.
 /// Two worker threads are plenty: the work is waiting on sockets, and the cores decode JP2s.

@@ -43,8 +43,17 @@ pub async fn client(o: &S3Options, own_retries: bool) -> aws_sdk_s3::Client {
     // Only the environment and the profile files: the SDK's default chains would also ask the
     // EC2/ECS metadata endpoints (a network probe, and three WARN lines per run off AWS). A region
     // found nowhere is CDSE's and Allas's `default`.
-    let mut profile_region = ProfileFileRegionProvider::builder();
-    let mut profile_creds = ProfileFileCredentialsProvider::builder();
+    // Every client of the SDK gets this one HTTPS client (rustls over ring): with no default
+    // client compiled in, a provider built without it would have none.
+    let https = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let providers = aws_config::provider_config::ProviderConfig::without_region()
+        .with_http_client(https.clone());
+    let mut profile_region = ProfileFileRegionProvider::builder().configure(&providers);
+    let mut profile_creds = ProfileFileCredentialsProvider::builder().configure(&providers);
     if let Some(p) = &o.profile {
         profile_region = profile_region.profile_name(p);
         profile_creds = profile_creds.profile_name(p);
@@ -61,6 +70,7 @@ pub async fn client(o: &S3Options, own_retries: bool) -> aws_sdk_s3::Client {
     )
     .or_else("profile", profile_creds.build());
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https)
         .region(region)
         .credentials_provider(credentials);
     if let Some(p) = &o.profile {

@@ -16,7 +16,6 @@
 
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
@@ -53,12 +52,7 @@ impl HttpRanges {
         retry: RetryPolicy,
         block: u64,
     ) -> Result<Arc<Self>> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(120))
-            .user_agent(concat!("datacube/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("building the HTTP client")?;
+        let http = crate::remote::http_client().context("building the HTTP client")?;
         Ok(Arc::new(HttpRanges {
             http,
             cache,

@@ -6,8 +6,6 @@
 //! connection errors with backoff, honouring `Retry-After`; anything else fails with a message that
 //! names the request.
 
-use std::time::Duration;
-
 use anyhow::{Context, Result};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Value};
@@ -56,12 +54,7 @@ impl Request {
 impl StacClient {
     /// `base`: the API root (e.g. `https://stac.dataspace.copernicus.eu/v1`); `limit`: page size.
     pub fn new(base: &str, policy: RetryPolicy, limit: usize) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(120))
-            .user_agent(concat!("datacube/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("building the HTTP client")?;
+        let http = crate::remote::http_client().context("building the HTTP client")?;
         Ok(StacClient {
             http,
             search_url: format!("{}/search", base.trim_end_matches('/')),
