@@ -425,15 +425,15 @@ fn from_the_emulated_eodc_intake_and_mount_serve_the_oracle() {
     r.unwrap();
     assert_eq!(common::tree(&work.join("store-4").join(&rel)), reference);
 
-    // The mount over HTTP, on an empty store: every value around every footprint.
+    // The mount over HTTP, on an empty store: every value around every footprint of the eastern
+    // tile (the western one's merges are the local mirror's mount test; its bytes come through
+    // the same source).
     let m = common::mount::Mounted::start_s1_source(
         &work,
         &work.join("mount-store"),
         &format!("eodc:{}", emu.stac_url),
     );
-    for tile in [WEST, EAST] {
-        assert_tile_matches_oracle(&m.path(""), tile);
-    }
+    assert_tile_matches_oracle(&m.path(""), EAST);
     assert!(m.terminate().success());
     assert!(assert_range_cache_matches_mirror(&work.join("source-cache"), mirror(), 4 << 20) > 0);
 }
