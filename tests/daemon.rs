@@ -136,22 +136,27 @@ fn assert_written_back(store: &Path, rel: &str, bytes: &[u8]) {
     );
 }
 
-fn wait_mounted(mnt: &Path, child: &mut std::process::Child, log: &Path) {
+/// Waits for a foreground `datacube mount` to log that it serves.
+fn wait_ready(child: &mut std::process::Child, log: &Path) {
     let t0 = Instant::now();
-    while !is_mounted(mnt) {
-        if let Some(st) = child.try_wait().unwrap() {
-            panic!(
-                "datacube mount exited with {st}:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
+    loop {
+        let logged = std::fs::read_to_string(log).unwrap_or_default();
+        if logged.contains("(ready)") {
+            return;
         }
-        assert!(t0.elapsed() < Duration::from_secs(60), "not mounted");
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("datacube mount exited with {st}:\n{logged}");
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "not ready:\n{logged}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 #[test]
-fn an_unprivileged_user_mounts_reads_and_unmounts_with_fusermount3() {
+fn an_unprivileged_user_mounts_recovers_a_stale_mount_and_unmounts_with_fusermount3() {
     let Some(user) = user_or_skip() else {
         return;
     };
@@ -161,25 +166,52 @@ fn an_unprivileged_user_mounts_reads_and_unmounts_with_fusermount3() {
     user.dir(&home);
     let (mnt, store, log) = (home.join("mnt"), home.join("store"), work.join("mount.log"));
     user.dir(&mnt);
-    let mut cmd = user.command(&home, bin());
-    mount_cmd(&mut cmd, &mnt, &store, &[]);
-    let mut child = cmd
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    wait_mounted(&mnt, &mut child, &log);
+    let start = |log: &Path| {
+        let mut cmd = user.command(&home, bin());
+        mount_cmd(&mut cmd, &mnt, &store, &[]);
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap();
+        wait_ready(&mut child, log);
+        child
+    };
+    let read_as_user = |rel: &str| {
+        let out = user
+            .command(&home, "cat")
+            .arg(mnt.join(rel))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{rel}: {}", text(&out.stderr));
+        out.stdout
+    };
+
+    // A first mount, killed (SIGKILL) after a read: its mount point is left stale, as after a
+    // crash.
+    let mut first = start(&work.join("first.log"));
+    assert!(read_as_user(CHUNK_B) == oracle(CHUNK_B));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let out = user.command(&home, "ls").arg(&mnt).output().unwrap();
+    assert!(
+        text(&out.stderr).contains("Transport endpoint is not connected"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // The next mount, as the user, detaches it and serves.
+    let mut child = start(&log);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("stale FUSE mount"), "{logged}");
 
     // The mount is the user's: they read it, root does not (no allow_other).
     let (fstype, _) = datacube::fs::mountpoint::mount_entry(&mnt).unwrap();
     assert_eq!(fstype, "fuse.datacube");
-    let out = user
-        .command(&home, "cat")
-        .arg(mnt.join(CHUNK_A))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(out.stdout == want, "the chunk read as the user differs");
+    assert!(
+        read_as_user(CHUNK_A) == want,
+        "the chunk read as the user differs"
+    );
     let owner = user
         .command(&home, "stat")
         .args(["-c", "%u"])

@@ -80,8 +80,7 @@ pub fn notify_ready(mountpoint: &Path) {
     let Some(mut ready) = READY.lock().unwrap().take() else {
         return;
     };
-    let _ = writeln!(ready.pipe, "ready {}", mountpoint.display());
-    drop(ready.pipe);
+    // First away from the parent's stderr pipe, which it stops reading once told.
     if ready.quiet {
         if let Ok(null) = File::options().write(true).open("/dev/null") {
             // SAFETY: dup2 atomically replaces fds 1 and 2 with /dev/null; `null` stays valid.
@@ -91,6 +90,7 @@ pub fn notify_ready(mountpoint: &Path) {
             }
         }
     }
+    let _ = writeln!(ready.pipe, "ready {}", mountpoint.display());
 }
 
 /// A pipe (read end, write end), both close-on-exec, neither on fds 0–2 (which the child's
