@@ -26,6 +26,7 @@ pub mod info;
 pub mod intake;
 pub mod layout;
 pub mod opener;
+pub mod product;
 pub mod safe;
 pub mod scene;
 pub mod stac;
