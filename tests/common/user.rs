@@ -107,6 +107,7 @@ impl User {
             .arg(program)
             .env("HOME", home)
             .env("USER", NAME)
+            .env("LC_ALL", "C")
             .env_remove("XDG_CACHE_HOME")
             .env_remove("XDG_RUNTIME_DIR");
         c
