@@ -63,8 +63,8 @@ impl TileYear {
     }
 
     /// The single chunk record of a store made before per-writer records (read, never written).
-    pub fn record_key(&self, res: Resolution) -> String {
-        format!("{self}/.datacube/chunks-{}.json", res.name())
+    pub fn record_key(&self, group: &str) -> String {
+        format!("{self}/.datacube/chunks-{group}.json")
     }
 
     /// The directory of catalog generations.
@@ -82,14 +82,14 @@ impl TileYear {
         format!("{}/{n:08}.done", self.generations_dir())
     }
 
-    /// The directory of per-writer chunk records of one resolution.
-    pub fn records_dir(&self, res: Resolution) -> String {
-        format!("{self}/.datacube/records/{}", res.name())
+    /// The directory of per-writer chunk records of one group.
+    pub fn records_dir(&self, group: &str) -> String {
+        format!("{self}/.datacube/records/{group}")
     }
 
-    /// The chunk record of writer `owner` for one resolution (rewritten only by that writer).
-    pub fn record_file(&self, res: Resolution, owner: &str) -> String {
-        format!("{}/{owner}.json", self.records_dir(res))
+    /// The chunk record of writer `owner` for one group (rewritten only by that writer).
+    pub fn record_file(&self, group: &str, owner: &str) -> String {
+        format!("{}/{owner}.json", self.records_dir(group))
     }
 
     /// The key prefix of one time chunk's object files of an array (`GROUP/ARRAY/c/T`).
@@ -226,10 +226,7 @@ mod tests {
         assert_eq!(k.to_string(), "35VLH/2024/20m/data/c/3/0/10/0");
         assert_eq!(k.to_string().parse::<ChunkKey>(), Ok(k.clone()));
         assert_eq!(k.idx.to_string().parse::<ChunkIndex>(), Ok(k.idx));
-        assert_eq!(
-            ty.record_key(Resolution::R60),
-            "35VLH/2024/.datacube/chunks-60m.json"
-        );
+        assert_eq!(ty.record_key("60m"), "35VLH/2024/.datacube/chunks-60m.json");
         assert_eq!(ty.catalog_key(), "35VLH/2024/.datacube/catalog.json");
         assert_eq!(k.tile_year(), ty);
         assert_eq!(

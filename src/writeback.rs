@@ -24,7 +24,6 @@ use crate::cache::Bytes;
 use crate::generation::{Fencing, Verdict};
 use crate::key::{ChunkIndex, ChunkKey, TileYear};
 use crate::remote::retry::RetryPolicy;
-use crate::s2::bands::Resolution;
 use crate::store::{with_retries, ChunkEntry, RecordWriter, Store};
 
 /// What to persist for one chunk.
@@ -37,12 +36,12 @@ pub enum WriteEntry {
 }
 
 /// One unit of computation to persist: its object files (written first, each atomically), then
-/// its entry in this process's record of `(ty, res)` at `idx`.
+/// its entry in this process's record of `(ty, group)` at `idx`.
 #[derive(Debug, Clone)]
 pub struct WriteJob {
     pub ty: TileYear,
-    /// The record group (a resolution group).
-    pub res: Resolution,
+    /// The record group (`10m`, `20m`, …).
+    pub group: &'static str,
     /// The unit's index in the record (its time chunk is `idx.t`).
     pub idx: ChunkIndex,
     /// Fingerprint of the unit's time chunk under the generation it was computed from.
@@ -65,7 +64,7 @@ impl WriteJob {
         };
         WriteJob {
             ty: key.tile_year(),
-            res: key.res,
+            group: key.res.name(),
             idx: key.idx,
             fp,
             objects,
@@ -81,7 +80,7 @@ impl WriteJob {
     fn describe(&self) -> String {
         match self.objects.as_slice() {
             [(k, _)] => k.clone(),
-            _ => format!("{}/{} unit {}", self.ty, self.res.name(), self.idx),
+            _ => format!("{}/{} unit {}", self.ty, self.group, self.idx),
         }
     }
 }
@@ -374,10 +373,10 @@ fn write_batch(s: &Shared, batch: &[WriteJob]) -> Vec<usize> {
     let mut touched = BTreeSet::new();
     let mut held = Vec::new();
     'jobs: for (i, job) in batch.iter().enumerate() {
-        let (ty, res, idx) = (&job.ty, job.res, job.idx);
+        let (ty, group, idx) = (&job.ty, job.group, job.idx);
         let verdict = || {
             with_retries(retry, &format!("checking the catalog of {ty}"), || {
-                s.tracker.verdict(store, ty, res.name(), idx.t, &job.fp)
+                s.tracker.verdict(store, ty, group, idx.t, &job.fp)
             })
         };
         let mut last = verdict();
@@ -427,14 +426,14 @@ fn write_batch(s: &Shared, batch: &[WriteJob]) -> Vec<usize> {
                 continue;
             }
         }
-        s.records.add(ty, res, idx, job.entry, &job.fp);
-        touched.insert((ty.clone(), res));
+        s.records.add(ty, group, idx, job.entry, &job.fp);
+        touched.insert((ty.clone(), group));
     }
-    for (ty, res) in touched {
-        let what = format!("saving the chunk record of {ty} {res}");
-        match with_retries(retry, &what, || s.records.save(store, &ty, res)) {
+    for (ty, group) in touched {
+        let what = format!("saving the chunk record of {ty} {group}");
+        match with_retries(retry, &what, || s.records.save(store, &ty, group)) {
             Ok(()) => s.stats.records_saved.inc(),
-            Err(e) => failed(&format!("saving the chunk record of {ty} {res}"), e),
+            Err(e) => failed(&format!("saving the chunk record of {ty} {group}"), e),
         }
     }
     held

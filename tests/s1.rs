@@ -581,7 +581,6 @@ fn s1_writeback_retries_transient_failures_and_records_only_regions_that_landed(
     use datacube::remote::retry::RetryPolicy;
     use datacube::s1::catalog::S1Catalog;
     use datacube::s1::cube::{S1Config, S1Cube};
-    use datacube::s2::bands::Resolution;
     use datacube::store::{ChunkRecord, FaultyStore, MemStore, Store, StoreOp};
     use datacube::util::faults::Effect;
     use std::sync::Arc;
@@ -698,7 +697,7 @@ fn s1_writeback_retries_transient_failures_and_records_only_regions_that_landed(
     let ty = datacube::key::TileYear::new(&WEST.to_string(), 2024);
     let g = latest::<S1Catalog>(mem.as_ref(), &ty).unwrap().unwrap();
     let fp_of = |t: u64| (t < g.catalog.time_chunks()).then(|| g.catalog.fingerprint(t));
-    let rec = ChunkRecord::load_matching(mem.as_ref(), &ty, Resolution::R20, &fp_of).unwrap();
+    let rec = ChunkRecord::load_matching(mem.as_ref(), &ty, datacube::s1::GROUP, &fp_of).unwrap();
     let pos = |k: &str| {
         let p: Vec<u64> = k[2..].split('/').map(|n| n.parse().unwrap()).collect();
         (p[0], p[1], p[2])

@@ -83,10 +83,11 @@ pub fn static_children(key: &str, files: &BTreeMap<String, Vec<u8>>) -> Vec<(Str
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn files() -> BTreeMap<String, Vec<u8>> {
+    /// The files of a small year layout (shared with the collections' tree tests).
+    pub(crate) fn files() -> BTreeMap<String, Vec<u8>> {
         [
             "35VLH/2024/zarr.json",
             "35VLH/2024/10m/zarr.json",

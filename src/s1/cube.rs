@@ -36,13 +36,9 @@ use crate::s1::grid::Equi7Tile;
 use crate::s1::shard::{self, Encoders, OrbitCache, ShardPos, SHARDS_PER_SIDE};
 use crate::s1::source::{GdalReader, S1Source};
 use crate::s1::{layout, GROUP, VARIABLES};
-use crate::s2::bands::Resolution;
 use crate::store::{ChunkEntry, ChunkRecord, RecordWriter, Store};
 use crate::util::{ByteLru, SingleFlight};
 use crate::writeback::{Limits, WriteJob, Writeback};
-
-/// The record files of the S1 cube live under the `20m` resolution name (its one group).
-const RECORD_RES: Resolution = Resolution::R20;
 
 /// How the S1 mount is set up.
 #[derive(Debug, Clone)]
@@ -262,12 +258,8 @@ impl S1Cube {
             .map(|t| catalog.fingerprint(t))
             .collect();
         let fp_of = |t: u64| fingerprints.get(t as usize).cloned();
-        let record = ChunkRecord::load_matching(
-            self.shared.store.as_ref(),
-            &g.tile_year(),
-            RECORD_RES,
-            &fp_of,
-        )?;
+        let record =
+            ChunkRecord::load_matching(self.shared.store.as_ref(), &g.tile_year(), GROUP, &fp_of)?;
         let done = record
             .chunks
             .keys()
@@ -566,7 +558,7 @@ impl Shared {
             let total: u64 = objects.iter().map(|(_, b)| b.len() as u64).sum();
             sh.writeback.push(WriteJob {
                 ty,
-                res: RECORD_RES,
+                group: GROUP,
                 idx: ChunkIndex {
                     t: pos.t,
                     y: pos.y,

@@ -8,7 +8,6 @@ use crate::collection::info::{tile_years, InfoRow};
 use crate::s1::catalog::S1Catalog;
 use crate::s1::shard::SHARDS_PER_SIDE;
 use crate::s1::{GROUP, TILE_PX, VARIABLES};
-use crate::s2::bands::Resolution;
 use crate::store::{ChunkRecord, Store};
 
 /// One row per tile-year.
@@ -20,8 +19,8 @@ pub fn rows(store: &dyn Store) -> Result<Vec<InfoRow>> {
             continue;
         };
         let fp_of = |t: u64| (t < catalog.time_chunks()).then(|| catalog.fingerprint(t));
-        let record = ChunkRecord::load_matching(store, &ty, Resolution::R20, &fp_of)?;
-        let mut objects = crate::store::record_files(store, &ty, Resolution::R20)? as u64;
+        let record = ChunkRecord::load_matching(store, &ty, GROUP, &fp_of)?;
+        let mut objects = crate::store::record_files(store, &ty, GROUP)? as u64;
         let group = format!("{ty}/{GROUP}");
         objects += crate::s1::layout::build(&catalog)?
             .keys()

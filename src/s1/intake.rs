@@ -17,14 +17,10 @@ use super::grid::Equi7Tile;
 use super::layout;
 use super::shard::{self, Encoders, OrbitCache, ShardPos};
 use super::source::S1Source;
-use super::VARIABLES;
+use super::{GROUP, VARIABLES};
 use crate::generation::{self, Fence, Generation, Tracker, Verdict};
 use crate::key::{ChunkIndex, TileYear};
-use crate::s2::bands::Resolution;
 use crate::store::{ChunkEntry, ChunkRecord, RecordWriter, Store};
-
-/// The record files of the S1 cube live under the `20m` resolution name, like S2's 20 m group.
-const RECORD_RES: Resolution = Resolution::R20;
 
 #[derive(Debug, Default)]
 pub struct S1IntakeReport {
@@ -159,7 +155,7 @@ pub fn intake_year(
         let catalog = &p.generation.catalog;
         let ty = catalog.tile_year();
         let fp_of = |t: u64| (t < catalog.time_chunks()).then(|| catalog.fingerprint(t));
-        let done = ChunkRecord::load_matching(store, &ty, RECORD_RES, &fp_of)?;
+        let done = ChunkRecord::load_matching(store, &ty, GROUP, &fp_of)?;
         let positions = shard::all_positions(catalog);
         let mut todo: Vec<ShardPos> = positions
             .iter()
@@ -173,7 +169,7 @@ pub fn intake_year(
             .collect();
         // Time chunks this generation changed are fenced until its invalidation has settled: do
         // everything else first.
-        todo.sort_by_key(|q| p.generation.is_changed(super::GROUP, q.t));
+        todo.sort_by_key(|q| p.generation.is_changed(GROUP, q.t));
         report.days = catalog.days.len();
         report.slices = catalog.slice_count();
         report.regions = positions.len();
@@ -184,7 +180,7 @@ pub fn intake_year(
         let mut stale = false;
         for pos in todo {
             let fp = catalog.fingerprint(pos.t);
-            if !tracker.wait_until_writable(store, &ty, super::GROUP, pos.t, &fp)? {
+            if !tracker.wait_until_writable(store, &ty, GROUP, pos.t, &fp)? {
                 stale = true;
                 break;
             }
@@ -196,7 +192,7 @@ pub fn intake_year(
             for (v, obj) in VARIABLES.iter().zip(set.iter()) {
                 let key = layout::shard_key(&catalog.tile, year, v.name, pos.t, pos.y, pos.x);
                 // Each PUT starts within the fence's check age of a verdict.
-                if tracker.verdict(store, &ty, super::GROUP, pos.t, &fp)? != Verdict::Write {
+                if tracker.verdict(store, &ty, GROUP, pos.t, &fp)? != Verdict::Write {
                     stale = true;
                     break;
                 }
@@ -219,8 +215,8 @@ pub fn intake_year(
             } else {
                 ChunkEntry::Data { bytes: total }
             };
-            writer.add(&ty, RECORD_RES, index(&pos), entry, &fp);
-            writer.save(store, &ty, RECORD_RES)?;
+            writer.add(&ty, GROUP, index(&pos), entry, &fp);
+            writer.save(store, &ty, GROUP)?;
             bar.inc(1);
         }
         bar.finish_and_clear();

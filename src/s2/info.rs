@@ -41,7 +41,7 @@ pub fn rows(store: &dyn Store) -> Result<Vec<InfoRow>> {
         let layout = YearLayout::build(catalog, chunking)?;
         for res in Resolution::ALL {
             let geom = DataGeometry::new(catalog, res, chunking)?;
-            let record = ChunkRecord::load_valid(store, &ty, res, catalog)?;
+            let record = ChunkRecord::load_valid(store, &ty, res.name(), catalog)?;
             let group = format!("{ty}/{}/", res.name());
             let metadata = layout
                 .files
@@ -50,7 +50,7 @@ pub fn rows(store: &dyn Store) -> Result<Vec<InfoRow>> {
                 .count();
             let objects = record.count(false) as u64
                 + metadata as u64
-                + crate::store::record_files(store, &ty, res)? as u64;
+                + crate::store::record_files(store, &ty, res.name())? as u64;
             let total = geom.total_chunks();
             rows.push(InfoRow {
                 tile: ty.tile.clone(),

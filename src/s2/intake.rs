@@ -257,8 +257,8 @@ fn run_generation(
         let geom = *ctx.geometry(res);
         let [nt, ny, nx] = geom.chunk_counts();
         report.chunks_total += nt * ny * nx;
-        writer.adopt_abandoned(store, &ty, res, &catalog)?;
-        let record = ChunkRecord::load_valid(store, &ty, res, &catalog)?;
+        writer.adopt_abandoned(store, &ty, res.name(), catalog.as_ref())?;
+        let record = ChunkRecord::load_valid(store, &ty, res.name(), catalog.as_ref())?;
         // Objects (chunks or shards) along y and x.
         let cs = ctx.chunking.space(res);
         let per = (JP2_TILE / cs).max(1);
@@ -347,7 +347,7 @@ fn run_generation(
         let stale = run_group(
             ctx, store, source, raster, tracker, &g, &fp, writer, report, &bar,
         );
-        writer.save(store, &ty, res)?;
+        writer.save(store, &ty, res.name())?;
         if stale {
             bar.finish_and_clear();
             return Ok(false);
@@ -440,7 +440,7 @@ fn run_group(
                     }
                     ChunkEntry::Empty => report.chunks_empty += 1,
                 }
-                writer.add(&ty, res, idx, entry, fp);
+                writer.add(&ty, res.name(), idx, entry, fp);
             }
             Err(e) => {
                 let msg = format!("{}: {e:#}", ty.chunk(res, idx));

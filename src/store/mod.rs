@@ -45,7 +45,7 @@ pub use faulty::{FaultyStore, StoreOp};
 #[cfg(any(test, feature = "testing"))]
 pub use memory::MemStore;
 pub use object::{clip, InMemory, ObjectReader};
-pub use record::{record_files, ChunkEntry, ChunkRecord, RecordWriter};
+pub use record::{record_files, ChunkEntry, ChunkRecord, RecordGroup, RecordWriter};
 pub use s3::S3Store;
 
 pub use create::Creator;

@@ -3,8 +3,9 @@
 //!
 //! Every writer process keeps its own record file (`TileYear::record_file`), rewritten only by
 //! it, so concurrent writers never lose each other's entries; the record is the union of the
-//! files. Each entry carries the fingerprint of the time chunk it was computed under
-//! (`Catalog::fingerprint`) and counts only while the latest catalog generation agrees, so an
+//! files. Records are per tile-year and group (`10m`, `20m`), whatever the collection. Each entry
+//! carries the fingerprint of the time chunk it was computed under (`AxisCatalog::fingerprint`)
+//! and counts only while the latest catalog generation agrees, so an
 //! entry made stale by a new generation needs no deletion by anyone. A chunk file is written
 //! before its entry, so an entry always has its file; a file without an entry is computed again.
 //! Files of writers that are gone are folded into a live writer's file and removed, so their
@@ -18,9 +19,15 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::Store;
+use crate::generation::AxisCatalog;
 use crate::key::{ChunkIndex, TileYear};
-use crate::s2::bands::Resolution;
-use crate::s2::catalog::Catalog;
+
+/// A group whose chunks are recorded, typed: its name and the catalog its fingerprints come
+/// from (so a record can be loaded under the store's latest generation by the group alone).
+pub trait RecordGroup: Copy {
+    type Catalog: AxisCatalog;
+    fn group_name(self) -> &'static str;
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -65,23 +72,23 @@ fn read_file(store: &dyn Store, key: &str) -> Result<Option<RecordFile>> {
     }
 }
 
-/// Every record file of `(ty, res)`: (key, owner as named by the key, content). The legacy file
-/// comes first, with owner `""`.
+/// Every record file of `(ty, group)`: (key, owner as named by the key, content). The legacy
+/// file comes first, with owner `""`.
 fn read_all(
     store: &dyn Store,
     ty: &TileYear,
-    res: Resolution,
+    group: &str,
 ) -> Result<Vec<(String, String, RecordFile)>> {
     let mut out = Vec::new();
-    let legacy = ty.record_key(res);
+    let legacy = ty.record_key(group);
     if let Some(f) = read_file(store, &legacy)? {
         out.push((legacy, String::new(), f));
     }
-    for name in store.list_dir(&ty.records_dir(res))? {
+    for name in store.list_dir(&ty.records_dir(group))? {
         let Some(owner) = name.strip_suffix(".json") else {
             continue;
         };
-        let key = ty.record_file(res, owner);
+        let key = ty.record_file(group, owner);
         // Removed by a compaction since the listing: its entries are in the compactor's file.
         if let Some(f) = read_file(store, &key)? {
             out.push((key, owner.to_string(), f));
@@ -91,40 +98,38 @@ fn read_all(
 }
 
 /// Whether an entry computed under `fp` (None: under generation 1) counts under `catalog`.
-struct Validity<'a> {
+struct Validity<'a, C: AxisCatalog> {
     store: &'a dyn Store,
     ty: &'a TileYear,
-    res: Resolution,
-    catalog: &'a Catalog,
-    first: Option<Option<Catalog>>,
+    group: &'a str,
+    catalog: &'a C,
+    first: Option<Option<C>>,
 }
 
-impl<'a> Validity<'a> {
-    fn new(store: &'a dyn Store, ty: &'a TileYear, res: Resolution, catalog: &'a Catalog) -> Self {
+impl<'a, C: AxisCatalog> Validity<'a, C> {
+    fn new(store: &'a dyn Store, ty: &'a TileYear, group: &'a str, catalog: &'a C) -> Self {
         Validity {
             store,
             ty,
-            res,
+            group,
             catalog,
             first: None,
         }
     }
 
     fn valid(&mut self, idx: ChunkIndex, fp: &Option<String>) -> Result<bool> {
-        let current = self.catalog.fingerprint(self.res, idx.t);
-        if idx.t >= self.catalog.time_chunks(self.res) {
+        if idx.t >= self.catalog.time_chunks(self.group) {
             return Ok(false);
         }
+        let current = self.catalog.fingerprint(self.group, idx.t);
         match fp {
             Some(fp) => Ok(*fp == current),
             None => {
                 if self.first.is_none() {
-                    self.first = Some(crate::generation::first_catalog::<Catalog>(
-                        self.store, self.ty,
-                    )?);
+                    self.first = Some(crate::generation::first_catalog::<C>(self.store, self.ty)?);
                 }
                 Ok(self.first.as_ref().unwrap().as_ref().is_some_and(|c| {
-                    idx.t < c.time_chunks(self.res) && c.fingerprint(self.res, idx.t) == current
+                    idx.t < c.time_chunks(self.group) && c.fingerprint(self.group, idx.t) == current
                 }))
             }
         }
@@ -132,16 +137,16 @@ impl<'a> Validity<'a> {
 }
 
 impl ChunkRecord {
-    /// The entries of every writer's record of `(ty, res)` that count under `catalog`.
-    pub fn load_valid(
+    /// The entries of every writer's record of `(ty, group)` that count under `catalog`.
+    pub fn load_valid<C: AxisCatalog>(
         store: &dyn Store,
         ty: &TileYear,
-        res: Resolution,
-        catalog: &Catalog,
+        group: &str,
+        catalog: &C,
     ) -> Result<Self> {
-        let mut v = Validity::new(store, ty, res, catalog);
+        let mut v = Validity::new(store, ty, group, catalog);
         let mut chunks = BTreeMap::new();
-        for (_, _, file) in read_all(store, ty, res)? {
+        for (_, _, file) in read_all(store, ty, group)? {
             for (idx, r) in file.chunks {
                 if v.valid(idx, &r.fp)? {
                     chunks.insert(idx, r.entry);
@@ -151,17 +156,17 @@ impl ChunkRecord {
         Ok(ChunkRecord { chunks })
     }
 
-    /// The entries of every writer's record of `(ty, res)` whose fingerprint is `fp_of(t)` of their
+    /// The entries of every writer's record of `(ty, group)` whose fingerprint is `fp_of(t)` of their
     /// time chunk (`None`: the time chunk does not exist). For collections whose catalogs have no
     /// pre-generation history (entries without a fingerprint never count).
     pub fn load_matching(
         store: &dyn Store,
         ty: &TileYear,
-        res: Resolution,
+        group: &str,
         fp_of: &dyn Fn(u64) -> Option<String>,
     ) -> Result<Self> {
         let mut chunks = BTreeMap::new();
-        for (_, _, file) in read_all(store, ty, res)? {
+        for (_, _, file) in read_all(store, ty, group)? {
             for (idx, r) in file.chunks {
                 if r.fp.is_some() && r.fp == fp_of(idx.t) {
                     chunks.insert(idx, r.entry);
@@ -172,9 +177,9 @@ impl ChunkRecord {
     }
 
     /// `load_valid` under the store's latest catalog generation (empty if it has none).
-    pub fn load(store: &dyn Store, ty: &TileYear, res: Resolution) -> Result<Self> {
-        match crate::generation::latest::<Catalog>(store, ty)? {
-            Some(g) => Self::load_valid(store, ty, res, &g.catalog),
+    pub fn load<G: RecordGroup>(store: &dyn Store, ty: &TileYear, group: G) -> Result<Self> {
+        match crate::generation::latest::<G::Catalog>(store, ty)? {
+            Some(g) => Self::load_valid(store, ty, group.group_name(), &g.catalog),
             None => Ok(Self::default()),
         }
     }
@@ -197,16 +202,16 @@ impl ChunkRecord {
     }
 }
 
-/// The number of record files of `(ty, res)` (for `datacube info`'s object counts).
-pub fn record_files(store: &dyn Store, ty: &TileYear, res: Resolution) -> Result<usize> {
-    Ok(store.list_dir(&ty.records_dir(res))?.len()
-        + usize::from(store.get(&ty.record_key(res))?.is_some()))
+/// The number of record files of `(ty, group)` (for `datacube info`'s object counts).
+pub fn record_files(store: &dyn Store, ty: &TileYear, group: &str) -> Result<usize> {
+    Ok(store.list_dir(&ty.records_dir(group))?.len()
+        + usize::from(store.get(&ty.record_key(group))?.is_some()))
 }
 
 /// This process's record files: what it has computed, per tile-year and resolution.
 pub struct RecordWriter {
     owner: String,
-    own: Mutex<HashMap<(TileYear, Resolution), RecordFile>>,
+    own: Mutex<HashMap<(TileYear, &'static str), RecordFile>>,
 }
 
 impl Default for RecordWriter {
@@ -231,13 +236,13 @@ impl RecordWriter {
     pub fn add(
         &self,
         ty: &TileYear,
-        res: Resolution,
+        group: &'static str,
         idx: ChunkIndex,
         entry: ChunkEntry,
         fp: &str,
     ) {
         let mut g = self.own.lock().unwrap();
-        let f = g.entry((ty.clone(), res)).or_insert_with(|| RecordFile {
+        let f = g.entry((ty.clone(), group)).or_insert_with(|| RecordFile {
             owner: self.owner.clone(),
             ..Default::default()
         });
@@ -250,33 +255,33 @@ impl RecordWriter {
         );
     }
 
-    /// Writes this writer's record file of `(ty, res)` (atomically, whole).
-    pub fn save(&self, store: &dyn Store, ty: &TileYear, res: Resolution) -> Result<()> {
+    /// Writes this writer's record file of `(ty, group)` (atomically, whole).
+    pub fn save(&self, store: &dyn Store, ty: &TileYear, group: &'static str) -> Result<()> {
         let bytes = {
             let mut g = self.own.lock().unwrap();
-            let Some(f) = g.get_mut(&(ty.clone(), res)) else {
+            let Some(f) = g.get_mut(&(ty.clone(), group)) else {
                 return Ok(());
             };
             f.written_ms = crate::generation::now_ms();
             serde_json::to_vec(f)?
         };
-        store.put(&ty.record_file(res, &self.owner), &bytes)
+        store.put(&ty.record_file(group, &self.owner), &bytes)
     }
 
     /// Folds the record files of writers that are gone (and a pre-generation record) into this
     /// writer's, keeping the entries that count under `catalog`; saves; then removes them.
     /// Returns how many files were removed.
-    pub fn adopt_abandoned(
+    pub fn adopt_abandoned<C: AxisCatalog>(
         &self,
         store: &dyn Store,
         ty: &TileYear,
-        res: Resolution,
-        catalog: &Catalog,
+        group: &'static str,
+        catalog: &C,
     ) -> Result<usize> {
-        let mut v = Validity::new(store, ty, res, catalog);
+        let mut v = Validity::new(store, ty, group, catalog);
         let mut gone = Vec::new();
         let mut adopted = Vec::new();
-        for (key, owner, file) in read_all(store, ty, res)? {
+        for (key, owner, file) in read_all(store, ty, group)? {
             if owner == self.owner
                 || !(owner.is_empty() || super::writer_gone(&owner, file.written_ms))
             {
@@ -293,18 +298,18 @@ impl RecordWriter {
             return Ok(0);
         }
         for (idx, entry) in adopted {
-            let fp = catalog.fingerprint(res, idx.t);
-            self.add(ty, res, idx, entry, &fp);
+            let fp = catalog.fingerprint(group, idx.t);
+            self.add(ty, group, idx, entry, &fp);
         }
         // Our file may not exist yet: make sure it does before the others go.
         {
             let mut g = self.own.lock().unwrap();
-            g.entry((ty.clone(), res)).or_insert_with(|| RecordFile {
+            g.entry((ty.clone(), group)).or_insert_with(|| RecordFile {
                 owner: self.owner.clone(),
                 ..Default::default()
             });
         }
-        self.save(store, ty, res)?;
+        self.save(store, ty, group)?;
         for key in &gone {
             store.delete(key)?;
         }

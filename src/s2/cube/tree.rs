@@ -235,18 +235,7 @@ pub fn classify_in_year(
 mod tests {
     use super::*;
 
-    fn files() -> BTreeMap<String, Vec<u8>> {
-        [
-            "35VLH/2024/zarr.json",
-            "35VLH/2024/10m/zarr.json",
-            "35VLH/2024/10m/data/zarr.json",
-            "35VLH/2024/10m/time/zarr.json",
-            "35VLH/2024/10m/time/c/0",
-        ]
-        .iter()
-        .map(|k| (k.to_string(), vec![]))
-        .collect()
-    }
+    use crate::fs::node::tests::files;
 
     #[test]
     fn classifies_below_a_year() {

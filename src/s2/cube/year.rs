@@ -325,8 +325,9 @@ impl Years {
         let ty = g.tile_year();
         let mut out: [BTreeMap<ChunkIndex, ChunkEntry>; 3] = Default::default();
         for res in Resolution::ALL {
-            self.records.adopt_abandoned(store, &ty, res, &g.catalog)?;
-            out[res.index()] = ChunkRecord::load_valid(store, &ty, res, &g.catalog)?.chunks;
+            self.records
+                .adopt_abandoned(store, &ty, res.name(), &g.catalog)?;
+            out[res.index()] = ChunkRecord::load_valid(store, &ty, res.name(), &g.catalog)?.chunks;
         }
         Ok(out)
     }
