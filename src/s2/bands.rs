@@ -117,14 +117,6 @@ impl Resolution {
     }
 }
 
-/// A resolution group's chunk records, under Sentinel-2 catalogs.
-impl crate::store::RecordGroup for Resolution {
-    type Catalog = crate::s2::catalog::Catalog;
-    fn group_name(self) -> &'static str {
-        self.name()
-    }
-}
-
 impl fmt::Display for Resolution {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

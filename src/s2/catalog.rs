@@ -276,3 +276,11 @@ pub fn merge(
     }
     Ok((cat, report))
 }
+
+/// A resolution group's chunk records, under Sentinel-2 catalogs.
+impl crate::store::RecordGroup for Resolution {
+    type Catalog = Catalog;
+    fn group_name(self) -> &'static str {
+        self.name()
+    }
+}
