@@ -84,10 +84,14 @@ impl Inodes {
     }
 }
 
+/// An open file: what it reads, and the path it was opened by (named in its errors).
+type OpenFile = (Content, Arc<str>);
+
 pub struct DatacubeFs {
     cube: Arc<dyn CubeView>,
     inodes: Arc<Mutex<Inodes>>,
-    handles: Arc<Mutex<HashMap<u64, Content>>>,
+    /// Open files: what they read, and the path they were opened by (for error messages).
+    handles: Arc<Mutex<HashMap<u64, OpenFile>>>,
     /// Reads of stored objects, which wait on the store, run here rather than on FUSE threads.
     store_reads: WorkPool,
     next_fh: AtomicU64,
@@ -290,7 +294,10 @@ impl Filesystem for DatacubeFs {
                     &path,
                     Box::new(move |r| match r {
                         Ok(content) => {
-                            handles.lock().unwrap().insert(fh, content);
+                            handles
+                                .lock()
+                                .unwrap()
+                                .insert(fh, (content, Arc::from(asked.as_str())));
                             // Chunk and metadata files never change while mounted: keep the page cache.
                             let flags = if volatile {
                                 FopenFlags::FOPEN_DIRECT_IO
@@ -309,7 +316,7 @@ impl Filesystem for DatacubeFs {
     fn read(
         &self,
         _req: &Request,
-        ino: INodeNo,
+        _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -317,7 +324,7 @@ impl Filesystem for DatacubeFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let Some(content) = self.handles.lock().unwrap().get(&fh.0).cloned() else {
+        let Some((content, path)) = self.handles.lock().unwrap().get(&fh.0).cloned() else {
             return reply.error(Errno::EBADF);
         };
         let cube = self.cube.clone();
@@ -336,7 +343,6 @@ impl Filesystem for DatacubeFs {
                 answer(Ok(&b[r.start as usize..r.end as usize]));
             }
             Content::Stored(o) => {
-                let path = self.path(ino).unwrap_or_default();
                 self.store_reads
                     .spawn(move || match o.read(offset, size as usize) {
                         Ok(data) => answer(Ok(&data)),
