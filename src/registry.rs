@@ -18,17 +18,24 @@ pub enum Collection {
     /// Sentinel-2 MSI Level-1C from CDSE (SAFE products, JP2 band files, MGRS tiles).
     #[default]
     Sentinel2L1c,
+    /// Sentinel-2 MSI Level-2A from CDSE: surface reflectance and the scene classification (SCL).
+    Sentinel2L2a,
     /// Sentinel-1 σ⁰ backscatter (VV, VH) from EODC (GeoTIFFs on Equi7Grid T3 tiles).
     Sentinel1Sig0,
 }
 
 impl Collection {
-    pub const ALL: [Collection; 2] = [Collection::Sentinel2L1c, Collection::Sentinel1Sig0];
+    pub const ALL: [Collection; 3] = [
+        Collection::Sentinel2L1c,
+        Collection::Sentinel2L2a,
+        Collection::Sentinel1Sig0,
+    ];
 
     /// What the collection is and does.
     pub fn opener(self) -> &'static dyn Opener {
         match self {
-            Collection::Sentinel2L1c => &crate::s2::opener::Sentinel2L1c,
+            Collection::Sentinel2L1c => &crate::s2::opener::SENTINEL_2_L1C,
+            Collection::Sentinel2L2a => &crate::s2::opener::SENTINEL_2_L2A,
             Collection::Sentinel1Sig0 => &crate::s1::opener::Sentinel1Sig0,
         }
     }
@@ -86,7 +93,10 @@ mod tests {
             assert_eq!(c.name().parse::<Collection>(), Ok(c));
         }
         let e = "sentinel-3".parse::<Collection>().unwrap_err();
-        assert!(e.contains("sentinel-2-l1c or sentinel-1-sig0"), "{e}");
+        assert!(
+            e.contains("sentinel-2-l1c or sentinel-2-l2a or sentinel-1-sig0"),
+            "{e}"
+        );
     }
 
     #[test]
