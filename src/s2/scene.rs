@@ -105,11 +105,14 @@ pub fn baseline_number(b: &str) -> u32 {
     digits.parse().unwrap_or(0)
 }
 
-/// `Sentinel-2/MSI/L1C/YYYY/MM/DD/<product>.SAFE`, dated by the sensing start (CDSE layout).
+/// `Sentinel-2/MSI/L1C/YYYY/MM/DD/<product>.SAFE` (`.../L2A/...` for a Level-2A product, told by
+/// its name), dated by the sensing start (CDSE layout).
 pub fn product_dir_key(product_id: &str, sensing_time_ms: i64) -> String {
     let t = chrono::DateTime::from_timestamp_millis(sensing_time_ms).unwrap_or_default();
+    let level = crate::s2::product::ProductLevel::from_product_id(product_id)
+        .unwrap_or(crate::s2::product::ProductLevel::L1C);
     format!(
-        "Sentinel-2/MSI/L1C/{}/{product_id}.SAFE",
+        "Sentinel-2/MSI/{level}/{}/{product_id}.SAFE",
         t.format("%Y/%m/%d")
     )
 }
