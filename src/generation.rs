@@ -42,9 +42,11 @@ pub trait AxisCatalog:
     Clone + Debug + PartialEq + Serialize + DeserializeOwned + Send + Sync + 'static
 {
     fn tile_year(&self) -> TileYear;
-    /// The arrays whose chunk files are cut along time: (group, array, key levels below the time
-    /// index — `data/c/T/0/Y/X` has 3).
-    fn time_chunked_arrays(&self) -> Vec<(&'static str, &'static str, usize)>;
+    /// The arrays whose chunk files are cut along time: (group, the array's path below the
+    /// tile-year, key levels below the time index — `10m/data/c/T/0/Y/X` has 3). A *group* is the
+    /// unit of fingerprints, invalidation, fencing and chunk records; several arrays may share
+    /// one (S1's variables), or each be its own (S2's `data` and `scl`).
+    fn time_chunked_arrays(&self) -> Vec<(&'static str, String, usize)>;
     /// Number of time chunks of `group`.
     fn time_chunks(&self, group: &str) -> u64;
     /// A hash of the items time chunk `t` of `group` holds. An object's values are a function
@@ -350,7 +352,7 @@ pub fn invalidate<C: AxisCatalog>(
     }
     for (group, array, levels) in g.catalog.time_chunked_arrays() {
         for &t in g.changed(group) {
-            let mut keys = vec![ty.time_chunk_prefix(group, array, t)];
+            let mut keys = vec![ty.time_chunk_prefix(&array, t)];
             for _ in 0..levels {
                 let mut below = Vec::new();
                 for k in &keys {

@@ -22,10 +22,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::s2::array::{PixelArray, Var};
 use crate::s2::bands::Resolution;
-
-/// The array of a resolution group that holds the chunked pixel data.
-pub const DATA_ARRAY: &str = "data";
 
 /// A decimal number in canonical form (no sign, no leading zeros), as Zarr writes chunk keys.
 pub fn canonical_u64(s: &str) -> Option<u64> {
@@ -36,10 +34,6 @@ pub fn canonical_u64(s: &str) -> Option<u64> {
         return None;
     }
     s.parse().ok()
-}
-
-fn resolution(name: &str) -> Option<Resolution> {
-    Resolution::ALL.into_iter().find(|r| r.name() == name)
 }
 
 /// One tile-year of the store.
@@ -92,17 +86,23 @@ impl TileYear {
         format!("{}/{owner}.json", self.records_dir(group))
     }
 
-    /// The key prefix of one time chunk's object files of an array (`GROUP/ARRAY/c/T`).
-    pub fn time_chunk_prefix(&self, group: &str, array: &str, t: u64) -> String {
-        format!("{self}/{group}/{array}/c/{t}")
+    /// `TILE/YEAR/{array_path}/c/{t}`: the chunk directory of time chunk `t` of an array
+    /// (`array_path` below the tile-year, e.g. `10m/data`).
+    pub fn time_chunk_prefix(&self, array_path: &str, t: u64) -> String {
+        format!("{self}/{array_path}/c/{t}")
     }
 
-    /// The chunk `idx` of `res`'s data array.
+    /// An object of a resolution group's `data` array.
     pub fn chunk(&self, res: Resolution, idx: ChunkIndex) -> ChunkKey {
+        self.array_chunk(PixelArray::data(res), idx)
+    }
+
+    /// An object of any pixel array.
+    pub fn array_chunk(&self, array: PixelArray, idx: ChunkIndex) -> ChunkKey {
         ChunkKey {
             tile: self.tile.clone(),
             year: self.year,
-            res,
+            array,
             idx,
         }
     }
@@ -159,12 +159,13 @@ impl<'de> Deserialize<'de> for ChunkIndex {
     }
 }
 
-/// The full address of a data chunk: `TILE/YEAR/RES/data/c/T/0/Y/X`.
+/// The full address of a pixel array's object: `TILE/YEAR/RES/data/c/T/0/Y/X`,
+/// `TILE/YEAR/RES/scl/c/T/Y/X`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ChunkKey {
     pub tile: String,
     pub year: i32,
-    pub res: Resolution,
+    pub array: PixelArray,
     pub idx: ChunkIndex,
 }
 
@@ -172,17 +173,48 @@ impl ChunkKey {
     pub fn tile_year(&self) -> TileYear {
         TileYear::new(&self.tile, self.year)
     }
+
+    /// The resolution group.
+    pub fn res(&self) -> Resolution {
+        self.array.res
+    }
+}
+
+impl ChunkIndex {
+    /// The chunk's key below its array: `c/T/0/Y/X` for `data` (one chunk along `band`),
+    /// `c/T/Y/X` for `scl`.
+    pub fn key_in(&self, array: PixelArray) -> String {
+        match array.var {
+            Var::Data => self.to_string(),
+            Var::Scl => format!("c/{}/{}/{}", self.t, self.y, self.x),
+        }
+    }
+
+    /// Parses [`ChunkIndex::key_in`]'s spelling.
+    pub fn parse_in(s: &str, array: PixelArray) -> Option<ChunkIndex> {
+        match array.var {
+            Var::Data => s.parse().ok(),
+            Var::Scl => match s.split('/').collect::<Vec<_>>().as_slice() {
+                ["c", t, y, x] => Some(ChunkIndex {
+                    t: canonical_u64(t)?,
+                    y: canonical_u64(y)?,
+                    x: canonical_u64(x)?,
+                }),
+                _ => None,
+            },
+        }
+    }
 }
 
 impl fmt::Display for ChunkKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}/{}/{}/{DATA_ARRAY}/{}",
+            "{}/{}/{}/{}",
             self.tile,
             self.year,
-            self.res.name(),
-            self.idx
+            self.array.path(),
+            self.idx.key_in(self.array)
         )
     }
 }
@@ -190,9 +222,11 @@ impl fmt::Display for ChunkKey {
 impl FromStr for ChunkKey {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("not a data chunk key (TILE/YEAR/RES/data/c/T/0/Y/X): {s:?}");
+        let bad = || {
+            format!("not a chunk key (TILE/YEAR/RES/data/c/T/0/Y/X or TILE/YEAR/RES/scl/c/T/Y/X): {s:?}")
+        };
         let mut parts = s.splitn(5, '/');
-        let (Some(tile), Some(year), Some(res), Some(DATA_ARRAY), Some(rest)) = (
+        let (Some(tile), Some(year), Some(res), Some(name), Some(rest)) = (
             parts.next(),
             parts.next(),
             parts.next(),
@@ -204,13 +238,14 @@ impl FromStr for ChunkKey {
         if tile.is_empty() {
             return Err(bad());
         }
+        let array = PixelArray::from_path(&format!("{res}/{name}")).ok_or_else(bad)?;
         Ok(ChunkKey {
             tile: tile.to_string(),
             year: canonical_u64(year)
                 .and_then(|y| i32::try_from(y).ok())
                 .ok_or_else(bad)?,
-            res: resolution(res).ok_or_else(bad)?,
-            idx: rest.parse().map_err(|_| bad())?,
+            array,
+            idx: ChunkIndex::parse_in(rest, array).ok_or_else(bad)?,
         })
     }
 }
@@ -229,6 +264,9 @@ mod tests {
         assert_eq!(ty.record_key("60m"), "35VLH/2024/.datacube/chunks-60m.json");
         assert_eq!(ty.catalog_key(), "35VLH/2024/.datacube/catalog.json");
         assert_eq!(k.tile_year(), ty);
+        let s = ty.array_chunk(PixelArray::scl(Resolution::R10), k.idx);
+        assert_eq!(s.to_string(), "35VLH/2024/10m/scl/c/3/10/0");
+        assert_eq!(s.to_string().parse::<ChunkKey>(), Ok(s));
         assert_eq!(
             serde_json::to_string(&k.idx).unwrap(),
             "\"c/3/0/10/0\"",
@@ -248,6 +286,8 @@ mod tests {
             "35VLH/2024/20m/data/c/3/0/10/0/0",
             "35VLH/2024/20m/data/c/+3/0/10/0",
             "/2024/20m/data/c/3/0/10/0",
+            "35VLH/2024/20m/scl/c/3/0/10/0",
+            "35VLH/2024/20m/scl/c/3/10",
         ] {
             assert!(bad.parse::<ChunkKey>().is_err(), "{bad}");
         }

@@ -107,7 +107,10 @@ mod tests {
         store
             .put(
                 "zarr.json",
-                &crate::s2::layout::root_group_file(crate::s2::chunking::Chunking::Chunked),
+                &crate::s2::layout::root_group_file(
+                    crate::s2::chunking::Chunking::Chunked,
+                    crate::s2::product::ProductLevel::L1C,
+                ),
             )
             .unwrap();
         assert_eq!(

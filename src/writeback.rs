@@ -64,7 +64,7 @@ impl WriteJob {
         };
         WriteJob {
             ty: key.tile_year(),
-            group: key.res.name(),
+            group: key.array.unit(),
             idx: key.idx,
             fp,
             objects,

@@ -348,7 +348,13 @@ fn paging_with_a_small_limit_and_per_day_search_find_every_item() {
 
     // The source's scan with a page of 3 (and per day) equals the SAFE archive's scan.
     emu.set_aws_env();
-    let safe = datacube::s2::catalog::scan_safe_archive(&f.archive, "35VLH", YEAR).unwrap();
+    let safe = datacube::s2::catalog::scan_safe_archive(
+        &f.archive,
+        datacube::s2::product::ProductLevel::L1C,
+        "35VLH",
+        YEAR,
+    )
+    .unwrap();
     for per_day in [false, true] {
         let src = datacube::source::CdseSource::new(datacube::source::CdseOptions {
             stac_url: emu.stac_url.clone(),

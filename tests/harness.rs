@@ -131,7 +131,7 @@ fn expected(key: &ChunkKey) -> Option<Vec<u16>> {
         return v.clone();
     }
     let spec = source().spec().clone();
-    let res = key.res;
+    let res = key.res();
     let [ct, nb, cs, _] = res.chunk_shape();
     let side = spec.pixels(res.metres());
     let mut v = vec![0u16; (ct * nb * cs * cs) as usize];
@@ -163,7 +163,7 @@ fn expected(key: &ChunkKey) -> Option<Vec<u16>> {
 /// Decodes a chunk's bytes with zarrs, through the array metadata the cube serves.
 fn decode(cube: &Arc<Cube>, key: &ChunkKey, bytes: &[u8]) -> Vec<u16> {
     use zarrs::storage::WritableStorageTraits;
-    let meta_path = format!("{}/{YEAR}/{}/data/zarr.json", key.tile, key.res.name());
+    let meta_path = format!("{}/{YEAR}/{}/data/zarr.json", key.tile, key.res().name());
     let meta = open(cube, &meta_path).unwrap();
     let zs = Arc::new(zarrs::storage::store::MemoryStore::new());
     zs.set(&"data/zarr.json".try_into().unwrap(), meta.into())
@@ -344,7 +344,7 @@ fn a_chunk_whose_first_two_puts_fail_ends_up_in_the_store() {
         "the chunk is in the store"
     );
     check_store(&r.cube, &r.mem);
-    let rec = ChunkRecord::load(r.mem.as_ref(), &key.tile_year(), key.res).unwrap();
+    let rec = ChunkRecord::load(r.mem.as_ref(), &key.tile_year(), key.res()).unwrap();
     assert!(rec.chunks.contains_key(&key.idx), "and recorded");
     // Three PUTs of it reached the store wrapper: two failed, one landed.
     assert!(r.store.faults.calls(StoreOp::Put) >= 3);
@@ -370,7 +370,7 @@ fn a_permanent_put_failure_is_counted_and_leaves_the_chunk_unrecorded() {
     let s = stats(&r.cube);
     assert_eq!(s["writeback"]["errors"], 1, "{s}");
     assert!(!r.mem.snapshot().contains_key(&path));
-    let rec = ChunkRecord::load(r.mem.as_ref(), &key.tile_year(), key.res).unwrap();
+    let rec = ChunkRecord::load(r.mem.as_ref(), &key.tile_year(), key.res()).unwrap();
     assert!(
         !rec.chunks.contains_key(&key.idx),
         "not recorded without its file"

@@ -48,7 +48,7 @@ fn record_marks_every_chunk_and_empty_chunks_have_no_file() {
                 .unwrap();
             datacube::s2::layout::DataGeometry::new(
                 &cat,
-                res,
+                datacube::s2::array::PixelArray::data(res),
                 datacube::s2::chunking::Chunking::Chunked,
             )
             .unwrap()
@@ -316,7 +316,13 @@ fn new_scenes_are_appended_and_the_stale_last_time_chunk_is_recomputed() {
 #[test]
 fn fixture_stac_items_describe_the_same_products_as_the_safe_files() {
     let f = fixture();
-    let scan = datacube::s2::catalog::scan_safe_archive(&f.archive, "35VLH", YEAR).unwrap();
+    let scan = datacube::s2::catalog::scan_safe_archive(
+        &f.archive,
+        datacube::s2::product::ProductLevel::L1C,
+        "35VLH",
+        YEAR,
+    )
+    .unwrap();
     assert_eq!(scan.scenes.len(), SCENES);
     for s in &scan.scenes {
         let path = f

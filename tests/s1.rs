@@ -216,7 +216,10 @@ fn an_s2_store_is_not_opened_as_s1() {
     datacube::store::Store::put(
         &st,
         "zarr.json",
-        &datacube::s2::layout::root_group_file(datacube::s2::chunking::Chunking::Chunked),
+        &datacube::s2::layout::root_group_file(
+            datacube::s2::chunking::Chunking::Chunked,
+            datacube::s2::product::ProductLevel::L1C,
+        ),
     )
     .unwrap();
     let e = format!("{:#}", intake_east(mirror(), &store).unwrap_err());

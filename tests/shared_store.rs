@@ -156,7 +156,7 @@ fn shape(cube: &Arc<Cube>, res: Resolution) -> u64 {
 /// scenes are `values` (`None`: all fill).
 fn expected(key: &ChunkKey, values: &[u64]) -> Option<Vec<u16>> {
     let spec = spec();
-    let res = key.res;
+    let res = key.res();
     let [ct, nb, cs, _] = res.chunk_shape();
     let side = spec.pixels(res.metres());
     let mut v = vec![0u16; (ct * nb * cs * cs) as usize];
@@ -194,7 +194,7 @@ fn values(n: usize, reprocessed: bool) -> Vec<u64> {
 /// Decodes a chunk of the store with zarrs through the store's own array metadata.
 fn decode_stored(objects: &BTreeMap<String, Vec<u8>>, key: &ChunkKey) -> Vec<u16> {
     use zarrs::storage::WritableStorageTraits;
-    let meta = &objects[&format!("35VLH/{YEAR}/{}/data/zarr.json", key.res.name())];
+    let meta = &objects[&format!("35VLH/{YEAR}/{}/data/zarr.json", key.res().name())];
     let zs = Arc::new(zarrs::storage::store::MemoryStore::new());
     zs.set(&"data/zarr.json".try_into().unwrap(), meta.clone().into())
         .unwrap();

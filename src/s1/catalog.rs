@@ -242,10 +242,10 @@ impl crate::generation::AxisCatalog for S1Catalog {
         S1Catalog::tile_year(self)
     }
 
-    fn time_chunked_arrays(&self) -> Vec<(&'static str, &'static str, usize)> {
+    fn time_chunked_arrays(&self) -> Vec<(&'static str, String, usize)> {
         super::VARIABLES
             .iter()
-            .map(|v| (super::GROUP, v.name, 2))
+            .map(|v| (super::GROUP, format!("{}/{}", super::GROUP, v.name), 2))
             .collect()
     }
 

@@ -7,7 +7,9 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::s2::array::PixelArray;
 use crate::s2::bands::Resolution;
+use crate::s2::product::ProductLevel;
 use crate::s2::scene::Scene;
 use crate::store::Store;
 
@@ -26,6 +28,11 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// The processing level of the catalog's products (L1C for an empty one).
+    pub fn level(&self) -> ProductLevel {
+        self.scenes.first().map_or(ProductLevel::L1C, |s| s.level)
+    }
+
     /// The store's current catalog of a tile-year (its latest generation), if it has one.
     pub fn load(store: &dyn Store, tile: &str, year: i32) -> Result<Option<Catalog>> {
         Ok(
@@ -76,29 +83,31 @@ impl crate::generation::AxisCatalog for Catalog {
         crate::key::TileYear::new(&self.tile, self.year)
     }
 
-    /// Each resolution group's `data` array: `data/c/T/0/Y/X`.
-    fn time_chunked_arrays(&self) -> Vec<(&'static str, &'static str, usize)> {
-        Resolution::ALL
-            .iter()
-            .map(|r| (r.name(), crate::key::DATA_ARRAY, 3))
+    /// Each pixel array of the level (`10m/data/c/T/0/Y/X`, L2A's `10m/scl/c/T/Y/X`), each its
+    /// own unit (`PixelArray::unit`).
+    fn time_chunked_arrays(&self) -> Vec<(&'static str, String, usize)> {
+        PixelArray::of_level(self.level())
+            .into_iter()
+            .map(|a| (a.unit(), a.path().to_string(), a.levels_below_time()))
             .collect()
     }
 
     fn time_chunks(&self, group: &str) -> u64 {
-        self.time_chunks(group_resolution(group))
+        self.time_chunks(unit_resolution(group))
     }
 
     fn fingerprint(&self, group: &str, t: u64) -> String {
-        self.fingerprint(group_resolution(group), t)
+        self.fingerprint(unit_resolution(group), t)
     }
 }
 
-/// The resolution a group name of this collection stands for (the protocol only asks about
-/// the groups `time_chunked_arrays` named).
-fn group_resolution(group: &str) -> Resolution {
-    group
-        .parse()
-        .unwrap_or_else(|e| panic!("not a Sentinel-2 group: {e}"))
+/// The resolution of a unit of this collection (the protocol only asks about the units
+/// `time_chunked_arrays` named). An `scl` array is cut along time as its group's `data`, so
+/// its time chunks and fingerprints are those of the resolution.
+fn unit_resolution(unit: &str) -> Resolution {
+    PixelArray::from_unit(unit)
+        .unwrap_or_else(|| panic!("not a Sentinel-2 unit: {unit:?}"))
+        .res
 }
 
 /// What a source scan found.
@@ -113,15 +122,20 @@ pub struct ScanResult {
 }
 
 /// Scans `<root>/Sentinel-2/MSI/L1C/<year>/MM/DD/*.SAFE` for products of `tile`.
-pub fn scan_safe_archive(root: &Path, tile: &str, year: i32) -> Result<ScanResult> {
-    let l1c = root.join("Sentinel-2/MSI/L1C");
-    if !l1c.is_dir() {
+pub fn scan_safe_archive(
+    root: &Path,
+    level: crate::s2::product::ProductLevel,
+    tile: &str,
+    year: i32,
+) -> Result<ScanResult> {
+    let level_dir = root.join(format!("Sentinel-2/MSI/{level}"));
+    if !level_dir.is_dir() {
         anyhow::bail!(
-            "{}: no such directory (expected a SAFE archive with the CDSE layout)",
-            l1c.display()
+            "{}: no such directory (expected a SAFE archive of {level} products with the CDSE layout)",
+            level_dir.display()
         );
     }
-    let year_dir = l1c.join(year.to_string());
+    let year_dir = level_dir.join(year.to_string());
     if !year_dir.is_dir() {
         // No acquisitions that year in this archive.
         return Ok(ScanResult::default());
@@ -145,8 +159,8 @@ pub fn scan_safe_archive(root: &Path, tile: &str, year: i32) -> Result<ScanResul
                     .unwrap_or(&product)
                     .to_string_lossy()
                     .into_owned();
-                match crate::s2::safe::read_product(&product, &key) {
-                    Ok(scene) if scene.tile == tile => found.push(scene),
+                match crate::s2::safe::read_any_product(&product, &key) {
+                    Ok(scene) if scene.tile == tile && scene.level == level => found.push(scene),
                     Ok(_) => {}
                     Err(e) => errors.push(e.to_string()),
                 }
@@ -277,10 +291,18 @@ pub fn merge(
     Ok((cat, report))
 }
 
-/// A resolution group's chunk records, under Sentinel-2 catalogs.
+/// A resolution group's `data` chunk records, under Sentinel-2 catalogs.
 impl crate::store::RecordGroup for Resolution {
     type Catalog = Catalog;
     fn group_name(self) -> &'static str {
         self.name()
+    }
+}
+
+/// A pixel array's chunk records, under Sentinel-2 catalogs.
+impl crate::store::RecordGroup for PixelArray {
+    type Catalog = Catalog;
+    fn group_name(self) -> &'static str {
+        self.unit()
     }
 }

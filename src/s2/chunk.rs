@@ -1,7 +1,8 @@
-//! Chunk materialization: (tile, year, resolution, chunk index) → encoded object bytes, or "all fill".
+//! Chunk materialization: (tile, year, pixel array, chunk index) → encoded object bytes, or "all fill".
 //!
 //! The object is a chunk (chunked layout) or a shard (sharded layout, `crate::s2::chunking`): the
-//! same `time × all bands × y × x` block, encoded by zarrs with the `data` array's own codec chain
+//! same `time × all bands × y × x` block (`time × y × x` for L2A's `scl`, from the SCL file,
+//! repeated 2 × 2 at 10 m), encoded by zarrs with the array's own codec chain
 //! — for a shard, `sharding_indexed`, which leaves all-fill inner chunks out and appends the index.
 //! An object is assembled from exactly the JP2 windows it covers (through the shared
 //! `RasterReader`, so a JP2 tile is decoded once for all the objects inside it).
@@ -14,10 +15,12 @@ use zarrs::array::Array;
 use zarrs::storage::store::MemoryStore;
 
 use crate::raster::{RasterReader, Window};
-use crate::s2::bands::Resolution;
+use crate::s2::array::{PixelArray, Var};
 use crate::s2::catalog::Catalog;
+use crate::s2::chunking::array_shape;
 use crate::s2::chunking::Chunking;
 use crate::s2::layout::{DataGeometry, YearLayout};
+use crate::s2::product::SCL_RESOLUTION;
 use crate::source::BandSource;
 use crate::zarr_json::array_from_json;
 
@@ -37,40 +40,51 @@ pub struct YearContext {
     pub catalog: Arc<Catalog>,
     pub chunking: Chunking,
     pub layout: YearLayout,
-    geometries: Vec<DataGeometry>,
-    encoders: Vec<Array<MemoryStore>>,
-    /// Sharded layout: per resolution, the inner chunk's encoder and the shard index's.
+    /// Per pixel array of the level (index = `PixelArray::index`; `None`: not in the level).
+    geometries: Vec<Option<DataGeometry>>,
+    encoders: Vec<Option<Array<MemoryStore>>>,
+    /// Sharded layout: per array, the inner chunk's encoder and the shard index's.
     shard_encoders: Vec<Option<(Array<MemoryStore>, Array<MemoryStore>)>>,
 }
 
 impl YearContext {
     pub fn new(catalog: Arc<Catalog>, chunking: Chunking) -> Result<Self> {
         let layout = YearLayout::build(&catalog, chunking)?;
-        let mut geometries = Vec::new();
-        let mut encoders = Vec::new();
-        let mut shard_encoders = Vec::new();
-        for res in Resolution::ALL {
-            shard_encoders.push(match chunking.inner_shape(res) {
-                None => None,
-                Some(inner) => {
-                    let meta = serde_json::json!({
-                        "zarr_format": 3, "node_type": "array", "shape": inner, "data_type": "uint16",
-                        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": inner}},
-                        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
-                        "fill_value": 0, "codecs": crate::s2::chunking::pixel_codecs(), "attributes": {}
-                    });
-                    let per = chunking.space(res) / inner[2];
-                    Some((
-                        array_from_json(Arc::new(MemoryStore::new()), "/inner", &meta)?,
-                        crate::shard::index_encoder(&[1, 1, per, per])?,
-                    ))
-                }
-            });
-            geometries.push(DataGeometry::new(&catalog, res, chunking)?);
-            let meta = &layout.data_metadata[res.index()];
-            encoders.push(array_from_json(
+        let level = catalog.level();
+        let n = PixelArray::ALL.len();
+        let (mut geometries, mut encoders, mut shard_encoders) =
+            (vec![None; n], Vec::new(), Vec::new());
+        encoders.resize_with(n, || None);
+        shard_encoders.resize_with(n, || None);
+        for array in PixelArray::of_level(level) {
+            let i = array.index();
+            if let Some(inner) = chunking.inner_planes(array, level) {
+                let shape = array_shape(array, inner);
+                let dtype = if array.has_bands() { "uint16" } else { "uint8" };
+                let meta = serde_json::json!({
+                    "zarr_format": 3, "node_type": "array", "shape": shape, "data_type": dtype,
+                    "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": shape}},
+                    "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+                    "fill_value": 0, "codecs": crate::s2::chunking::pixel_codecs(array.value_bytes()), "attributes": {}
+                });
+                let per = chunking.space(array.res) / inner[2];
+                let index_shape = if array.has_bands() {
+                    vec![1, 1, per, per]
+                } else {
+                    vec![1, per, per]
+                };
+                shard_encoders[i] = Some((
+                    array_from_json(Arc::new(MemoryStore::new()), "/inner", &meta)?,
+                    crate::shard::index_encoder(&index_shape)?,
+                ));
+            }
+            geometries[i] = Some(DataGeometry::new(&catalog, array, chunking)?);
+            let meta = layout.array_metadata[i]
+                .as_ref()
+                .context("array metadata")?;
+            encoders[i] = Some(array_from_json(
                 Arc::new(MemoryStore::new()),
-                "/data",
+                &format!("/{}", array.name()),
                 meta,
             )?);
         }
@@ -84,29 +98,49 @@ impl YearContext {
         })
     }
 
-    pub fn geometry(&self, res: Resolution) -> &DataGeometry {
-        &self.geometries[res.index()]
+    /// The geometry of a pixel array of the level (panics for an array the level does not
+    /// have: callers only name arrays of the year's tree).
+    pub fn geometry(&self, array: PixelArray) -> &DataGeometry {
+        self.geometries[array.index()]
+            .as_ref()
+            .unwrap_or_else(|| panic!("{array}: not an array of this level"))
+    }
+
+    /// Whether the level has this array.
+    pub fn has_array(&self, array: PixelArray) -> bool {
+        self.geometries[array.index()].is_some()
     }
 
     /// Checks that a chunk index lies inside the array's chunk grid.
-    pub fn check_index(&self, res: Resolution, idx: ChunkIndex) -> Result<()> {
-        let [nt, ny, nx] = self.geometry(res).chunk_counts();
+    pub fn check_index(&self, array: PixelArray, idx: ChunkIndex) -> Result<()> {
+        if !self.has_array(array) {
+            anyhow::bail!("{array}: no such array in a {} cube", self.catalog.level());
+        }
+        let [nt, ny, nx] = self.geometry(array).chunk_counts();
         if idx.t >= nt || idx.y >= ny || idx.x >= nx {
-            anyhow::bail!("chunk {idx} of {res} is outside the chunk grid [{nt}, 1, {ny}, {nx}]");
+            anyhow::bail!(
+                "chunk {} of {array} is outside the chunk grid [{nt}, {ny}, {nx}]",
+                idx.key_in(array)
+            );
         }
         Ok(())
     }
 
-    /// Decodes and assembles the chunk into a C-order `[ct, nb, cs, cs]` buffer (edges zero).
+    /// Decodes and assembles the chunk into a C-order `[ct, planes, cs, cs]` buffer (edges
+    /// zero).
     pub fn assemble(
         &self,
         source: &dyn BandSource,
         raster: &RasterReader,
-        res: Resolution,
+        array: PixelArray,
         idx: ChunkIndex,
     ) -> Result<Vec<u16>> {
-        self.check_index(res, idx)?;
-        let geom = self.geometry(res);
+        self.check_index(array, idx)?;
+        if array.var == Var::Scl {
+            return self.assemble_scl(source, raster, array, idx);
+        }
+        let res = array.res;
+        let geom = self.geometry(array);
         let [ct, nb, cs, _] = geom.object;
         let (ct, nb, cs) = (ct as usize, nb as usize, cs as usize);
         let mut buf = vec![0u16; ct * nb * cs * cs];
@@ -116,7 +150,7 @@ impl YearContext {
         let x0 = idx.x as usize * cs;
         let h = cs.min(geom.grid.nrows as usize - y0);
         let w = cs.min(geom.grid.ncols as usize - x0);
-        let bands = res.bands();
+        let bands = self.catalog.level().res_bands(res);
         let scenes = &self.catalog.scenes[t0..t1];
         // Remote sources download the chunk's band files concurrently (up to their connection cap)
         // before the decodes start; local ones have nothing to do.
@@ -154,17 +188,96 @@ impl YearContext {
         Ok(buf)
     }
 
+    /// Assembles an `scl` object: the 20 m SCL window of each scene, each pixel repeated
+    /// `f × f` for a finer group (f = 2 at 10 m), into `[ct, 1, cs, cs]`.
+    fn assemble_scl(
+        &self,
+        source: &dyn BandSource,
+        raster: &RasterReader,
+        array: PixelArray,
+        idx: ChunkIndex,
+    ) -> Result<Vec<u16>> {
+        let geom = self.geometry(array);
+        let [ct, _, cs, _] = geom.object;
+        let (ct, cs) = (ct as usize, cs as usize);
+        let f = (SCL_RESOLUTION.metres() / array.res.metres()) as usize;
+        let mut buf = vec![0u16; ct * cs * cs];
+        let t0 = idx.t as usize * ct;
+        let t1 = (t0 + ct).min(geom.scenes as usize);
+        let (y0, x0) = (idx.y as usize * cs, idx.x as usize * cs);
+        let h = cs.min(geom.grid.nrows as usize - y0);
+        let w = cs.min(geom.grid.ncols as usize - x0);
+        // The 20 m window covering the object's pixels.
+        let scl_grid = self.catalog.scenes[0].grid(SCL_RESOLUTION);
+        let win = Window {
+            x0: x0 / f,
+            y0: y0 / f,
+            w: (x0 + w).div_ceil(f).min(scl_grid.ncols as usize) - x0 / f,
+            h: (y0 + h).div_ceil(f).min(scl_grid.nrows as usize) - y0 / f,
+        };
+        let scenes = &self.catalog.scenes[t0..t1];
+        let keys: Vec<&str> = scenes.iter().filter_map(|s| s.scl_key.as_deref()).collect();
+        source.prefetch_window(&keys, win);
+        buf.par_chunks_mut(cs * cs)
+            .take(scenes.len())
+            .enumerate()
+            .try_for_each(|(i, out)| -> Result<()> {
+                let scene = &scenes[i];
+                let key = scene
+                    .scl_key
+                    .as_deref()
+                    .with_context(|| format!("scene {}: no SCL file", scene.product_id))?;
+                let what = || format!("scene {} SCL ({key})", scene.product_id);
+                let path = source.open_window(key, win).with_context(what)?;
+                let info = raster.info(&path).with_context(what)?;
+                if info.width as u64 != scl_grid.ncols || info.height as u64 != scl_grid.nrows {
+                    anyhow::bail!(
+                        "{}: {}x{} pixels, but MTD_TL.xml says {}x{} at {SCL_RESOLUTION}",
+                        path.display(),
+                        info.width,
+                        info.height,
+                        scl_grid.ncols,
+                        scl_grid.nrows
+                    );
+                }
+                if f == 1 {
+                    return raster.read_window(&path, win, out, cs).with_context(what);
+                }
+                let mut coarse = vec![0u16; win.w * win.h];
+                raster
+                    .read_window(&path, win, &mut coarse, win.w)
+                    .with_context(what)?;
+                for r in 0..h {
+                    let src = &coarse[((y0 + r) / f - win.y0) * win.w..][..win.w];
+                    let dst = &mut out[r * cs..][..w];
+                    for (c, v) in dst.iter_mut().enumerate() {
+                        *v = src[(x0 + c) / f - win.x0];
+                    }
+                }
+                Ok(())
+            })?;
+        Ok(buf)
+    }
+
     /// Encodes an assembled chunk with the array's codecs (`Empty` if all fill).
-    pub fn encode(&self, res: Resolution, buf: Vec<u16>) -> Result<ChunkOutcome> {
+    pub fn encode(&self, array: PixelArray, buf: Vec<u16>) -> Result<ChunkOutcome> {
         if buf.iter().all(|v| *v == 0) {
             return Ok(ChunkOutcome::Empty);
         }
-        if let Some((inner, index)) = &self.shard_encoders[res.index()] {
-            return self.encode_shard(res, &buf, inner, index);
+        let bytes = |v: &[u16]| -> Vec<u8> {
+            match array.var {
+                Var::Data => bytemuck::cast_slice(v).to_vec(),
+                // SCL classes fit a byte: GDAL read the Byte band into u16 unchanged.
+                Var::Scl => v.iter().map(|x| *x as u8).collect(),
+            }
+        };
+        if let Some((inner, index)) = &self.shard_encoders[array.index()] {
+            return self.encode_shard(array, &buf, inner, index, &bytes);
         }
-        let encoded =
-            crate::shard::encode_with(&self.encoders[res.index()], bytemuck::cast_slice(&buf))
-                .context("encoding chunk")?;
+        let encoder = self.encoders[array.index()]
+            .as_ref()
+            .with_context(|| format!("{array}: no such array"))?;
+        let encoded = crate::shard::encode_with(encoder, &bytes(&buf)).context("encoding chunk")?;
         Ok(ChunkOutcome::Data(encoded))
     }
 
@@ -173,14 +286,15 @@ impl YearContext {
     /// pixels. An all-fill inner chunk is left out.
     fn encode_shard(
         &self,
-        res: Resolution,
+        array: PixelArray,
         buf: &[u16],
         inner: &Array<MemoryStore>,
         index: &Array<MemoryStore>,
+        bytes: &(dyn Fn(&[u16]) -> Vec<u8> + Sync),
     ) -> Result<ChunkOutcome> {
-        let [ct, nb, s, _] = self.geometry(res).object;
+        let [ct, nb, s, _] = self.geometry(array).object;
         let (planes, s) = ((ct * nb) as usize, s as usize);
-        let i = self.chunking.inner_space(res).expect("sharded") as usize;
+        let i = self.chunking.inner_space(array.res).expect("sharded") as usize;
         let per = s / i;
         let encoded = (0..per * per)
             .into_par_iter()
@@ -196,7 +310,7 @@ impl YearContext {
                 if v.iter().all(|x| *x == 0) {
                     return Ok(None);
                 }
-                crate::shard::encode_with(inner, bytemuck::cast_slice(&v)).map(Some)
+                crate::shard::encode_with(inner, &bytes(&v)).map(Some)
             })
             .collect::<Result<Vec<_>>>()
             .context("encoding inner chunks")?;
@@ -212,10 +326,10 @@ impl YearContext {
         &self,
         source: &dyn BandSource,
         raster: &RasterReader,
-        res: Resolution,
+        array: PixelArray,
         idx: ChunkIndex,
     ) -> Result<ChunkOutcome> {
-        let buf = self.assemble(source, raster, res, idx)?;
-        self.encode(res, buf)
+        let buf = self.assemble(source, raster, array, idx)?;
+        self.encode(array, buf)
     }
 }

@@ -19,7 +19,9 @@ use std::str::FromStr;
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
+use crate::s2::array::PixelArray;
 use crate::s2::bands::Resolution;
+use crate::s2::product::ProductLevel;
 use crate::store::Store;
 
 /// The object layout of a Sentinel-2 store. Extents are in 10 m pixels; the 20 m and 60 m groups
@@ -73,16 +75,28 @@ impl Chunking {
         }
     }
 
-    /// Shape of an object of `res`'s data array, `[time, band, y, x]`.
+    /// Shape of an object of `res`'s L1C data array, `[time, band, y, x]`.
     pub fn object_shape(self, res: Resolution) -> [u64; 4] {
-        let s = self.space(res);
-        [res.time_chunk(), res.bands().len() as u64, s, s]
+        self.object_planes(PixelArray::data(res), ProductLevel::L1C)
     }
 
-    /// Shape of an inner chunk, `[time, band, y, x]` (`None`: not sharded).
+    /// Shape of an inner chunk of `res`'s L1C data array, `[time, band, y, x]` (`None`: not
+    /// sharded).
     pub fn inner_shape(self, res: Resolution) -> Option<[u64; 4]> {
-        let i = self.inner_space(res)?;
-        Some([res.time_chunk(), res.bands().len() as u64, i, i])
+        self.inner_planes(PixelArray::data(res), ProductLevel::L1C)
+    }
+
+    /// An object of any pixel array as `[time, planes, y, x]` (`scl`: one plane per scene), the
+    /// shape its buffer is assembled in.
+    pub fn object_planes(self, array: PixelArray, level: ProductLevel) -> [u64; 4] {
+        let (res, s) = (array.res, self.space(array.res));
+        [res.time_chunk(), array.planes(level), s, s]
+    }
+
+    /// An inner chunk of any pixel array as `[time, planes, y, x]` (`None`: not sharded).
+    pub fn inner_planes(self, array: PixelArray, level: ProductLevel) -> Option<[u64; 4]> {
+        let (res, i) = (array.res, self.inner_space(array.res)?);
+        Some([res.time_chunk(), array.planes(level), i, i])
     }
 
     /// Inner chunks per shard (1 when not sharded).
@@ -110,17 +124,17 @@ impl Chunking {
             .count() as u64
     }
 
-    /// The `data` array's `chunk_grid` and `codecs` for `res`.
-    pub fn data_codecs(self, res: Resolution) -> (Value, Value) {
-        let pixel_codecs = pixel_codecs();
-        let grid =
-            json!({"name": "regular", "configuration": {"chunk_shape": self.object_shape(res)}});
-        let codecs = match self.inner_shape(res) {
+    /// A pixel array's `chunk_grid` and `codecs`.
+    pub fn array_codecs(self, array: PixelArray, level: ProductLevel) -> (Value, Value) {
+        let pixel_codecs = pixel_codecs(array.value_bytes());
+        let shape = |p: [u64; 4]| array_shape(array, p);
+        let grid = json!({"name": "regular", "configuration": {"chunk_shape": shape(self.object_planes(array, level))}});
+        let codecs = match self.inner_planes(array, level) {
             None => pixel_codecs,
             Some(inner) => json!([{
                 "name": "sharding_indexed",
                 "configuration": {
-                    "chunk_shape": inner,
+                    "chunk_shape": shape(inner),
                     "codecs": pixel_codecs,
                     "index_codecs": crate::shard::index_codecs(),
                     "index_location": "end"
@@ -184,12 +198,22 @@ impl Chunking {
     }
 }
 
-/// The codecs of a chunk, or of an inner chunk of a shard.
-pub fn pixel_codecs() -> Value {
+/// The codecs of a chunk, or of an inner chunk of a shard, of values of `typesize` bytes.
+pub fn pixel_codecs(typesize: usize) -> Value {
     json!([
         {"name": "bytes", "configuration": {"endian": "little"}},
-        {"name": "blosc", "configuration": {"cname": "lz4", "clevel": 5, "shuffle": "bitshuffle", "typesize": 2, "blocksize": 0}}
+        {"name": "blosc", "configuration": {"cname": "lz4", "clevel": 5, "shuffle": "bitshuffle", "typesize": typesize, "blocksize": 0}}
     ])
+}
+
+/// The array's own shape of a `[time, planes, y, x]` block: itself for `data`, `[time, y, x]`
+/// for `scl` (whose single plane has no dimension).
+pub fn array_shape(array: PixelArray, p: [u64; 4]) -> Vec<u64> {
+    if array.has_bands() {
+        p.to_vec()
+    } else {
+        vec![p[0], p[2], p[3]]
+    }
 }
 
 impl fmt::Display for Chunking {

@@ -1,23 +1,28 @@
-//! `datacube info` of a Sentinel-2 store: a row per tile-year and resolution group, and the
-//! object count of the Finland tile set projected in the store's layout.
+//! `datacube info` of a Sentinel-2 store: a row per tile-year and pixel array (`10m`, … for
+//! `data`; `10m/scl`, `20m/scl` for L2A's scene classification), and the object count of the
+//! Finland tile set projected in the store's layout.
 
 use anyhow::Result;
 
 use crate::collection::info::{tile_years, InfoRow, Projection, OBJECT_LIMIT};
-use crate::s2::bands::Resolution;
+use crate::s2::array::PixelArray;
 use crate::s2::catalog::Catalog;
+use crate::s2::chunking::array_shape;
 use crate::s2::chunking::Chunking;
 use crate::s2::layout::{DataGeometry, YearLayout};
+use crate::s2::product::ProductLevel;
 use crate::store::{ChunkRecord, Store};
 
 /// Acquisitions of one tile in a year (two satellites, 5-day revisit, overlapping orbits).
 pub const SCENES_PER_YEAR: u64 = 192;
 
-/// Data objects of a full tile-year (10980 × 10980 at 10 m) of `scenes` scenes in `chunking`.
-pub fn data_objects_per_tile_year(chunking: Chunking, scenes: u64) -> u64 {
-    Resolution::ALL
+/// Pixel-array objects of a full tile-year (10980 × 10980 at 10 m) of `scenes` scenes of
+/// `level` in `chunking`.
+pub fn data_objects_per_tile_year(chunking: Chunking, scenes: u64, level: ProductLevel) -> u64 {
+    PixelArray::of_level(level)
         .iter()
-        .map(|&res| {
+        .map(|a| {
+            let res = a.res;
             let side = 109_800 / res.metres() as u64;
             let n = side.div_ceil(chunking.space(res));
             scenes.div_ceil(res.time_chunk()) * n * n
@@ -39,25 +44,34 @@ pub fn rows(store: &dyn Store) -> Result<Vec<InfoRow>> {
         };
         let catalog = &generation.catalog;
         let layout = YearLayout::build(catalog, chunking)?;
-        for res in Resolution::ALL {
-            let geom = DataGeometry::new(catalog, res, chunking)?;
-            let record = ChunkRecord::load_valid(store, &ty, res.name(), catalog)?;
-            let group = format!("{ty}/{}/", res.name());
-            let metadata = layout
-                .files
-                .keys()
-                .filter(|k| k.starts_with(&group))
-                .count();
+        for array in PixelArray::of_level(catalog.level()) {
+            let geom = DataGeometry::new(catalog, array, chunking)?;
+            let record = ChunkRecord::load_valid(store, &ty, array.unit(), catalog)?;
+            // A group's metadata documents count in its `data` row.
+            let group = format!("{ty}/{}/", array.res.name());
+            let metadata = if array.has_bands() {
+                layout
+                    .files
+                    .keys()
+                    .filter(|k| k.starts_with(&group))
+                    .count()
+            } else {
+                0
+            };
             let objects = record.count(false) as u64
                 + metadata as u64
-                + crate::store::record_files(store, &ty, res.name())? as u64;
+                + crate::store::record_files(store, &ty, array.unit())? as u64;
             let total = geom.total_chunks();
             rows.push(InfoRow {
                 tile: ty.tile.clone(),
                 year: ty.year,
-                resolution: res.name().into(),
+                resolution: if array.has_bands() {
+                    array.res.name().into()
+                } else {
+                    array.path().into()
+                },
                 scenes: catalog.scenes.len(),
-                shape: geom.shape().to_vec(),
+                shape: array_shape(array, geom.shape()),
                 chunks_total: total,
                 chunks_data: record.count(false),
                 chunks_empty: record.count(true),
@@ -92,7 +106,10 @@ pub fn layout_summary(
     if tys.is_empty() {
         return Ok((Some(chunking.to_string()), None));
     }
-    let data = data_objects_per_tile_year(chunking, SCENES_PER_YEAR);
+    let level = crate::collection::name_of_store(store)?
+        .and_then(|n| ProductLevel::from_stac_collection(&n))
+        .unwrap_or_default();
+    let data = data_objects_per_tile_year(chunking, SCENES_PER_YEAR, level);
     let other = (all - data_objects).div_ceil(tys.len() as u64);
     let tiles = crate::s2::tiles::FINLAND.len();
     let projection = Projection {
@@ -115,17 +132,22 @@ mod tests {
     fn full_tile_year_object_counts_match_the_grid_arithmetic() {
         // 10 m: 10 time chunks × 22²; 20 m: 5 × 22²; 60 m: 3 × 15² (the issue's ~8 000 a year).
         assert_eq!(
-            data_objects_per_tile_year(Chunking::Chunked, 192),
+            data_objects_per_tile_year(Chunking::Chunked, 192, ProductLevel::L1C),
             10 * 484 + 5 * 484 + 3 * 225
+        );
+        // L2A adds scl at 10 m and 20 m, on the same grids.
+        assert_eq!(
+            data_objects_per_tile_year(Chunking::Chunked, 192, ProductLevel::L2A),
+            2 * (10 * 484 + 5 * 484) + 3 * 225
         );
         // Shards of 1024/512/256: 11², 11², 8².
         assert_eq!(
-            data_objects_per_tile_year(Chunking::SHARDED, 192),
+            data_objects_per_tile_year(Chunking::SHARDED, 192, ProductLevel::L1C),
             10 * 121 + 5 * 121 + 3 * 64
         );
         let big: Chunking = "sharded:2048/128".parse().unwrap();
         assert_eq!(
-            data_objects_per_tile_year(big, 192),
+            data_objects_per_tile_year(big, 192, ProductLevel::L1C),
             10 * 36 + 5 * 36 + 3 * 16
         );
     }

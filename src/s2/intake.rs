@@ -19,6 +19,7 @@ use chrono::NaiveDate;
 use rayon::prelude::*;
 
 use crate::generation::{self, Fence, Tracker, Verdict};
+use crate::s2::array::PixelArray;
 use crate::s2::bands::Resolution;
 use crate::s2::catalog::{merge, Catalog, MergeReport};
 use crate::s2::chunk::{ChunkIndex, ChunkOutcome, YearContext};
@@ -160,7 +161,7 @@ pub fn prepare_scanned(
 /// A unit of intake work: the objects (chunks or shards) of one time chunk inside one JP2 tile
 /// region (or one shard, where a shard spans several JP2 tiles).
 struct Group {
-    res: Resolution,
+    array: PixelArray,
     t: u64,
     /// Region in pixels.
     x0: u64,
@@ -176,8 +177,9 @@ pub fn intake(
     opts: &IntakeOptions,
 ) -> Result<IntakeReport> {
     let started = Instant::now();
-    crate::collection::check_store(store, crate::s2::layout::COLLECTION)?;
-    let chunking = crate::s2::layout::establish(store, opts.layout)?;
+    let level = source.level();
+    crate::collection::check_store(store, level.stac_collection())?;
+    let chunking = crate::s2::layout::establish(store, opts.layout, level)?;
     let ty = TileYear::new(&opts.tile, opts.year);
     let tracker = Tracker::new(opts.fence, crate::s2::layout::metadata_files(chunking));
     let writer = RecordWriter::new();
@@ -253,12 +255,14 @@ fn run_generation(
     report.chunks_total = 0;
     report.chunks_skipped = 0;
     let mut groups = Vec::new();
-    for &res in &opts.resolutions {
-        let geom = *ctx.geometry(res);
+    let arrays = PixelArray::of_level(catalog.level());
+    for &array in arrays.iter().filter(|a| opts.resolutions.contains(&a.res)) {
+        let res = array.res;
+        let geom = *ctx.geometry(array);
         let [nt, ny, nx] = geom.chunk_counts();
         report.chunks_total += nt * ny * nx;
-        writer.adopt_abandoned(store, &ty, res.name(), catalog.as_ref())?;
-        let record = ChunkRecord::load_valid(store, &ty, res.name(), catalog.as_ref())?;
+        writer.adopt_abandoned(store, &ty, array.unit(), catalog.as_ref())?;
+        let record = ChunkRecord::load_valid(store, &ty, array.unit(), catalog.as_ref())?;
         // Objects (chunks or shards) along y and x.
         let cs = ctx.chunking.space(res);
         let per = (JP2_TILE / cs).max(1);
@@ -271,19 +275,19 @@ fn run_generation(
             let nrx = nx.div_ceil(per);
             // Work units are (time chunk, region) pairs — a region is a JP2 tile's objects, or one
             // shard where a shard spans several JP2 tiles: never part of a shard, so no shard is
-            // written by two parts — the regions numbered across
-            // resolutions (10 m first), so the parts' shares mix resolutions and time chunks; the
-            // numbering depends only on the tile's grid, so parts agree on it even when they see
-            // catalogs of different lengths.
-            let regions_of = |r: Resolution| {
-                let [_, ny, nx] = ctx.geometry(r).chunk_counts();
-                let per = (JP2_TILE / ctx.chunking.space(r)).max(1);
+            // written by two parts — the regions numbered across the level's arrays (10 m data
+            // first, then 20 m, 60 m, then L2A's scl), so the parts' shares mix resolutions and
+            // time chunks; the numbering depends only on the tile's grid, so parts agree on it
+            // even when they see catalogs of different lengths.
+            let regions_of = |a: PixelArray| {
+                let [_, ny, nx] = ctx.geometry(a).chunk_counts();
+                let per = (JP2_TILE / ctx.chunking.space(a.res)).max(1);
                 ny.div_ceil(per) * nx.div_ceil(per)
             };
-            let offset: u64 = Resolution::ALL
+            let offset: u64 = arrays
                 .iter()
-                .take_while(|r| **r != res)
-                .map(|&r| regions_of(r))
+                .take_while(|a| **a != array)
+                .map(|&a| regions_of(a))
                 .sum();
             for ry in 0..ny.div_ceil(per) {
                 for rx in 0..nrx {
@@ -309,7 +313,7 @@ fn run_generation(
                     let x0 = rx * per * cs;
                     let y0 = ry * per * cs;
                     groups.push(Group {
-                        res,
+                        array,
                         t,
                         x0,
                         y0,
@@ -323,16 +327,17 @@ fn run_generation(
     }
     // Time chunks this generation changed are fenced until its invalidation has settled: do
     // everything else first.
-    groups.sort_by_key(|g| gen.is_changed(g.res.name(), g.t));
+    groups.sort_by_key(|g| gen.is_changed(g.array.unit(), g.t));
 
     let todo: u64 = groups.iter().map(|g| g.chunks.len() as u64).sum();
     let bar = crate::progress::bar(todo, "intake", opts.progress);
     let mut warned = std::collections::BTreeSet::new();
     for g in groups {
-        let res = g.res;
+        let (array, res) = (g.array, g.array.res);
         let ct = res.time_chunk() as usize;
-        let working_set = ct * res.bands().len() * (JP2_TILE * JP2_TILE * 2) as usize;
-        if working_set > opts.memory_bytes && warned.insert(res) {
+        let working_set =
+            ct * array.planes(catalog.level()) as usize * (JP2_TILE * JP2_TILE * 2) as usize;
+        if working_set > opts.memory_bytes && warned.insert(array) {
             tracing::warn!(
                 "--memory {} MiB is below one {res} group's working set ({} MiB): JP2 tiles may be decoded more than once",
                 opts.memory_bytes >> 20,
@@ -340,14 +345,14 @@ fn run_generation(
             );
         }
         let fp = catalog.fingerprint(res, g.t);
-        if !tracker.wait_until_writable(store, &ty, res.name(), g.t, &fp)? {
+        if !tracker.wait_until_writable(store, &ty, array.unit(), g.t, &fp)? {
             bar.finish_and_clear();
             return Ok(false);
         }
         let stale = run_group(
             ctx, store, source, raster, tracker, &g, &fp, writer, report, &bar,
         );
-        writer.save(store, &ty, res.name())?;
+        writer.save(store, &ty, array.unit())?;
         if stale {
             bar.finish_and_clear();
             return Ok(false);
@@ -372,14 +377,16 @@ fn run_group(
     report: &mut IntakeReport,
     bar: &indicatif::ProgressBar,
 ) -> bool {
-    let res = g.res;
+    let (array, res) = (g.array, g.array.res);
     let ct = res.time_chunk() as usize;
     let scenes = &ctx.catalog.scenes
         [g.t as usize * ct..((g.t as usize + 1) * ct).min(ctx.catalog.scenes.len())];
     // Phase 1: decode every (scene, band) JP2 tile of the region once, in parallel. Failures
-    // resurface below, per chunk, with their context.
+    // resurface below, per chunk, with their context. (`scl` objects read their SCL windows
+    // themselves: one small Byte file per scene.)
+    let bands = array.bands(ctx.catalog.level());
     let jobs: Vec<(usize, usize)> = (0..scenes.len())
-        .flat_map(|s| res.bands().into_iter().map(move |b| (s, b.id)))
+        .flat_map(|s| bands.iter().map(move |b| (s, b.id)))
         .collect();
     let keys: Vec<&str> = jobs.iter().map(|&(s, b)| scenes[s].band_key(b)).collect();
     let window = Window {
@@ -404,11 +411,11 @@ fn run_group(
         .par_iter()
         .map(|&idx| {
             let r = (|| -> Result<Option<ChunkEntry>> {
-                let key = ty.chunk(res, idx).to_string();
-                let outcome = ctx.materialize(source, raster, res, idx)?;
+                let key = ty.array_chunk(array, idx).to_string();
+                let outcome = ctx.materialize(source, raster, array, idx)?;
                 // The fence: the latest generation, looked at no longer than the check age
                 // ago, must still give this time chunk the products it was computed from.
-                if tracker.verdict(store, &ty, res.name(), idx.t, fp)? != Verdict::Write {
+                if tracker.verdict(store, &ty, array.unit(), idx.t, fp)? != Verdict::Write {
                     stale.store(true, std::sync::atomic::Ordering::Relaxed);
                     return Ok(None);
                 }
@@ -440,10 +447,10 @@ fn run_group(
                     }
                     ChunkEntry::Empty => report.chunks_empty += 1,
                 }
-                writer.add(&ty, res.name(), idx, entry, fp);
+                writer.add(&ty, array.unit(), idx, entry, fp);
             }
             Err(e) => {
-                let msg = format!("{}: {e:#}", ty.chunk(res, idx));
+                let msg = format!("{}: {e:#}", ty.array_chunk(array, idx));
                 tracing::error!("{msg}");
                 report.errors.push(msg);
             }

@@ -8,6 +8,7 @@
 //! TILE/YEAR/zarr.json            group (year, scene count, catalog time)
 //! TILE/YEAR/RES/zarr.json        group (resolution, bands) + consolidated metadata
 //! TILE/YEAR/RES/data             uint16 [time, band, y, x]
+//! TILE/YEAR/{10m,20m}/scl         uint8 [time, y, x] (L2A only)
 //! TILE/YEAR/RES/{time,band,x,y,spatial_ref,...}
 //! ```
 
@@ -20,29 +21,35 @@ use zarrs::array::Array;
 use zarrs::storage::store::MemoryStore;
 use zarrs::storage::{ReadableStorageTraits, StoreKey};
 
+use crate::s2::array::PixelArray;
 use crate::s2::bands::Resolution;
 use crate::s2::catalog::Catalog;
+use crate::s2::chunking::array_shape;
 use crate::s2::chunking::Chunking;
+use crate::s2::product::ProductLevel;
 use crate::s2::scene::Grid;
 use crate::store::Store;
 use crate::zarr_json::array_from_json;
 
 pub const LAYOUT_VERSION: u32 = 1;
-pub const COLLECTION: &str = "sentinel-2-l1c";
 
-/// Geometry of one resolution's data array.
+/// Geometry of one pixel array.
 #[derive(Debug, Clone, Copy)]
 pub struct DataGeometry {
+    pub array: PixelArray,
     pub res: Resolution,
     pub scenes: u64,
+    /// Planes per scene: bands (`data`) or 1 (`scl`).
     pub bands: u64,
     pub grid: Grid,
-    /// Shape of one object (a chunk, or a shard), `[time, band, y, x]`.
+    /// Shape of one object (a chunk, or a shard), `[time, planes, y, x]`.
     pub object: [u64; 4],
 }
 
 impl DataGeometry {
-    pub fn new(catalog: &Catalog, res: Resolution, chunking: Chunking) -> Result<Self> {
+    pub fn new(catalog: &Catalog, array: PixelArray, chunking: Chunking) -> Result<Self> {
+        let res = array.res;
+        let level = catalog.level();
         let first = catalog.scenes.first().context("catalog has no scenes")?;
         let grid = *first.grid(res);
         if let Some(s) = catalog.scenes.iter().find(|s| s.grid(res) != &grid) {
@@ -56,14 +63,16 @@ impl DataGeometry {
             );
         }
         Ok(DataGeometry {
+            array,
             res,
             scenes: catalog.scenes.len() as u64,
-            bands: res.bands().len() as u64,
+            bands: array.planes(level),
             grid,
-            object: chunking.object_shape(res),
+            object: chunking.object_planes(array, level),
         })
     }
 
+    /// `[time, planes, y, x]`.
     pub fn shape(&self) -> [u64; 4] {
         [self.scenes, self.bands, self.grid.nrows, self.grid.ncols]
     }
@@ -86,15 +95,16 @@ impl DataGeometry {
 /// All generated documents of a tile-year (plus the root and tile groups).
 pub struct YearLayout {
     pub files: BTreeMap<String, Vec<u8>>,
-    /// The `data` array metadata per resolution (index = `Resolution::index`).
-    pub data_metadata: Vec<Value>,
+    /// The metadata of each pixel array the level has (index = `PixelArray::index`).
+    pub array_metadata: Vec<Option<Value>>,
 }
 
 impl YearLayout {
     pub fn build(catalog: &Catalog, chunking: Chunking) -> Result<Self> {
+        let level = catalog.level();
         let wkt = crs_wkt(catalog.epsg)?;
         let mut files = BTreeMap::new();
-        files.insert("zarr.json".into(), root_group_file(chunking));
+        files.insert("zarr.json".into(), root_group_file(chunking, level));
         files.insert(
             format!("{}/zarr.json", catalog.tile),
             tile_group_file(&catalog.tile, catalog.epsg),
@@ -110,11 +120,17 @@ impl YearLayout {
                 "resolutions": ["10m", "20m", "60m"],
             })),
         );
-        let mut data_metadata = Vec::new();
+        let mut array_metadata = vec![None; PixelArray::ALL.len()];
         for res in Resolution::ALL {
-            let geom = DataGeometry::new(catalog, res, chunking)?;
+            let geom = DataGeometry::new(catalog, PixelArray::data(res), chunking)?;
             let prefix = format!("{}/{}/{}", catalog.tile, catalog.year, res.name());
-            let arrays = res_arrays(catalog, &geom, chunking, &wkt)?;
+            let mut arrays = res_arrays(catalog, &geom, chunking, &wkt)?;
+            let scl = PixelArray::scl(res);
+            if PixelArray::of_level(level).contains(&scl) {
+                let geom = DataGeometry::new(catalog, scl, chunking)?;
+                arrays.insert(scl.name().into(), scl_array(catalog, &geom, chunking, &wkt));
+                array_metadata[scl.index()] = Some(arrays[scl.name()].0.clone());
+            }
             let mut consolidated = Map::new();
             for (name, (meta, chunk)) in &arrays {
                 put_json(&mut files, &format!("{prefix}/{name}/zarr.json"), meta);
@@ -123,13 +139,13 @@ impl YearLayout {
                 }
                 consolidated.insert(name.clone(), meta.clone());
             }
-            data_metadata.push(arrays["data"].0.clone());
-            let bands: Vec<&str> = res.bands().iter().map(|b| b.name).collect();
+            array_metadata[PixelArray::data(res).index()] = Some(arrays["data"].0.clone());
+            let bands: Vec<&str> = level.res_bands(res).iter().map(|b| b.name).collect();
             let mut g = group(json!({
                 "resolution": res.name(),
                 "resolution_m": res.metres(),
                 "bands": bands,
-                "description": format!("Sentinel-2 L1C top-of-atmosphere digital numbers at {} m, tile {}, {}", res.metres(), catalog.tile, catalog.year),
+                "description": format!("Sentinel-2 {level} {} digital numbers at {} m, tile {}, {}", facts(level).what, res.metres(), catalog.tile, catalog.year),
             }));
             g["consolidated_metadata"] =
                 json!({"kind": "inline", "must_understand": false, "metadata": consolidated});
@@ -137,7 +153,7 @@ impl YearLayout {
         }
         Ok(YearLayout {
             files,
-            data_metadata,
+            array_metadata,
         })
     }
 }
@@ -145,7 +161,11 @@ impl YearLayout {
 /// The layout to work with on `store`: the one it records, or for a new store `requested`
 /// (else the default), which is then recorded by creating the root group. Fails if the store
 /// records another layout than `requested`.
-pub fn establish(store: &dyn Store, requested: Option<Chunking>) -> Result<Chunking> {
+pub fn establish(
+    store: &dyn Store,
+    requested: Option<Chunking>,
+    level: ProductLevel,
+) -> Result<Chunking> {
     let check = |found: Chunking| {
         match requested {
         Some(r) if r != found => anyhow::bail!(
@@ -159,7 +179,7 @@ pub fn establish(store: &dyn Store, requested: Option<Chunking>) -> Result<Chunk
         return check(found);
     }
     let chosen = requested.unwrap_or(Chunking::DEFAULT);
-    if store.put_if_absent("zarr.json", &root_group_file(chosen))? {
+    if store.put_if_absent("zarr.json", &root_group_file(chosen, level))? {
         tracing::info!("{}: new store, layout {chosen}", store.describe());
         return Ok(chosen);
     }
@@ -173,9 +193,10 @@ pub fn metadata_files(chunking: Chunking) -> crate::generation::MetadataFiles<Ca
     Box::new(move |catalog: &Catalog| Ok(YearLayout::build(catalog, chunking)?.files))
 }
 
-/// The root group's `zarr.json` (independent of any catalog), recording the store's layout.
-pub fn root_group_file(chunking: Chunking) -> Vec<u8> {
-    json_file(&root_group(chunking))
+/// The root group's `zarr.json` (independent of any catalog), recording the store's
+/// collection and layout.
+pub fn root_group_file(chunking: Chunking, level: ProductLevel) -> Vec<u8> {
+    json_file(&root_group(chunking, level))
 }
 
 /// A tile group's `zarr.json` (needs only the tile's projection, not a catalog).
@@ -199,15 +220,16 @@ pub(crate) fn group(attributes: Value) -> Value {
     json!({"zarr_format": 3, "node_type": "group", "attributes": attributes})
 }
 
-fn root_group(chunking: Chunking) -> Value {
-    let mut datacube = json!({"layout_version": LAYOUT_VERSION, "collection": COLLECTION});
+fn root_group(chunking: Chunking, level: ProductLevel) -> Value {
+    let mut datacube =
+        json!({"layout_version": LAYOUT_VERSION, "collection": level.stac_collection()});
     // Chunked stores record nothing, so that their root group stays what it always was.
     if let Some(l) = chunking.to_json() {
         datacube["layout"] = l;
     }
     group(json!({
         "datacube": datacube,
-        "description": "Sentinel-2 L1C datacube: TILE/YEAR/RESOLUTION groups, data[time, band, y, x]",
+        "description": facts(level).root_description,
     }))
 }
 
@@ -220,8 +242,9 @@ pub fn crs_wkt(epsg: u32) -> Result<String> {
 
 pub(crate) type ArrayDoc = (Value, Option<(String, Vec<u8>)>);
 
-/// Per-scene coordinate names carried by `data`'s `coordinates` attribute, so xarray attaches them.
-const SCENE_COORDS: [&str; 9] = [
+/// Per-scene coordinate names carried by `data`'s `coordinates` attribute, so xarray attaches
+/// them (and the level's offset variable after them).
+const SCENE_COORDS: [&str; 8] = [
     "product_id",
     "processing_baseline",
     "platform",
@@ -230,8 +253,90 @@ const SCENE_COORDS: [&str; 9] = [
     "sun_zenith",
     "sun_azimuth",
     "quantification_value",
-    "radio_add_offset",
 ];
+
+/// What the documents of a level say about its values.
+struct LevelFacts {
+    /// `top-of-atmosphere` / `bottom-of-atmosphere`.
+    what: &'static str,
+    root_description: &'static str,
+    /// The per-scene, per-band offset variable.
+    offset_var: &'static str,
+    /// The metadata elements the offsets and quantification come from.
+    offset_element: &'static str,
+    quantification_element: &'static str,
+}
+
+fn facts(level: ProductLevel) -> LevelFacts {
+    match level {
+        ProductLevel::L1C => LevelFacts {
+            what: "top-of-atmosphere",
+            root_description: "Sentinel-2 L1C datacube: TILE/YEAR/RESOLUTION groups, data[time, band, y, x]",
+            offset_var: "radio_add_offset",
+            offset_element: "RADIO_ADD_OFFSET",
+            quantification_element: "QUANTIFICATION_VALUE",
+        },
+        ProductLevel::L2A => LevelFacts {
+            what: "bottom-of-atmosphere",
+            root_description: "Sentinel-2 L2A datacube: TILE/YEAR/RESOLUTION groups, data[time, band, y, x]; scl[time, y, x] (scene classification) in 10m and 20m",
+            offset_var: "boa_add_offset",
+            offset_element: "BOA_ADD_OFFSET",
+            quantification_element: "BOA_QUANTIFICATION_VALUE",
+        },
+    }
+}
+
+/// The scene classification classes (`Scene_Classification_List` of `MTD_MSIL2A.xml`).
+pub const SCL_CLASSES: [&str; 12] = [
+    "no_data",
+    "saturated_or_defective",
+    "casted_shadows",
+    "cloud_shadows",
+    "vegetation",
+    "not_vegetated",
+    "water",
+    "unclassified",
+    "cloud_medium_probability",
+    "cloud_high_probability",
+    "thin_cirrus",
+    "snow_or_ice",
+];
+
+/// L2A's `scl` array of a group: uint8 `(time, y, x)` on the group's grid, cut as its `data`.
+fn scl_array(catalog: &Catalog, geom: &DataGeometry, chunking: Chunking, wkt: &str) -> ArrayDoc {
+    let array = geom.array;
+    let (chunk_grid, codecs) = chunking.array_codecs(array, ProductLevel::L2A);
+    let description = if array.res == crate::s2::product::SCL_RESOLUTION {
+        "the product's SCL band (SCL_20m), unchanged".to_string()
+    } else {
+        format!(
+            "the product's 20 m SCL band, each pixel repeated {0} x {0}",
+            crate::s2::product::SCL_RESOLUTION.metres() / array.res.metres()
+        )
+    };
+    let meta = json!({
+        "zarr_format": 3,
+        "node_type": "array",
+        "shape": array_shape(array, geom.shape()),
+        "data_type": "uint8",
+        "chunk_grid": chunk_grid,
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "fill_value": 0,
+        "codecs": codecs,
+        "attributes": {
+            "long_name": "scene classification",
+            "description": description,
+            "flag_values": (0..SCL_CLASSES.len() as u8).collect::<Vec<_>>(),
+            "flag_meanings": SCL_CLASSES.join(" "),
+            "nodata": 0,
+            "grid_mapping": "spatial_ref",
+            "coordinates": "spatial_ref",
+            "_CRS": {"wkt": wkt, "url": format!("http://www.opengis.net/def/crs/EPSG/0/{}", catalog.epsg)},
+        },
+        "dimension_names": ["time", "y", "x"]
+    });
+    (meta, None)
+}
 
 fn res_arrays(
     catalog: &Catalog,
@@ -240,12 +345,15 @@ fn res_arrays(
     wkt: &str,
 ) -> Result<BTreeMap<String, ArrayDoc>> {
     let res = geom.res;
+    let level = catalog.level();
+    let facts = facts(level);
     let t = geom.scenes;
     let nb = geom.bands;
     let g = geom.grid;
     let mut out = BTreeMap::new();
-    let (chunk_grid, codecs) = chunking.data_codecs(res);
-    let data_meta = json!({
+    let (chunk_grid, codecs) = chunking.array_codecs(geom.array, level);
+    let reflectance = format!("(data + {}) / quantification_value", facts.offset_var);
+    let mut data_meta = json!({
         "zarr_format": 3,
         "node_type": "array",
         "shape": geom.shape(),
@@ -255,17 +363,22 @@ fn res_arrays(
         "fill_value": 0,
         "codecs": codecs,
         "attributes": {
-            "long_name": "top-of-atmosphere digital number",
+            "long_name": format!("{} digital number", facts.what),
             "units": "1",
             "nodata": 0,
             "saturated": 65535,
-            "reflectance": "(data + radio_add_offset) / quantification_value",
+            "reflectance": reflectance,
             "grid_mapping": "spatial_ref",
-            "coordinates": format!("spatial_ref {}", SCENE_COORDS.join(" ")),
+            "coordinates": format!("spatial_ref {} {}", SCENE_COORDS.join(" "), facts.offset_var),
             "_CRS": {"wkt": wkt, "url": format!("http://www.opengis.net/def/crs/EPSG/0/{}", catalog.epsg)},
         },
         "dimension_names": ["time", "band", "y", "x"]
     });
+    if level == ProductLevel::L2A {
+        // Constant over every baseline so far; per scene in `quantification_value`.
+        let q = catalog.scenes.first().map_or(10000.0, |s| s.quantification);
+        data_meta["attributes"]["BOA_QUANTIFICATION_VALUE"] = json!(q);
+    }
     out.insert("data".to_string(), (data_meta, None));
 
     let scenes = &catalog.scenes;
@@ -278,8 +391,9 @@ fn res_arrays(
                    "units": "milliseconds since 1970-01-01", "calendar": "proleptic_gregorian"}),
         )?,
     );
-    let band_names: Vec<String> = res.bands().iter().map(|b| b.name.to_string()).collect();
-    let wavelengths: Vec<f64> = res.bands().iter().map(|b| b.wavelength_nm).collect();
+    let bands = level.res_bands(res);
+    let band_names: Vec<String> = bands.iter().map(|b| b.name.to_string()).collect();
+    let wavelengths: Vec<f64> = bands.iter().map(|b| b.wavelength_nm).collect();
     out.insert(
         "band".into(),
         coord_str(
@@ -381,7 +495,7 @@ fn res_arrays(
         coord_f64(
             &f64s(&|s| s.quantification),
             "time",
-            json!({"long_name": "QUANTIFICATION_VALUE"}),
+            json!({"long_name": facts.quantification_element}),
         )?,
     );
     let orbits: Vec<i32> = scenes.iter().map(|s| s.relative_orbit as i32).collect();
@@ -397,18 +511,18 @@ fn res_arrays(
     );
     let mut offsets = Vec::with_capacity((t * nb) as usize);
     for s in scenes {
-        for b in res.bands() {
+        for b in &bands {
             offsets.push(s.radio_offsets[b.id]);
         }
     }
     out.insert(
-        "radio_add_offset".into(),
+        facts.offset_var.into(),
         small_array(
             &offsets,
             &[t, nb],
             &["time", "band"],
             "int32",
-            json!({"long_name": "RADIO_ADD_OFFSET", "description": "reflectance = (data + radio_add_offset) / quantification_value; -1000 from baseline 04.00 on, 0 before"}),
+            json!({"long_name": facts.offset_element, "description": format!("reflectance = {reflectance}; -1000 from baseline 04.00 on, 0 before")}),
         )?,
     );
     Ok(out)
@@ -522,13 +636,15 @@ fn encode_single_chunk(
 mod tests {
     use super::*;
 
+    use crate::s2::product::ProductLevel::L1C;
+
     #[test]
     fn a_store_keeps_the_layout_it_was_made_with() {
         let store = crate::store::MemStore::new();
         let sharded: Chunking = "sharded:2048/128".parse().unwrap();
-        assert_eq!(establish(&store, Some(sharded)).unwrap(), sharded);
-        assert_eq!(establish(&store, None).unwrap(), sharded);
-        let e = establish(&store, Some(Chunking::Chunked)).unwrap_err();
+        assert_eq!(establish(&store, Some(sharded), L1C).unwrap(), sharded);
+        assert_eq!(establish(&store, None, L1C).unwrap(), sharded);
+        let e = establish(&store, Some(Chunking::Chunked), L1C).unwrap_err();
         assert!(
             e.to_string()
                 .contains("layout is sharded:2048/128, not chunked"),
@@ -536,9 +652,9 @@ mod tests {
         );
         // A store made before layouts were recorded is chunked.
         let old = crate::store::MemStore::new();
-        old.put("zarr.json", &root_group_file(Chunking::Chunked))
+        old.put("zarr.json", &root_group_file(Chunking::Chunked, L1C))
             .unwrap();
-        assert_eq!(establish(&old, None).unwrap(), Chunking::Chunked);
-        assert!(establish(&old, Some(Chunking::SHARDED)).is_err());
+        assert_eq!(establish(&old, None, L1C).unwrap(), Chunking::Chunked);
+        assert!(establish(&old, Some(Chunking::SHARDED), L1C).is_err());
     }
 }

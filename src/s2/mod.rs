@@ -3,6 +3,7 @@
 //! digital numbers at their native resolution, with coordinates and per-scene metadata.
 //!
 //! - [`bands`]: the thirteen bands and the three resolution groups.
+//! - [`array`]: the pixel arrays of a group (`data`; L2A's `scl`), each its own unit of work.
 //! - [`tiles`]: MGRS tile names, their UTM zones, named tile sets.
 //! - [`safe`]: the SAFE product's metadata files (`MTD_MSIL1C.xml`, `MTD_TL.xml`).
 //! - [`stac`]: CDSE STAC items and the search of one tile-year.
@@ -17,6 +18,7 @@
 //! The band files themselves come through `crate::source` (local SAFE archive or CDSE), which
 //! alone knows paths, S3 and HTTP.
 
+pub mod array;
 pub mod bands;
 pub mod catalog;
 pub(crate) mod chunk;

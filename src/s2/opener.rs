@@ -45,17 +45,6 @@ fn layout(arg: &Option<String>) -> Result<Option<Chunking>> {
         .transpose()
 }
 
-impl Sentinel2 {
-    /// The L2A pipeline is being built (issue 24): until it is, L2A stops here rather than
-    /// serving L1C arrays under the L2A name.
-    fn built(&self) -> Result<()> {
-        if self.level == ProductLevel::L2A {
-            anyhow::bail!("{}: the L2A pipeline is not finished yet", self.name());
-        }
-        Ok(())
-    }
-}
-
 impl Opener for Sentinel2 {
     fn name(&self) -> &'static str {
         self.level.stac_collection()
@@ -70,11 +59,12 @@ impl Opener for Sentinel2 {
     }
 
     fn open_cube(&self, req: &MountRequest, store: Arc<dyn Store>) -> Result<Arc<dyn CubeView>> {
-        self.built()?;
         let layout = layout(&req.layout)?;
-        let source: Arc<dyn BandSource> = crate::source::open(&req.source, &req.remote)?.into();
+        let mut remote = req.remote.clone();
+        remote.level = self.level;
+        let source: Arc<dyn BandSource> = crate::source::open(&req.source, &remote)?.into();
         check_store(store.as_ref(), self.name())?;
-        let chunking = crate::s2::layout::establish(store.as_ref(), layout)?;
+        let chunking = crate::s2::layout::establish(store.as_ref(), layout, self.level)?;
         let (chunk_cache_bytes, decode_cache_bytes) =
             CubeConfig::split_budget(req.cache_bytes, req.workers, chunking);
         let cfg = CubeConfig {
@@ -96,7 +86,6 @@ impl Opener for Sentinel2 {
         req: &IntakeRequest,
         store: &'a dyn Store,
     ) -> Result<Box<dyn YearIntake + 'a>> {
-        self.built()?;
         let layout = layout(&req.layout)?;
         let resolutions = match &req.groups {
             None => Resolution::ALL.to_vec(),
@@ -109,6 +98,7 @@ impl Opener for Sentinel2 {
         // Intake reads every tile of every file, one JP2 tile at a time: `auto` would weigh
         // each tile on its own and fetch a file in ~120 pieces. Whole files are its cheapest.
         let mut remote = req.remote.clone();
+        remote.level = self.level;
         if remote.fetch == FetchMode::Auto {
             remote.fetch = FetchMode::Whole;
         }

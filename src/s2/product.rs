@@ -22,8 +22,12 @@ use serde::{Deserialize, Serialize};
 use crate::s2::bands::{Band, Resolution, BANDS};
 
 /// A Sentinel-2 MSI product level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
 pub enum ProductLevel {
+    /// Every scene persisted before L2A existed is L1C.
+    #[default]
     L1C,
     L2A,
 }
@@ -100,6 +104,18 @@ impl ProductLevel {
     /// The data bands of the level in MTD `bandId` order: L1C all 13, L2A the 12 without B10.
     pub fn bands(self) -> Vec<&'static Band> {
         BANDS.iter().filter(|b| self.has_band(b)).collect()
+    }
+
+    /// The data bands of a resolution group at this level, in bandId order (L2A's 60 m: B01, B09).
+    pub fn res_bands(self, res: Resolution) -> Vec<&'static Band> {
+        res.bands()
+            .into_iter()
+            .filter(|b| self.has_band(b))
+            .collect()
+    }
+
+    pub fn is_l1c(&self) -> bool {
+        *self == ProductLevel::L1C
     }
 
     /// Whether the level delivers this band (L2A has no B10).

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::s2::bands::{Resolution, BANDS};
+use crate::s2::product::ProductLevel;
 
 /// Pixel grid of one resolution: size and upper-left corner in the tile's UTM CRS.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -25,6 +26,9 @@ impl Grid {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scene {
+    /// L1C or L2A (absent in catalogs written before L2A: L1C).
+    #[serde(default, skip_serializing_if = "ProductLevel::is_l1c")]
+    pub level: ProductLevel,
     /// Product name without `.SAFE`, e.g. `S2A_MSIL1C_20240412T095031_N0510_R079_T35VLH_20240412T113522`.
     pub product_id: String,
     /// MGRS tile without the `T`, e.g. `35VLH`.
@@ -40,15 +44,21 @@ pub struct Scene {
     pub cloud_cover: f64,
     pub mean_sun_zenith: f64,
     pub mean_sun_azimuth: f64,
-    /// QUANTIFICATION_VALUE: reflectance = (DN + offset) / quantification.
+    /// QUANTIFICATION_VALUE (L2A: BOA_QUANTIFICATION_VALUE): reflectance = (DN + offset) /
+    /// quantification.
     pub quantification: f64,
-    /// RADIO_ADD_OFFSET per bandId (0 for baselines before 04.00, which have none).
+    /// The additive offset per bandId: RADIO_ADD_OFFSET (L1C) or BOA_ADD_OFFSET (L2A); 0 for
+    /// baselines before 04.00, which have none.
     pub radio_offsets: Vec<i32>,
     pub epsg: u32,
     /// Grids for 10 m, 20 m and 60 m (index = `Resolution::index`).
     pub grids: Vec<Grid>,
-    /// Band file keys per bandId, relative to the archive root (equal to the key in bucket `eodata`).
+    /// Band file keys per bandId, relative to the archive root (equal to the key in bucket `eodata`);
+    /// empty for a band the level does not have (B10 in L2A).
     pub band_keys: Vec<String>,
+    /// L2A: the key of the 20 m scene classification file (`..._SCL_20m.jp2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scl_key: Option<String>,
 }
 
 impl Scene {
@@ -85,6 +95,31 @@ impl Scene {
         }
         if self.band_keys.len() != BANDS.len() {
             return Err(format!("{} band files, expected 13", self.band_keys.len()));
+        }
+        for b in &BANDS {
+            if self.level.has_band(b) == self.band_keys[b.id].is_empty() {
+                return Err(format!(
+                    "band {}: {} file for a {} product",
+                    b.name,
+                    if self.band_keys[b.id].is_empty() {
+                        "no"
+                    } else {
+                        "a"
+                    },
+                    self.level
+                ));
+            }
+        }
+        if (self.level == ProductLevel::L2A) != self.scl_key.is_some() {
+            return Err(format!(
+                "a {} product {} a scene classification file",
+                self.level,
+                if self.scl_key.is_some() {
+                    "with"
+                } else {
+                    "without"
+                }
+            ));
         }
         if self.grids.len() != 3 {
             return Err(format!("{} grids, expected 3", self.grids.len()));

@@ -29,6 +29,7 @@ use crate::remote::limits::Limits;
 use crate::remote::retry::{Failure, RetryPolicy};
 use crate::remote::s3::{self, S3Options};
 use crate::s2::catalog::{deduplicate, ScanResult};
+use crate::s2::product::ProductLevel;
 use crate::s2::scene::Scene;
 use crate::s2::stac::client::{StacClient, CDSE_STAC_URL, MAX_LIMIT};
 use crate::s2::stac::StacItem;
@@ -52,6 +53,9 @@ pub struct CdseOptions {
     pub retry: RetryPolicy,
     /// Tile-parts or whole files (`--fetch`).
     pub fetch: FetchMode,
+    /// The processing level the source serves (its STAC collection, its metadata files); the
+    /// collection's opener sets it, for local archives too.
+    pub level: ProductLevel,
 }
 
 impl Default for CdseOptions {
@@ -72,6 +76,7 @@ impl Default for CdseOptions {
             cache_bytes: 32 << 30,
             retry: RetryPolicy::default(),
             fetch: FetchMode::Auto,
+            level: ProductLevel::L1C,
         }
     }
 }
@@ -116,7 +121,8 @@ crate::counters! {
 
 impl CdseSource {
     pub fn new(opts: CdseOptions) -> Result<Self> {
-        let stac = StacClient::new(&opts.stac_url, opts.retry, opts.stac_limit)?;
+        let stac = StacClient::new(&opts.stac_url, opts.retry, opts.stac_limit)?
+            .with_collection(opts.level.stac_collection());
         let s3 = crate::remote::block_on(s3::client(&opts.s3, true));
         let cache = Arc::new(DiskCache::open(&opts.cache_dir, opts.cache_bytes)?);
         let limits = Arc::new(Limits::new(
@@ -259,20 +265,40 @@ impl CdseSource {
     ) -> Result<Scene, String> {
         let pfile = PathBuf::from(self.url(&item.product_metadata_key));
         let tfile = PathBuf::from(self.url(&item.granule_metadata_key));
+        let level = self.opts.level;
+        if item.level != level {
+            return Err(format!(
+                "STAC item {}: a {} product in a {} search",
+                item.product_id, item.level, level
+            ));
+        }
         let dir = item
             .product_metadata_key
-            .strip_suffix("/MTD_MSIL1C.xml")
+            .strip_suffix(&format!("/{}", level.metadata_file()))
             .ok_or_else(|| {
                 format!(
-                    "STAC item {}: product_metadata {} is not a MTD_MSIL1C.xml",
-                    item.product_id, item.product_metadata_key
+                    "STAC item {}: product_metadata {} is not a {}",
+                    item.product_id,
+                    item.product_metadata_key,
+                    level.metadata_file()
                 )
             })?;
-        let product =
-            crate::s2::safe::parse_product_mtd(product_xml, &pfile).map_err(|e| e.to_string())?;
         let tile = crate::s2::safe::parse_tile_mtd(tile_xml, &tfile).map_err(|e| e.to_string())?;
-        let scene = crate::s2::safe::scene_from_parts(&product, &tile, dir, &pfile)
-            .map_err(|e| e.to_string())?;
+        let scene = match level {
+            ProductLevel::L1C => {
+                let product = crate::s2::safe::parse_product_mtd(product_xml, &pfile)
+                    .map_err(|e| e.to_string())?;
+                crate::s2::safe::scene_from_parts(&product, &tile, dir, &pfile)
+            }
+            ProductLevel::L2A => {
+                let product = crate::s2::safe::parse_l2a_product_mtd(product_xml, &pfile)
+                    .map_err(|e| e.to_string())?;
+                crate::s2::safe::l2a_scene_from_parts(&product, &tile, dir, &pfile)
+            }
+        }
+        .map_err(|e| e.to_string())?;
+        let band_keys: Vec<&String> = scene.band_keys.iter().filter(|k| !k.is_empty()).collect();
+        let item_keys: Vec<&String> = item.band_keys.iter().collect();
         let disagree = |what: &str| {
             format!(
                 "STAC item {}: {what} disagrees with {}",
@@ -284,7 +310,8 @@ impl CdseSource {
             (scene.product_id == item.product_id, "the id"),
             (scene.tile == item.tile, "grid:code"),
             (scene.baseline == item.baseline, "processing:version"),
-            (scene.band_keys == item.band_keys, "the band hrefs"),
+            (band_keys == item_keys, "the band hrefs"),
+            (scene.scl_key == item.scl_key, "the SCL href"),
             (scene.epsg == item.epsg, "proj:code"),
             (scene.grids == item.grids, "proj:shape/proj:transform"),
         ];
@@ -572,6 +599,10 @@ impl BandSource for CdseSource {
 
     fn scan(&self, tile: &str, year: i32) -> Result<ScanResult> {
         crate::remote::block_on(self.scan_async(tile, year))
+    }
+
+    fn level(&self) -> ProductLevel {
+        self.opts.level
     }
 
     fn describe(&self) -> String {

@@ -53,6 +53,10 @@ impl BandSource for FaultySource {
         self.check(SourceOp::Scan, &format!("{tile}/{year}"))?;
         self.inner.scan(tile, year)
     }
+    fn level(&self) -> crate::s2::product::ProductLevel {
+        self.inner.level()
+    }
+
     fn describe(&self) -> String {
         self.inner.describe()
     }

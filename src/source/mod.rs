@@ -23,6 +23,7 @@ use anyhow::{Context, Result};
 
 use crate::raster::Window;
 use crate::s2::catalog::ScanResult;
+use crate::s2::product::ProductLevel;
 
 pub use cdse::{CdseOptions, CdseSource};
 #[cfg(any(test, feature = "testing"))]
@@ -85,6 +86,10 @@ pub trait BandSource: Send + Sync {
     }
     /// The scenes of a tile-year this source offers.
     fn scan(&self, tile: &str, year: i32) -> Result<ScanResult>;
+    /// The processing level of the products it offers (what the cube over it is).
+    fn level(&self) -> ProductLevel {
+        ProductLevel::L1C
+    }
     fn describe(&self) -> String;
     /// Counters for the mount's stats file (`null` when the source keeps none).
     fn stats(&self) -> serde_json::Value {
@@ -118,7 +123,9 @@ pub enum FetchMode {
 pub fn open(spec: &str, cdse: &CdseOptions) -> Result<Box<dyn BandSource>> {
     if let Some(dir) = spec.strip_prefix("safe:") {
         return Ok(Box::new(
-            SafeArchive::new(dir).with_context(|| format!("source {spec}"))?,
+            SafeArchive::new(dir)
+                .with_context(|| format!("source {spec}"))?
+                .with_level(cdse.level),
         ));
     }
     if spec == "cdse" {

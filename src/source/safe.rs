@@ -6,9 +6,11 @@ use anyhow::{Context, Result};
 
 use super::{BandSource, LocalFile};
 use crate::s2::catalog::{scan_safe_archive, ScanResult};
+use crate::s2::product::ProductLevel;
 
 pub struct SafeArchive {
     root: PathBuf,
+    level: ProductLevel,
 }
 
 impl SafeArchive {
@@ -20,7 +22,18 @@ impl SafeArchive {
         let root = root
             .canonicalize()
             .with_context(|| format!("SAFE archive {}", root.display()))?;
-        Ok(SafeArchive { root })
+        Ok(SafeArchive {
+            root,
+            level: ProductLevel::L1C,
+        })
+    }
+}
+
+impl SafeArchive {
+    /// The archive's products of `level` (a CDSE-layout archive may hold both levels).
+    pub fn with_level(mut self, level: ProductLevel) -> Self {
+        self.level = level;
+        self
     }
 }
 
@@ -35,7 +48,11 @@ impl BandSource for SafeArchive {
     }
 
     fn scan(&self, tile: &str, year: i32) -> Result<ScanResult> {
-        scan_safe_archive(&self.root, tile, year)
+        scan_safe_archive(&self.root, self.level, tile, year)
+    }
+
+    fn level(&self) -> ProductLevel {
+        self.level
     }
 
     fn describe(&self) -> String {

@@ -85,6 +85,7 @@ impl MemSource {
             res: res as f64,
         };
         let scene = Scene {
+            level: Default::default(),
             product_id: p.product_id.clone(),
             tile: spec.tile.clone(),
             sensing_time_ms: p.sensing_ms,
@@ -99,6 +100,7 @@ impl MemSource {
             epsg: spec.epsg,
             grids: vec![grid(10), grid(20), grid(60)],
             band_keys,
+            scl_key: None,
         };
         scene.validate().map_err(|e| anyhow::anyhow!(e))?;
         let mut scenes = self.scenes.lock().unwrap();

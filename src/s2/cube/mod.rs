@@ -66,7 +66,8 @@ impl CubeConfig {
     }
 }
 
-/// The largest decoded object (chunk or shard) of any resolution, bytes.
+/// The largest decoded object (chunk or shard) of any resolution, bytes (L1C's `data`, which
+/// has the most bands; an `scl` object is one plane).
 fn max_raw_object_bytes(chunking: crate::s2::chunking::Chunking) -> usize {
     Resolution::ALL
         .iter()
@@ -97,8 +98,9 @@ impl Cube {
         store: Arc<dyn Store>,
         source: Arc<dyn BandSource>,
     ) -> Result<Arc<Self>> {
-        crate::collection::check_store(store.as_ref(), crate::s2::layout::COLLECTION)?;
-        let chunking = crate::s2::layout::establish(store.as_ref(), cfg.layout)?;
+        let level = source.level();
+        crate::collection::check_store(store.as_ref(), level.stac_collection())?;
+        let chunking = crate::s2::layout::establish(store.as_ref(), cfg.layout, level)?;
         let tracker = Arc::new(Tracker::new(
             cfg.fence,
             crate::s2::layout::metadata_files(chunking),
@@ -117,7 +119,7 @@ impl Cube {
             records.clone(),
         );
         Ok(Arc::new(Cube {
-            tree: Tree::new(cfg.tiles.clone(), cfg.years.clone(), chunking)?,
+            tree: Tree::new(cfg.tiles.clone(), cfg.years.clone(), chunking, level)?,
             years: Years::new(store.clone(), source.clone(), tracker, chunking, records),
             chunks: Arc::new(chunks),
             year_pool: WorkPool::new("resolve-year", 2),

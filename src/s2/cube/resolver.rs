@@ -110,7 +110,7 @@ impl ChunkResolver {
 
     /// Attributes of chunk `key`, computing it first if nothing is known of it.
     pub fn attr(self: &Arc<Self>, ys: Arc<YearState>, key: ChunkKey, done: Done<Attr>) {
-        match ys.known(key.res, key.idx) {
+        match ys.known(key.array, key.idx) {
             Some(ChunkEntry::Data { bytes }) => done(Ok(Attr::file(bytes))),
             Some(ChunkEntry::Empty) => done(Err(FsError::NotFound)),
             None => self.flight(
@@ -123,7 +123,7 @@ impl ChunkResolver {
 
     /// Attributes of a chunk already looked up (never starts work).
     pub fn known_attr(&self, ys: &YearState, key: &ChunkKey) -> std::result::Result<Attr, FsError> {
-        match ys.known(key.res, key.idx) {
+        match ys.known(key.array, key.idx) {
             Some(ChunkEntry::Data { bytes }) => Ok(Attr::file(bytes)),
             _ => Err(FsError::NotFound),
         }
@@ -131,7 +131,7 @@ impl ChunkResolver {
 
     /// The content of chunk `key`.
     pub fn content(self: &Arc<Self>, ys: Arc<YearState>, key: ChunkKey, done: Done<Content>) {
-        let fp = ys.fingerprint(key.res, key.idx.t);
+        let fp = ys.fingerprint(key.array, key.idx.t);
         if let Some(b) = self
             .cache
             .get(&cache_key(&key, fp))
@@ -151,7 +151,10 @@ impl ChunkResolver {
 
     /// Joins the flight for `key`, starting one on the worker pool if none is in the air.
     fn flight(self: &Arc<Self>, ys: Arc<YearState>, key: ChunkKey, waiter: Done<ChunkState>) {
-        let flight = (key.clone(), ys.fingerprint(key.res, key.idx.t).to_string());
+        let flight = (
+            key.clone(),
+            ys.fingerprint(key.array, key.idx.t).to_string(),
+        );
         let Some(leader) = self.flights.join(flight, waiter) else {
             return;
         };
@@ -172,8 +175,8 @@ impl ChunkResolver {
     /// Produces a chunk: from what is known (cache, queue, store) or by materializing it. Runs on
     /// the worker pool, inside the chunk's flight.
     fn settle(&self, ys: &YearState, key: &ChunkKey) -> std::result::Result<ChunkState, FsError> {
-        let fp = ys.fingerprint(key.res, key.idx.t);
-        match ys.known(key.res, key.idx) {
+        let fp = ys.fingerprint(key.array, key.idx.t);
+        match ys.known(key.array, key.idx) {
             Some(ChunkEntry::Empty) => return Ok(ChunkState::Empty),
             Some(ChunkEntry::Data { bytes }) => {
                 if let Some(b) = self
@@ -204,7 +207,7 @@ impl ChunkResolver {
         let (state, entry, write) = self.materialize(ys, key)?;
         self.writeback
             .push(WriteJob::object(key, write, fp.to_string()));
-        ys.record(key.res, key.idx, entry);
+        ys.record(key.array, key.idx, entry);
         Ok(state)
     }
 
@@ -225,7 +228,7 @@ impl ChunkResolver {
         let t0 = Instant::now();
         let outcome = ys
             .ctx
-            .materialize(self.source.as_ref(), &self.raster, key.res, key.idx)
+            .materialize(self.source.as_ref(), &self.raster, key.array, key.idx)
             .with_context(|| format!("materializing {key}"));
         self.stats
             .materialize_micros
@@ -241,9 +244,9 @@ impl ChunkResolver {
                 self.stats.materialized_bytes.add(b.len() as u64);
                 self.stats
                     .inner_chunks_materialized
-                    .add(ys.ctx.chunking.inner_chunks_in(key.res, &b));
+                    .add(ys.ctx.chunking.inner_chunks_in(key.res(), &b));
                 self.cache.insert(
-                    &cache_key(key, ys.fingerprint(key.res, key.idx.t)),
+                    &cache_key(key, ys.fingerprint(key.array, key.idx.t)),
                     b.clone(),
                 );
                 let n = b.len() as u64;

@@ -9,8 +9,9 @@ use super::year::{YearState, Years};
 use crate::cache::Bytes;
 use crate::fs::attr::{Attr, FsError, Kind};
 use crate::fs::node::{classify, static_children, Node, STATS_DIR};
-use crate::key::{canonical_u64, ChunkIndex, ChunkKey, TileYear, DATA_ARRAY};
-use crate::s2::bands::Resolution;
+use crate::key::{canonical_u64, ChunkIndex, ChunkKey, TileYear};
+use crate::s2::array::PixelArray;
+use crate::s2::product::ProductLevel;
 use std::collections::BTreeMap;
 
 /// What a path resolves to.
@@ -35,6 +36,7 @@ impl Tree {
         tiles: Vec<String>,
         years: Vec<i32>,
         chunking: crate::s2::chunking::Chunking,
+        level: ProductLevel,
     ) -> anyhow::Result<Self> {
         let mut tile_meta = HashMap::new();
         for t in &tiles {
@@ -45,7 +47,7 @@ impl Tree {
             );
         }
         Ok(Tree {
-            root_meta: crate::s2::layout::root_group_file(chunking).into(),
+            root_meta: crate::s2::layout::root_group_file(chunking, level).into(),
             tile_meta,
             tiles,
             years,
@@ -81,8 +83,8 @@ impl Tree {
                         file(&b)
                     }
                     YearNode::StaticDir | YearNode::ChunkDir => Resolved::Dir,
-                    YearNode::Chunk(res, idx) => {
-                        let key = ys.tile_year().chunk(res, idx);
+                    YearNode::Chunk(array, idx) => {
+                        let key = ys.tile_year().array_chunk(array, idx);
                         Resolved::Chunk(ys, key)
                     }
                 }
@@ -118,16 +120,16 @@ impl Tree {
                     YearNode::StaticFile | YearNode::Chunk(..) => return Err(FsError::NotDir),
                     YearNode::StaticDir => {
                         let mut v = to_kinds(static_children(path, files));
-                        if let Some(res) = data_array_res(rest) {
-                            if ys.chunk_children(res, "c").is_some_and(|c| !c.is_empty()) {
+                        if let Some(array) = PixelArray::from_path(rest) {
+                            if ys.chunk_children(array, "c").is_some_and(|c| !c.is_empty()) {
                                 v.push(dir("c"));
                             }
                         }
                         v
                     }
                     YearNode::ChunkDir => {
-                        let (res, rel) = chunk_dir_rel(rest).ok_or(FsError::NotFound)?;
-                        ys.chunk_children(res, rel).ok_or(FsError::NotFound)?
+                        let (array, rel) = chunk_dir_rel(rest).ok_or(FsError::NotFound)?;
+                        ys.chunk_children(array, rel).ok_or(FsError::NotFound)?
                     }
                 }
             }
@@ -149,8 +151,10 @@ fn in_year(
     let ys = years
         .get(&TileYear::new(tile, year))?
         .ok_or(FsError::NotFound)?;
-    let node = classify_in_year(path, rest, &ys.ctx.layout.files, |r| {
-        ys.ctx.geometry(r).chunk_counts()
+    let node = classify_in_year(path, rest, &ys.ctx.layout.files, |a| {
+        ys.ctx
+            .has_array(a)
+            .then(|| ys.ctx.geometry(a).chunk_counts())
     })
     .ok_or(FsError::NotFound)?;
     Ok((ys, node))
@@ -162,21 +166,11 @@ fn to_kinds(v: Vec<(String, bool)>) -> Vec<(String, Kind)> {
         .collect()
 }
 
-fn resolution(name: &str) -> Option<Resolution> {
-    Resolution::ALL.into_iter().find(|r| r.name() == name)
-}
-
-/// `10m/data` → 10 m (the directory that holds the chunk tree `c`).
-fn data_array_res(rest: &str) -> Option<Resolution> {
+/// `10m/data/c/3/0` → (10 m data, `c/3/0`).
+fn chunk_dir_rel(rest: &str) -> Option<(PixelArray, &str)> {
     let (res, tail) = rest.split_once('/')?;
-    (tail == DATA_ARRAY).then(|| resolution(res)).flatten()
-}
-
-/// `10m/data/c/3/0` → (10 m, `c/3/0`).
-fn chunk_dir_rel(rest: &str) -> Option<(Resolution, &str)> {
-    let (res, tail) = rest.split_once('/')?;
-    let rel = tail.strip_prefix(DATA_ARRAY)?.strip_prefix('/')?;
-    Some((resolution(res)?, rel))
+    let (name, rel) = tail.split_once('/')?;
+    Some((PixelArray::from_path(&format!("{res}/{name}"))?, rel))
 }
 
 /// Nodes below a year.
@@ -185,26 +179,35 @@ pub enum YearNode {
     /// A generated metadata or coordinate file (bytes in the year's layout).
     StaticFile,
     StaticDir,
-    /// A directory of the `data` array's chunk tree (`c`, `c/T`, `c/T/0`, `c/T/0/Y`).
+    /// A directory of a pixel array's chunk tree (`c`, `c/T`, `c/T/0`, `c/T/0/Y` of `data`;
+    /// `c`, `c/T`, `c/T/Y` of `scl`).
     ChunkDir,
-    Chunk(Resolution, ChunkIndex),
+    Chunk(PixelArray, ChunkIndex),
 }
 
 /// Classifies `key` (the full path) below a resolved year. `files` is the year layout's files;
-/// `counts(res)` gives the data array's chunk grid `[nt, ny, nx]`.
+/// `counts(array)` gives a pixel array's chunk grid `[nt, ny, nx]` (`None`: the level has no
+/// such array).
 pub fn classify_in_year(
     key: &str,
     rest: &str,
     files: &BTreeMap<String, Vec<u8>>,
-    counts: impl Fn(Resolution) -> [u64; 3],
+    counts: impl Fn(PixelArray) -> Option<[u64; 3]>,
 ) -> Option<YearNode> {
     if files.contains_key(key) {
         return Some(YearNode::StaticFile);
     }
-    let parts: Vec<&str> = rest.split('/').collect();
-    if parts.len() >= 3 && parts[1] == "data" && parts[2] == "c" {
-        let res = Resolution::ALL.into_iter().find(|r| r.name() == parts[0])?;
-        let [nt, ny, nx] = counts(res);
+    let mut parts: Vec<&str> = rest.split('/').collect();
+    let array = (parts.len() >= 3 && parts[2] == "c")
+        .then(|| PixelArray::from_path(&format!("{}/{}", parts[0], parts[1])))
+        .flatten();
+    if let Some(array) = array {
+        let [nt, ny, nx] = counts(array)?;
+        // `scl` keys have no band level: read `c/T/Y/X` as `data`'s `c/T/0/Y/X`.
+        if !array.has_bands() && parts.len() >= 5 {
+            parts.insert(4, "0");
+        }
+        let res = array;
         let idx = |i: usize, n: u64| canonical_u64(parts[i]).filter(|v| *v < n);
         return match parts.len() {
             3 => Some(YearNode::ChunkDir),
@@ -236,11 +239,12 @@ mod tests {
     use super::*;
 
     use crate::fs::node::tests::files;
+    use crate::s2::bands::Resolution::R10;
 
     #[test]
     fn classifies_below_a_year() {
         let f = files();
-        let counts = |_| [2u64, 3, 3];
+        let counts = |_| Some([2u64, 3, 3]);
         let c = |rest: &str| classify_in_year(&format!("35VLH/2024/{rest}"), rest, &f, counts);
         assert_eq!(c("zarr.json"), Some(YearNode::StaticFile));
         assert_eq!(c("10m"), Some(YearNode::StaticDir));
@@ -251,10 +255,24 @@ mod tests {
         assert_eq!(
             c("10m/data/c/1/0/2/0"),
             Some(YearNode::Chunk(
-                Resolution::R10,
+                PixelArray::data(R10),
                 ChunkIndex { t: 1, y: 2, x: 0 }
             ))
         );
+        assert_eq!(c("10m/scl/c/1/2"), Some(YearNode::ChunkDir));
+        assert_eq!(
+            c("10m/scl/c/1/2/0"),
+            Some(YearNode::Chunk(
+                PixelArray::scl(R10),
+                ChunkIndex { t: 1, y: 2, x: 0 }
+            ))
+        );
+        let no_scl = |rest: &str| {
+            classify_in_year(&format!("35VLH/2024/{rest}"), rest, &f, |a| {
+                a.has_bands().then_some([2u64, 3, 3])
+            })
+        };
+        assert_eq!(no_scl("10m/scl/c/1/2/0"), None, "an L1C cube has no scl");
         for bad in [
             "10m/data/c/2",
             "10m/data/c/1/1",
@@ -264,6 +282,8 @@ mod tests {
             "15m/data/c",
             "10m/nope",
             "10m/data/c/-1",
+            "10m/scl/c/1/0/2/0",
+            "60m/scl/c/1/2/0",
         ] {
             assert_eq!(c(bad), None, "{bad}");
         }

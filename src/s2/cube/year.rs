@@ -11,7 +11,7 @@ use anyhow::Result;
 
 use crate::fs::attr::{FsError, Kind};
 use crate::generation::Tracker;
-use crate::s2::bands::Resolution;
+use crate::s2::array::PixelArray;
 use crate::s2::catalog::Catalog;
 use crate::s2::chunk::YearContext;
 use crate::s2::chunking::Chunking;
@@ -26,23 +26,22 @@ use crate::store::{ChunkEntry, ChunkRecord, RecordWriter, Store};
 pub struct YearState {
     pub ctx: YearContext,
     pub generation: Arc<Generation>,
-    /// Per resolution, per time chunk: `Catalog::fingerprint`.
-    fingerprints: [Vec<String>; 3],
-    /// Per resolution: every chunk known to be computed under this generation (valid entries of
-    /// the store's chunk records, and chunks computed here).
-    known: [Mutex<BTreeMap<ChunkIndex, ChunkEntry>>; 3],
+    /// Per pixel array (`PixelArray::index`), per time chunk: `Catalog::fingerprint`.
+    fingerprints: [Vec<String>; 5],
+    /// Per pixel array: every chunk known to be computed under this generation (valid entries
+    /// of the store's chunk records, and chunks computed here).
+    known: [Mutex<BTreeMap<ChunkIndex, ChunkEntry>>; 5],
 }
 
+/// What is known of each pixel array's chunks (index = `PixelArray::index`).
+type Known = [BTreeMap<ChunkIndex, ChunkEntry>; 5];
+
 impl YearState {
-    fn new(
-        generation: Arc<Generation>,
-        chunking: Chunking,
-        known: [BTreeMap<ChunkIndex, ChunkEntry>; 3],
-    ) -> Result<Self> {
+    fn new(generation: Arc<Generation>, chunking: Chunking, known: Known) -> Result<Self> {
         let ctx = YearContext::new(Arc::new(generation.catalog.clone()), chunking)?;
-        let fingerprints = Resolution::ALL.map(|res| {
-            (0..generation.catalog.time_chunks(res))
-                .map(|t| generation.catalog.fingerprint(res, t))
+        let fingerprints = PixelArray::ALL.map(|a| {
+            (0..generation.catalog.time_chunks(a.res))
+                .map(|t| generation.catalog.fingerprint(a.res, t))
                 .collect()
         });
         Ok(YearState {
@@ -57,36 +56,41 @@ impl YearState {
         TileYear::new(&self.ctx.catalog.tile, self.ctx.catalog.year)
     }
 
-    /// The fingerprint of time chunk `t` of `res` under this generation.
-    pub fn fingerprint(&self, res: Resolution, t: u64) -> &str {
-        self.fingerprints[res.index()]
+    /// The fingerprint of time chunk `t` of an array under this generation.
+    pub fn fingerprint(&self, array: PixelArray, t: u64) -> &str {
+        self.fingerprints[array.index()]
             .get(t as usize)
             .map_or("", |s| s.as_str())
     }
 
     /// What is known of chunk `idx`.
-    pub fn known(&self, res: Resolution, idx: ChunkIndex) -> Option<ChunkEntry> {
-        self.known[res.index()].lock().unwrap().get(&idx).copied()
+    pub fn known(&self, array: PixelArray, idx: ChunkIndex) -> Option<ChunkEntry> {
+        self.known[array.index()].lock().unwrap().get(&idx).copied()
     }
 
     /// Records that chunk `idx` is computed.
-    pub fn record(&self, res: Resolution, idx: ChunkIndex, entry: ChunkEntry) {
-        self.known[res.index()].lock().unwrap().insert(idx, entry);
+    pub fn record(&self, array: PixelArray, idx: ChunkIndex, entry: ChunkEntry) {
+        self.known[array.index()].lock().unwrap().insert(idx, entry);
     }
 
-    /// Names directly below the chunk directory `rel` (`c`, `c/T`, `c/T/0`, `c/T/0/Y`) that lead
-    /// to computed data chunks (all-fill chunks have no file), with their kinds.
-    pub fn chunk_children(&self, res: Resolution, rel: &str) -> Option<Vec<(String, Kind)>> {
-        let parts: Vec<&str> = rel.split('/').collect();
+    /// Names directly below the chunk directory `rel` (`c`, `c/T`, `c/T/0`, `c/T/0/Y` of `data`;
+    /// `c`, `c/T`, `c/T/Y` of `scl`) that lead to computed chunks (all-fill chunks have no
+    /// file), with their kinds.
+    pub fn chunk_children(&self, array: PixelArray, rel: &str) -> Option<Vec<(String, Kind)>> {
+        // `scl` has no band level: read its `c/T/Y` as `data`'s `c/T/0/Y`.
+        let mut parts: Vec<&str> = rel.split('/').collect();
+        if !array.has_bands() && parts.len() >= 2 {
+            parts.insert(2, "0");
+        }
         let num = |i: usize| crate::key::canonical_u64(parts[i]);
-        let known = self.known[res.index()].lock().unwrap();
+        let known = self.known[array.index()].lock().unwrap();
         let data = known
             .iter()
             .filter(|(_, e)| matches!(e, ChunkEntry::Data { .. }))
             .map(|(i, _)| *i);
         let names: BTreeSet<u64> = match parts.as_slice() {
             ["c"] => data.map(|i| i.t).collect(),
-            ["c", _] => {
+            ["c", _] if array.has_bands() => {
                 let t = num(1)?;
                 data.filter(|i| i.t == t).map(|_| 0).collect()
             }
@@ -100,7 +104,7 @@ impl YearState {
             }
             _ => return None,
         };
-        // c/T/0/Y holds chunk files; every level above holds directories.
+        // c/T/0/Y (c/T/Y) holds chunk files; every level above holds directories.
         let kind = if parts.len() == 4 {
             Kind::File
         } else {
@@ -149,15 +153,12 @@ impl Change {
             }
         }
         let ty = c.new.tile_year();
-        for res in Resolution::ALL {
-            let n_new = c.new.ctx.catalog.time_chunks(res);
-            let n_old = c.old.ctx.catalog.time_chunks(res);
+        for a in PixelArray::of_level(c.new.ctx.catalog.level()) {
+            let n_new = c.new.ctx.catalog.time_chunks(a.res);
+            let n_old = c.old.ctx.catalog.time_chunks(a.res);
             for t in 0..n_new.max(n_old) {
-                if t >= n_old
-                    || t >= n_new
-                    || c.old.fingerprint(res, t) != c.new.fingerprint(res, t)
-                {
-                    out.push(format!("{ty}/{}/data/c/{t}/", res.name()));
+                if t >= n_old || t >= n_new || c.old.fingerprint(a, t) != c.new.fingerprint(a, t) {
+                    out.push(format!("{ty}/{}/c/{t}/", a.path()));
                 }
             }
         }
@@ -320,14 +321,14 @@ impl Years {
     }
 
     /// The valid chunk records of a generation (folding in those of writers that are gone).
-    fn load_known(&self, g: &Generation) -> Result<[BTreeMap<ChunkIndex, ChunkEntry>; 3]> {
+    fn load_known(&self, g: &Generation) -> Result<Known> {
         let store = self.store.as_ref();
         let ty = g.tile_year();
-        let mut out: [BTreeMap<ChunkIndex, ChunkEntry>; 3] = Default::default();
-        for res in Resolution::ALL {
+        let mut out: Known = Default::default();
+        for a in PixelArray::of_level(g.catalog.level()) {
             self.records
-                .adopt_abandoned(store, &ty, res.name(), &g.catalog)?;
-            out[res.index()] = ChunkRecord::load_valid(store, &ty, res.name(), &g.catalog)?.chunks;
+                .adopt_abandoned(store, &ty, a.unit(), &g.catalog)?;
+            out[a.index()] = ChunkRecord::load_valid(store, &ty, a.unit(), &g.catalog)?.chunks;
         }
         Ok(out)
     }
@@ -361,12 +362,12 @@ impl Years {
         let mut known = self.load_known(&g)?;
         // Chunks computed here under the old generation that are still valid (their time chunk
         // kept its products) may not be in the store yet: keep knowing them.
-        for res in Resolution::ALL {
-            for (idx, e) in old.known[res.index()].lock().unwrap().iter() {
-                if g.catalog.fingerprint(res, idx.t) == old.fingerprint(res, idx.t)
-                    && idx.t < g.catalog.time_chunks(res)
+        for a in PixelArray::of_level(g.catalog.level()) {
+            for (idx, e) in old.known[a.index()].lock().unwrap().iter() {
+                if g.catalog.fingerprint(a.res, idx.t) == old.fingerprint(a, idx.t)
+                    && idx.t < g.catalog.time_chunks(a.res)
                 {
-                    known[res.index()].entry(*idx).or_insert(*e);
+                    known[a.index()].entry(*idx).or_insert(*e);
                 }
             }
         }

@@ -83,6 +83,7 @@ pub fn scene_from_parts(
         band_keys.push(format!("{archive_key}/{file}.jp2"));
     }
     let scene = Scene {
+        level: ProductLevel::L1C,
         product_id: product.product_id(),
         tile: product.tile().ok_or_else(|| {
             err(format!(
@@ -102,6 +103,65 @@ pub fn scene_from_parts(
         epsg: tile.epsg,
         grids: tile.grids.to_vec(),
         band_keys,
+        scl_key: None,
+    };
+    scene.validate().map_err(err)?;
+    Ok(scene)
+}
+
+/// Reads a product directory of either level (told by which metadata file it holds) into a scene.
+pub fn read_any_product(safe_dir: &Path, archive_key: &str) -> Result<Scene, SafeError> {
+    if safe_dir.join(ProductLevel::L2A.metadata_file()).is_file() {
+        let (product, tile) = read_l2a_product(safe_dir)?;
+        let file = safe_dir.join(ProductLevel::L2A.metadata_file());
+        l2a_scene_from_parts(&product, &tile, archive_key, &file)
+    } else {
+        read_product(safe_dir, archive_key)
+    }
+}
+
+/// Combines a Level-2A product's two parsed metadata files into a scene: the native-resolution
+/// band files (none for B10), the 20 m SCL, `BOA_ADD_OFFSET` and `BOA_QUANTIFICATION_VALUE`.
+pub fn l2a_scene_from_parts(
+    product: &L2aProductMtd,
+    tile: &TileMtd,
+    archive_key: &str,
+    product_file: &Path,
+) -> Result<Scene, SafeError> {
+    let err = |msg: String| SafeError::Product {
+        file: product_file.to_path_buf(),
+        msg,
+    };
+    let band_keys = BANDS
+        .iter()
+        .map(|b| {
+            product
+                .band_file(b)
+                .map_or(String::new(), |f| format!("{archive_key}/{f}.jp2"))
+        })
+        .collect();
+    let scene = Scene {
+        level: ProductLevel::L2A,
+        product_id: product.product_id(),
+        tile: product.tile().ok_or_else(|| {
+            err(format!(
+                "cannot find the tile in PRODUCT_URI {}",
+                product.product_uri
+            ))
+        })?,
+        sensing_time_ms: product.start_time_ms,
+        baseline: product.baseline.clone(),
+        platform: product.platform(),
+        relative_orbit: product.relative_orbit,
+        cloud_cover: product.cloud_cover,
+        mean_sun_zenith: tile.sun_zenith,
+        mean_sun_azimuth: tile.sun_azimuth,
+        quantification: product.boa_quantification,
+        radio_offsets: product.boa_offsets.to_vec(),
+        epsg: tile.epsg,
+        grids: tile.grids.to_vec(),
+        band_keys,
+        scl_key: Some(format!("{archive_key}/{}.jp2", product.scl_file)),
     };
     scene.validate().map_err(err)?;
     Ok(scene)

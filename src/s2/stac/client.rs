@@ -13,7 +13,6 @@ use serde_json::{json, Value};
 use crate::remote::http;
 use crate::remote::retry::{Failure, RetryPolicy};
 
-pub const COLLECTION: &str = "sentinel-2-l1c";
 /// The STAC API of the Copernicus Data Space Ecosystem.
 pub const CDSE_STAC_URL: &str = "https://stac.dataspace.copernicus.eu/v1";
 /// The largest page CDSE serves.
@@ -21,6 +20,8 @@ pub const MAX_LIMIT: usize = 1000;
 
 pub struct StacClient {
     http: reqwest::Client,
+    /// The collection `search_tile` searches (`sentinel-2-l1c` unless told otherwise).
+    collection: String,
     search_url: String,
     policy: RetryPolicy,
     limit: usize,
@@ -57,11 +58,20 @@ impl StacClient {
         let http = crate::remote::http_client().context("building the HTTP client")?;
         Ok(StacClient {
             http,
+            collection: crate::s2::product::ProductLevel::L1C
+                .stac_collection()
+                .into(),
             search_url: format!("{}/search", base.trim_end_matches('/')),
             policy,
             limit: limit.clamp(1, MAX_LIMIT),
             requests: Default::default(),
         })
+    }
+
+    /// Searches `collection` from now on.
+    pub fn with_collection(mut self, collection: &str) -> Self {
+        self.collection = collection.into();
+        self
     }
 
     /// All items of `tile` sensed in `[start, end]` (inclusive, UTC), following every page.
@@ -72,7 +82,7 @@ impl StacClient {
         end: DateTime<Utc>,
     ) -> Result<SearchResult> {
         let body = json!({
-            "collections": [COLLECTION],
+            "collections": [self.collection],
             "datetime": format!("{}/{}", rfc3339(start), rfc3339(end)),
             "filter-lang": "cql2-json",
             "filter": {"op": "=", "args": [{"property": "grid:code"}, format!("MGRS-{tile}")]},
