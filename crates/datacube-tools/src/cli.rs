@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use crate::fixture::{FixtureSize, FixtureSpec};
 use datacube::cli::args::{self, parse_bytes, positive};
+use datacube::s2::product::ProductLevel;
 
 #[derive(Parser)]
 #[command(
@@ -24,14 +25,15 @@ pub struct Cli {
 enum Command {
     /// Write a synthetic SAFE archive (real layout, real JP2 encoding, formula values) and STAC items.
     #[command(
-        after_help = "Example:\n  datacube fixture --out /tmp/archive --year 2024 --scenes 8 --size mini"
+        after_help = "Examples:\n  datacube fixture --out /tmp/archive --year 2024 --scenes 8 --size mini\n  datacube fixture --collection sentinel-2-l2a --out /tmp/archive --scenes 8 --size mini"
     )]
     Fixture {
         #[arg(long)]
         out: PathBuf,
-        /// sentinel-2-l1c (a SAFE archive) or sentinel-1-sig0 (an EODC mirror: GeoTIFFs and
-        /// STAC items of two Equi7 tiles in 2024; --tile, --epsg, --ulx, --uly, --year, --scenes
-        /// and --size apply to Sentinel-2 only)
+        /// sentinel-2-l1c or sentinel-2-l2a (a SAFE archive of that level and its STAC items),
+        /// or sentinel-1-sig0 (an EODC mirror: GeoTIFFs and STAC items of two Equi7 tiles in
+        /// 2024; --tile, --epsg, --ulx, --uly, --year, --scenes, --size and --tlm apply to
+        /// Sentinel-2 only)
         #[arg(long, default_value = "sentinel-2-l1c")]
         collection: datacube::registry::Collection,
         /// sentinel-1-sig0: days with one small slice added after the fixed ones (beyond 27
@@ -294,6 +296,7 @@ pub fn main() -> Result<std::process::ExitCode> {
         }
         Command::Fixture {
             out,
+            collection,
             tile,
             epsg,
             ulx,
@@ -327,10 +330,16 @@ pub fn main() -> Result<std::process::ExitCode> {
                 size,
                 tlm_since_ms,
             };
-            let s = crate::fixture::write_archive(&spec, &out, interactive)?;
+            let level = match collection {
+                datacube::registry::Collection::Sentinel2L1c => ProductLevel::L1C,
+                datacube::registry::Collection::Sentinel2L2a => ProductLevel::L2A,
+                datacube::registry::Collection::Sentinel1Sig0 => unreachable!("matched above"),
+            };
+            let s = crate::fixture::write_level(&spec, level, &out, interactive)?;
             println!(
-                "fixture {}: {} products written, {} already present ({} scenes + duplicates, {} px at 10 m)",
+                "fixture {} ({}): {} products written, {} already present ({} scenes + duplicates, {} px at 10 m)",
                 out.display(),
+                level.stac_collection(),
                 s.products_written,
                 s.products_skipped,
                 spec.scenes,

@@ -25,15 +25,43 @@ pub fn dn(s: u64, b: u64, r: u64, c: u64, res: u64, width_m: u64) -> u16 {
     (1000 + 100 * b + smooth + noise) as u16
 }
 
-/// A whole band of the formula: scene `s`, bandId `b`, `n`×`n` pixels of `res` metres, row-major.
-pub fn band(s: u64, b: u64, n: u64, res: u64, width_m: u64) -> Vec<u16> {
+/// The resolution of the L2A scene classification (SCL) the formula [`scl`] is defined at.
+pub const SCL_RES: u64 = 20;
+
+/// The Level-2A scene classification (SCL, uint8, 20 m) of pixel (`r`, `c`) in scene `s`: 0
+/// (`SC_NODATA`) outside the swath (the same partial swath as the bands, [`is_nodata`] at 20 m),
+/// else one of the classes 1..=11 (`SC_SATURATED_DEFECTIVE` .. `SC_SNOW_ICE`):
+/// `1 + mix((s << 48) ^ (0x5C1 << 36) ^ (r << 20) ^ c) % 11`.
+///
+/// Noise rather than a smooth field: every class occurs in every chunk, and a pixel moved by one is
+/// caught. `0x5C1` in bits 36..47 (where the band formula has the bandId, at most 12 < 0x5C1) keeps
+/// the SCL stream apart from every band's noise.
+pub fn scl(s: u64, r: u64, c: u64, width_m: u64) -> u8 {
+    if is_nodata(s, r, c, SCL_RES, width_m) {
+        return 0;
+    }
+    1 + (mix((s << 48) ^ (0x5C1 << 36) ^ (r << 20) ^ c) % 11) as u8
+}
+
+/// `n`×`n` values of `f(r, c)`, row-major.
+fn grid<T>(n: u64, f: impl Fn(u64, u64) -> T) -> Vec<T> {
     let mut v = Vec::with_capacity((n * n) as usize);
     for r in 0..n {
         for c in 0..n {
-            v.push(dn(s, b, r, c, res, width_m));
+            v.push(f(r, c));
         }
     }
     v
+}
+
+/// A whole band of the formula: scene `s`, bandId `b`, `n`×`n` pixels of `res` metres, row-major.
+pub fn band(s: u64, b: u64, n: u64, res: u64, width_m: u64) -> Vec<u16> {
+    grid(n, |r, c| dn(s, b, r, c, res, width_m))
+}
+
+/// A whole SCL layer of scene `s`: `n`×`n` pixels of 20 m, row-major.
+pub fn scl_band(s: u64, n: u64, width_m: u64) -> Vec<u8> {
+    grid(n, |r, c| scl(s, r, c, width_m))
 }
 
 #[cfg(test)]
@@ -57,5 +85,31 @@ mod tests {
         // DN range: 1000 + 100 b + [0, 1024) + [0, 64).
         let v = dn(0, 12, 10, 10, 20, w);
         assert!((2200..2200 + 1088).contains(&v), "{v}");
+    }
+
+    #[test]
+    fn scl_is_nodata_where_the_bands_are_and_a_class_elsewhere() {
+        let w = 10_980;
+        let n = w / SCL_RES;
+        // Scene 2 misses its corner: SCL 0 exactly where every band is NODATA.
+        for (r, c) in [(0, 0), (n - 1, n - 1), (n / 2, n - 1), (n - 1, 0)] {
+            assert_eq!(scl(2, r, c, w) == 0, dn(2, 4, r, c, SCL_RES, w) == 0);
+        }
+        assert_eq!(scl(2, n - 1, n - 1, w), 0);
+        // Elsewhere the classes 1..=11, all of them in a small window, and none other.
+        let mut seen = [0usize; 256];
+        for r in 0..40 {
+            for c in 0..40 {
+                seen[scl(0, r, c, w) as usize] += 1;
+            }
+        }
+        assert_eq!(seen[0], 0);
+        assert!(seen[1..=11].iter().all(|&k| k > 0), "{:?}", &seen[..12]);
+        assert!(seen[12..].iter().all(|&k| k == 0));
+        // The formula as documented, at one pixel.
+        let expected = 1 + (mix((7 << 48) ^ (0x5C1 << 36) ^ (3 << 20) ^ 5) % 11) as u8;
+        assert_eq!(scl(7, 3, 5, w), expected);
+        let v = scl_band(7, 6, w);
+        assert_eq!((v.len(), v[3 * 6 + 5]), (36, expected));
     }
 }
