@@ -59,7 +59,13 @@ fn l2a_store() -> &'static PathBuf {
                 .args(["intake", "--collection", L2A, "--layout", "chunked"])
                 .arg(format!("--source=safe:{}", f.archive.display()))
                 .arg(format!("--store={}", dir.display()))
-                .args(["--tile", "35VLH", "--year", &YEAR.to_string(), "--no-progress"])
+                .args([
+                    "--tile",
+                    "35VLH",
+                    "--year",
+                    &YEAR.to_string(),
+                    "--no-progress",
+                ])
                 .output()
                 .unwrap();
             assert!(
@@ -81,7 +87,11 @@ fn read_array(root: &Path, array: PixelArray) -> (Vec<u64>, Vec<u16>) {
         v.into_raw_vec_and_offset().0
     } else {
         let v: ndarray::ArrayD<u8> = a.retrieve_array_subset(&a.subset_all()).unwrap();
-        v.into_raw_vec_and_offset().0.into_iter().map(u16::from).collect()
+        v.into_raw_vec_and_offset()
+            .0
+            .into_iter()
+            .map(u16::from)
+            .collect()
     };
     (shape, values)
 }
@@ -134,9 +144,10 @@ fn intake_stores_the_formula_in_data_and_scl_and_the_duplicate_loses() {
     let f = l2a_fixture();
     let store = l2a_store();
     assert_every_value(f, store);
-    let cat = datacube::s2::catalog::Catalog::load(&DirStore::create(store).unwrap(), "35VLH", YEAR)
-        .unwrap()
-        .unwrap();
+    let cat =
+        datacube::s2::catalog::Catalog::load(&DirStore::create(store).unwrap(), "35VLH", YEAR)
+            .unwrap()
+            .unwrap();
     let ids: Vec<&str> = cat.scenes.iter().map(|s| s.product_id.as_str()).collect();
     let want: Vec<&str> = f.kept.iter().map(|p| p.product_id.as_str()).collect();
     assert_eq!(ids, want);
@@ -158,12 +169,19 @@ fn scl_equals_gdal_reads_of_the_scl_files() {
     let (s10, v10) = read_array(store, PixelArray::scl(Resolution::R10));
     let n20 = s20[1] as usize;
     let n10 = s10[1] as usize;
-    let cat = datacube::s2::catalog::Catalog::load(&DirStore::create(store).unwrap(), "35VLH", YEAR)
-        .unwrap()
-        .unwrap();
+    let cat =
+        datacube::s2::catalog::Catalog::load(&DirStore::create(store).unwrap(), "35VLH", YEAR)
+            .unwrap()
+            .unwrap();
     for t in [0usize, 2, L2A_SCENES - 1] {
-        let key = cat.scenes[t].scl_key.clone().expect("an L2A scene has its SCL");
-        assert!(key.ends_with("_SCL_20m.jp2") && key.contains("/IMG_DATA/R20m/"), "{key}");
+        let key = cat.scenes[t]
+            .scl_key
+            .clone()
+            .expect("an L2A scene has its SCL");
+        assert!(
+            key.ends_with("_SCL_20m.jp2") && key.contains("/IMG_DATA/R20m/"),
+            "{key}"
+        );
         let path = f.archive.join(&key);
         let (x0, y0, w, h) = (n20 - 61, n20 - 47, 61, 47);
         let gdal = datacube::raster::read_direct(&path, x0, y0, w, h).unwrap();
@@ -175,7 +193,11 @@ fn scl_equals_gdal_reads_of_the_scl_files() {
                 for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
                     let (yy, xx) = (2 * y + dy, 2 * x + dx);
                     if yy < n10 && xx < n10 {
-                        assert_eq!(v10[(t * n10 + yy) * n10 + xx], g, "scl 10m t={t} ({yy},{xx})");
+                        assert_eq!(
+                            v10[(t * n10 + yy) * n10 + xx],
+                            g,
+                            "scl 10m t={t} ({yy},{xx})"
+                        );
                     }
                 }
             }
@@ -192,7 +214,10 @@ fn offsets_per_scene_follow_the_baseline_and_xarray_masks_clouds() {
         .iter()
         .map(|p| if p.has_offsets() { -1000 } else { 0 })
         .collect();
-    assert!(offsets.contains(&0) && offsets.contains(&-1000), "{offsets:?}");
+    assert!(
+        offsets.contains(&0) && offsets.contains(&-1000),
+        "{offsets:?}"
+    );
     let expect = serde_json::json!({
         "times_ms": f.kept.iter().map(|p| p.sensing_ms).collect::<Vec<_>>(),
         "product_ids": f.kept.iter().map(|p| p.product_id.clone()).collect::<Vec<_>>(),
@@ -204,7 +229,10 @@ fn offsets_per_scene_follow_the_baseline_and_xarray_masks_clouds() {
     });
     let out = run_python(
         "check_l2a_store.py",
-        &[store.join("35VLH/2024").to_str().unwrap(), &expect.to_string()],
+        &[
+            store.join("35VLH/2024").to_str().unwrap(),
+            &expect.to_string(),
+        ],
     );
     assert!(out.contains("l2a store ok"), "{out}");
 }
@@ -215,12 +243,7 @@ fn a_mount_over_an_empty_store_serves_and_writes_back_the_same_values() {
     let work = work_dir("l2a-mount");
     let store = work.join("store");
     std::fs::create_dir_all(&store).unwrap();
-    let m = Mounted::start(
-        &work,
-        &store,
-        &f.archive,
-        &["--collection", L2A],
-    );
+    let m = Mounted::start(&work, &store, &f.archive, &["--collection", L2A]);
     // The default (sharded) layout, read as a Zarr client reads any directory.
     assert_every_value(f, &m.mnt);
     let status = m.terminate();
@@ -238,15 +261,18 @@ fn an_l1c_store_is_not_opened_as_l2a_nor_the_reverse() {
     let f = l2a_fixture();
     let l1c = intaken_store();
     let l2a = l2a_store();
-    for (store, collection, holds) in [
-        (l1c, L2A, "sentinel-2-l1c"),
-        (l2a, "sentinel-2-l1c", L2A),
-    ] {
+    for (store, collection, holds) in [(l1c, L2A, "sentinel-2-l1c"), (l2a, "sentinel-2-l1c", L2A)] {
         let out = Command::new(bin())
             .args(["intake", "--collection", collection])
             .arg(format!("--source=safe:{}", f.archive.display()))
             .arg(format!("--store={}", store.display()))
-            .args(["--tile", "35VLH", "--year", &YEAR.to_string(), "--no-progress"])
+            .args([
+                "--tile",
+                "35VLH",
+                "--year",
+                &YEAR.to_string(),
+                "--no-progress",
+            ])
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);

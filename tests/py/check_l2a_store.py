@@ -79,7 +79,7 @@ def main():
     for t in range(nt):
         mask = np.isin(scl_formula(t, r // 2, c // 2, w), CLEAR)
         for bi, name in enumerate(GROUPS[0][1]):
-            want = (formula(t, BAND_IDS[name], r, c, 10, w) + expect["offsets"][t]) / 10000.0
+            want = (formula(t, BAND_IDS[name], r, c, 10, w).astype(np.int64) + expect["offsets"][t]) / 10000.0
             got = refl.values[t, bi]
             assert np.allclose(got[mask], want[mask]) and np.isnan(got[~mask]).all(), (t, name)
     print(f"masked reflectance: {int(np.isfinite(refl.values).sum())} clear values of {refl.size}")
