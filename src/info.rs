@@ -95,7 +95,7 @@ pub fn info_with_summary(store: &dyn Store, project_years: Option<u64>) -> Resul
 /// A plain-text table of the rows and the summary.
 pub fn table(info: &Info) -> String {
     let mut out = format!(
-        "{:<10} {:>4} {:>4} {:>6} {:>24} {:>8} {:>8} {:>8} {:>8} {:>12} {:>8}\n",
+        "{:<10} {:>4} {:>7} {:>6} {:>24} {:>8} {:>8} {:>8} {:>8} {:>12} {:>8}\n",
         "tile",
         "year",
         "res",
@@ -110,7 +110,7 @@ pub fn table(info: &Info) -> String {
     );
     for r in &info.rows {
         out.push_str(&format!(
-            "{:<10} {:>4} {:>4} {:>6} {:>24} {:>8} {:>8} {:>8} {:>8} {:>12} {:>8}\n",
+            "{:<10} {:>4} {:>7} {:>6} {:>24} {:>8} {:>8} {:>8} {:>8} {:>12} {:>8}\n",
             r.tile,
             r.year,
             r.resolution,
