@@ -1,8 +1,11 @@
 # A STAC API on 127.0.0.1 for the emulators (sourced by scripts/emulate-cdse and emulate-eodc):
 # stac-fastapi-pgstac on a private PostgreSQL 15 + PostGIS with pgstac. Needs ROOT, PY, RUN.
 #
-#   start_stac_api COLLECTION_JSON ITEMS_NDJSON COLLECTION_ID [PORT]   sets STAC_PORT
+#   start_stac_api COLLECTIONS ITEMS_NDJSON COLLECTION_ID [PORT]   sets STAC_PORT
 #   stop_stac_api
+# COLLECTIONS holds one collection document, or several as ndjson (one per line; pypgstac reads
+# either); ITEMS_NDJSON the items of all of them, each naming its collection. COLLECTION_ID is the
+# collection whose answer tells that the API is up.
 # Items are served as pgstac stores them: newest first (datetime, then id, descending).
 
 PGBIN=/usr/lib/postgresql/15/bin
