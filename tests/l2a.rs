@@ -283,3 +283,86 @@ fn an_l1c_store_is_not_opened_as_l2a_nor_the_reverse() {
         );
     }
 }
+
+#[test]
+fn a_reprocessed_product_arriving_later_replaces_its_scene_in_data_and_scl() {
+    let f = l2a_fixture();
+    let dup = &f.superseded[0];
+    let newer = f
+        .kept
+        .iter()
+        .find(|p| p.axis_index == dup.axis_index)
+        .unwrap();
+    // The archive as it was before the reprocessing: the older baseline only.
+    let archive = work_dir("l2a-reprocessed");
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", f.archive.display()))
+        .arg(&*archive)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let newer_dir = datacube_tools::fixture::product_dir(&archive, newer);
+    let aside = archive.join("aside.SAFE");
+    std::fs::rename(&newer_dir, &aside).unwrap();
+    let store = archive.join("store");
+    let intake = || {
+        let out = Command::new(bin())
+            .args(["intake", "--collection", L2A, "--layout", "chunked"])
+            .arg(format!("--source=safe:{}", archive.display()))
+            .arg(format!("--store={}", store.display()))
+            .args([
+                "--tile",
+                "35VLH",
+                "--year",
+                &YEAR.to_string(),
+                "--no-progress",
+            ])
+            // The consistency protocol's grace period, shortened (a minute in production).
+            .env("DATACUBE_TEST_GRACE_MS", "200")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The scene's values at 20 m (data band B05 and scl) under the value scene `s`.
+    let check = |s: u64| {
+        let t = dup.axis_index;
+        let w = f.spec.width_m();
+        let (shape, data) = read_array(&store, PixelArray::data(Resolution::R20));
+        let (_, scl) = read_array(&store, PixelArray::scl(Resolution::R20));
+        let (nb, n) = (shape[1] as usize, shape[2] as usize);
+        for r in (0..n).step_by(7) {
+            for c in (0..n).step_by(5) {
+                let b05 = data[((t * nb) * n + r) * n + c];
+                assert_eq!(
+                    b05,
+                    datacube_tools::synth::dn(s, 4, r as u64, c as u64, 20, w)
+                );
+                let class = scl[(t * n + r) * n + c];
+                assert_eq!(
+                    class,
+                    u16::from(datacube_tools::synth::scl(s, r as u64, c as u64, w))
+                );
+            }
+        }
+    };
+    intake();
+    check(dup.value_scene);
+    // The reprocessed product arrives: the rerun replaces the scene in place and recomputes it.
+    std::fs::rename(&aside, &newer_dir).unwrap();
+    let report = intake();
+    assert!(
+        report.contains(&format!(
+            "replaced {} by its newer baseline {}",
+            dup.product_id, newer.product_id
+        )),
+        "{report}"
+    );
+    check(newer.value_scene);
+    assert_ne!(dup.value_scene, newer.value_scene);
+}
