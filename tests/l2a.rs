@@ -366,3 +366,58 @@ fn a_reprocessed_product_arriving_later_replaces_its_scene_in_data_and_scl() {
     check(newer.value_scene);
     assert_ne!(dup.value_scene, newer.value_scene);
 }
+
+#[test]
+fn through_the_emulated_cdse_intake_and_a_cold_mount_equal_the_safe_store() {
+    let f = l2a_fixture();
+    let safe_store = l2a_store();
+    let work = work_dir("l2a-cdse");
+    let emu = common::emulator::Emulator::start(&f.archive, &work);
+    let env = emu.aws_env();
+    let cdse = |cache: &str| -> Vec<String> {
+        vec![
+            "--collection".into(),
+            L2A.into(),
+            "--source".into(),
+            "cdse".into(),
+            "--stac-url".into(),
+            emu.stac_url.clone(),
+            "--source-cache".into(),
+            work.join(cache).display().to_string(),
+        ]
+    };
+    // Intake: STAC collection sentinel-2-l2a, metadata and band files from bucket eodata.
+    let store = work.join("store");
+    let out = Command::new(bin())
+        .args(["intake", "--layout", "chunked"])
+        .args(cdse("cache-intake"))
+        .arg(format!("--store={}", store.display()))
+        .args([
+            "--tile",
+            "35VLH",
+            "--year",
+            &YEAR.to_string(),
+            "--no-progress",
+        ])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains(&format!("{L2A_SCENES} scenes")), "{log}");
+    assert_same_store(safe_store, &store);
+    // A mount over an empty store, reading by tile-part (cold ranged reads) where it pays.
+    let mstore = work.join("mount-store");
+    let m = Mounted::start_with(
+        &work,
+        &mstore.display().to_string(),
+        &cdse("cache-mount"),
+        &env,
+    );
+    assert_every_value(f, &m.mnt);
+    assert!(m.terminate().success());
+}
