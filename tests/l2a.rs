@@ -55,26 +55,41 @@ fn l2a_store() -> &'static PathBuf {
     S.get_or_init(|| {
         let f = l2a_fixture();
         shared_dir("l2a-store", |dir| {
-            let out = Command::new(bin())
-                .args(["intake", "--collection", L2A, "--layout", "chunked"])
-                .arg(format!("--source=safe:{}", f.archive.display()))
-                .arg(format!("--store={}", dir.display()))
-                .args([
-                    "--tile",
-                    "35VLH",
-                    "--year",
-                    &YEAR.to_string(),
-                    "--no-progress",
-                ])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "intake: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let source = format!("safe:{}", f.archive.display());
+            let out = intake(L2A, &source, dir, &["--layout", "chunked"], &[]);
+            assert!(out.status.success(), "intake: {}", text(&out));
         })
     })
+}
+
+/// `datacube intake --collection COLLECTION` of the fixture's tile-year from `source` into
+/// `store`, with more arguments and environment (the daemon's test hooks, AWS profiles).
+fn intake(
+    collection: &str,
+    source: &str,
+    store: &Path,
+    extra: &[&str],
+    env: &[(String, String)],
+) -> std::process::Output {
+    Command::new(bin())
+        .args(["intake", "--collection", collection, "--source", source])
+        .arg(format!("--store={}", store.display()))
+        .args(["--tile", "35VLH", "--year", &YEAR.to_string(), "--no-progress"])
+        .args(extra)
+        // The consistency protocol's grace period, shortened (a minute in production).
+        .env("DATACUBE_TEST_GRACE_MS", "200")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap()
+}
+
+/// What a command printed, stdout then stderr.
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// A whole array of `group` (`data` as u16, `scl` widened to u16) read with zarrs.
@@ -262,20 +277,9 @@ fn an_l1c_store_is_not_opened_as_l2a_nor_the_reverse() {
     let l1c = intaken_store();
     let l2a = l2a_store();
     for (store, collection, holds) in [(l1c, L2A, "sentinel-2-l1c"), (l2a, "sentinel-2-l1c", L2A)] {
-        let out = Command::new(bin())
-            .args(["intake", "--collection", collection])
-            .arg(format!("--source=safe:{}", f.archive.display()))
-            .arg(format!("--store={}", store.display()))
-            .args([
-                "--tile",
-                "35VLH",
-                "--year",
-                &YEAR.to_string(),
-                "--no-progress",
-            ])
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
+        let source = format!("safe:{}", f.archive.display());
+        let out = intake(collection, &source, store, &[], &[]);
+        let err = text(&out);
         assert!(!out.status.success());
         assert!(
             err.contains(&format!("holds collection {holds}, not {collection}")),
@@ -307,26 +311,9 @@ fn a_reprocessed_product_arriving_later_replaces_its_scene_in_data_and_scl() {
     std::fs::rename(&newer_dir, &aside).unwrap();
     let store = archive.join("store");
     let intake = || {
-        let out = Command::new(bin())
-            .args(["intake", "--collection", L2A, "--layout", "chunked"])
-            .arg(format!("--source=safe:{}", archive.display()))
-            .arg(format!("--store={}", store.display()))
-            .args([
-                "--tile",
-                "35VLH",
-                "--year",
-                &YEAR.to_string(),
-                "--no-progress",
-            ])
-            // The consistency protocol's grace period, shortened (a minute in production).
-            .env("DATACUBE_TEST_GRACE_MS", "200")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let source = format!("safe:{}", archive.display());
+        let out = intake(L2A, &source, &store, &["--layout", "chunked"], &[]);
+        assert!(out.status.success(), "{}", text(&out));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     // The scene's values at 20 m (data band B05 and scl) under the value scene `s`.
@@ -374,7 +361,7 @@ fn through_the_emulated_cdse_intake_and_a_cold_mount_equal_the_safe_store() {
     let work = work_dir("l2a-cdse");
     let emu = common::emulator::Emulator::start(&f.archive, &work);
     let env = emu.aws_env();
-    let cdse = |cache: &str| -> Vec<String> {
+    let mount_args = |cache: &str| -> Vec<String> {
         vec![
             "--collection".into(),
             L2A.into(),
@@ -388,25 +375,11 @@ fn through_the_emulated_cdse_intake_and_a_cold_mount_equal_the_safe_store() {
     };
     // Intake: STAC collection sentinel-2-l2a, metadata and band files from bucket eodata.
     let store = work.join("store");
-    let out = Command::new(bin())
-        .args(["intake", "--layout", "chunked"])
-        .args(cdse("cache-intake"))
-        .arg(format!("--store={}", store.display()))
-        .args([
-            "--tile",
-            "35VLH",
-            "--year",
-            &YEAR.to_string(),
-            "--no-progress",
-        ])
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .unwrap();
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut extra = vec!["--layout", "chunked", "--stac-url", &emu.stac_url];
+    let cache = work.join("cache-intake").display().to_string();
+    extra.extend(["--source-cache", &cache]);
+    let out = intake(L2A, "cdse", &store, &extra, &env);
+    let log = text(&out);
     assert!(out.status.success(), "{log}");
     assert!(log.contains(&format!("{L2A_SCENES} scenes")), "{log}");
     assert_same_store(safe_store, &store);
@@ -415,7 +388,7 @@ fn through_the_emulated_cdse_intake_and_a_cold_mount_equal_the_safe_store() {
     let m = Mounted::start_with(
         &work,
         &mstore.display().to_string(),
-        &cdse("cache-mount"),
+        &mount_args("cache-mount"),
         &env,
     );
     assert_every_value(f, &m.mnt);

@@ -278,7 +278,7 @@ fn the_mount_serves_the_merge_oracle_and_writes_back_what_intake_writes() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("E048N015T3 2024  20m     33"), "{text}");
+    assert!(text.contains("E048N015T3 2024     20m     33"), "{text}");
     assert_tile_matches_oracle(&store, EAST);
     // A second mount serves the written regions from the store (nothing computed again).
     let m = common::mount::Mounted::start_s1(&work, &store, mirror());

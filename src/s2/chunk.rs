@@ -136,10 +136,6 @@ impl YearContext {
         idx: ChunkIndex,
     ) -> Result<Vec<u16>> {
         self.check_index(array, idx)?;
-        if array.var == Var::Scl {
-            return self.assemble_scl(source, raster, array, idx);
-        }
-        let res = array.res;
         let geom = self.geometry(array);
         let [ct, nb, cs, _] = geom.object;
         let (ct, nb, cs) = (ct as usize, nb as usize, cs as usize);
@@ -150,8 +146,13 @@ impl YearContext {
         let x0 = idx.x as usize * cs;
         let h = cs.min(geom.grid.nrows as usize - y0);
         let w = cs.min(geom.grid.ncols as usize - x0);
-        let bands = self.catalog.level().res_bands(res);
         let scenes = &self.catalog.scenes[t0..t1];
+        if array.var == Var::Scl {
+            let window = Window { x0, y0, w, h };
+            self.fill_scl(source, raster, array, scenes, window, &mut buf, cs)?;
+            return Ok(buf);
+        }
+        let bands = self.catalog.level().res_bands(array.res);
         // Remote sources download the chunk's band files concurrently (up to their connection cap)
         // before the decodes start; local ones have nothing to do.
         let keys: Vec<&str> = scenes
@@ -188,25 +189,22 @@ impl YearContext {
         Ok(buf)
     }
 
-    /// Assembles an `scl` object: the 20 m SCL window of each scene, each pixel repeated
-    /// `f × f` for a finer group (f = 2 at 10 m), into `[ct, 1, cs, cs]`.
-    fn assemble_scl(
+    /// Fills an `scl` object's `[ct, 1, cs, cs]` buffer for the pixels `object` (at the array's
+    /// resolution) of `scenes`: the 20 m SCL window of each scene, each pixel repeated `f × f` for
+    /// a finer group (f = 2 at 10 m).
+    #[allow(clippy::too_many_arguments)]
+    fn fill_scl(
         &self,
         source: &dyn BandSource,
         raster: &RasterReader,
         array: PixelArray,
-        idx: ChunkIndex,
-    ) -> Result<Vec<u16>> {
-        let geom = self.geometry(array);
-        let [ct, _, cs, _] = geom.object;
-        let (ct, cs) = (ct as usize, cs as usize);
+        scenes: &[crate::s2::scene::Scene],
+        object: Window,
+        buf: &mut [u16],
+        cs: usize,
+    ) -> Result<()> {
         let f = (SCL_RESOLUTION.metres() / array.res.metres()) as usize;
-        let mut buf = vec![0u16; ct * cs * cs];
-        let t0 = idx.t as usize * ct;
-        let t1 = (t0 + ct).min(geom.scenes as usize);
-        let (y0, x0) = (idx.y as usize * cs, idx.x as usize * cs);
-        let h = cs.min(geom.grid.nrows as usize - y0);
-        let w = cs.min(geom.grid.ncols as usize - x0);
+        let Window { x0, y0, w, h } = object;
         // The 20 m window covering the object's pixels.
         let scl_grid = self.catalog.scenes[0].grid(SCL_RESOLUTION);
         let win = Window {
@@ -215,7 +213,6 @@ impl YearContext {
             w: (x0 + w).div_ceil(f).min(scl_grid.ncols as usize) - x0 / f,
             h: (y0 + h).div_ceil(f).min(scl_grid.nrows as usize) - y0 / f,
         };
-        let scenes = &self.catalog.scenes[t0..t1];
         let keys: Vec<&str> = scenes.iter().filter_map(|s| s.scl_key.as_deref()).collect();
         source.prefetch_window(&keys, win);
         buf.par_chunks_mut(cs * cs)
@@ -256,7 +253,7 @@ impl YearContext {
                 }
                 Ok(())
             })?;
-        Ok(buf)
+        Ok(())
     }
 
     /// Encodes an assembled chunk with the array's codecs (`Empty` if all fill).

@@ -82,8 +82,25 @@ pub fn scene_from_parts(
             .ok_or_else(|| err(format!("no IMAGE_FILE for band {}", band.name)))?;
         band_keys.push(format!("{archive_key}/{file}.jp2"));
     }
+    build_scene(product, ProductLevel::L1C, tile, band_keys, None, product_file)
+}
+
+/// The scene of a product of `level` from its general metadata (for L2A, `L2aProductMtd::general`),
+/// its granule's, and the keys of its files.
+fn build_scene(
+    product: &ProductMtd,
+    level: ProductLevel,
+    tile: &TileMtd,
+    band_keys: Vec<String>,
+    scl_key: Option<String>,
+    product_file: &Path,
+) -> Result<Scene, SafeError> {
+    let err = |msg: String| SafeError::Product {
+        file: product_file.to_path_buf(),
+        msg,
+    };
     let scene = Scene {
-        level: ProductLevel::L1C,
+        level,
         product_id: product.product_id(),
         tile: product.tile().ok_or_else(|| {
             err(format!(
@@ -103,7 +120,7 @@ pub fn scene_from_parts(
         epsg: tile.epsg,
         grids: tile.grids.to_vec(),
         band_keys,
-        scl_key: None,
+        scl_key,
     };
     scene.validate().map_err(err)?;
     Ok(scene)
@@ -128,10 +145,6 @@ pub fn l2a_scene_from_parts(
     archive_key: &str,
     product_file: &Path,
 ) -> Result<Scene, SafeError> {
-    let err = |msg: String| SafeError::Product {
-        file: product_file.to_path_buf(),
-        msg,
-    };
     let band_keys = BANDS
         .iter()
         .map(|b| {
@@ -140,31 +153,9 @@ pub fn l2a_scene_from_parts(
                 .map_or(String::new(), |f| format!("{archive_key}/{f}.jp2"))
         })
         .collect();
-    let scene = Scene {
-        level: ProductLevel::L2A,
-        product_id: product.product_id(),
-        tile: product.tile().ok_or_else(|| {
-            err(format!(
-                "cannot find the tile in PRODUCT_URI {}",
-                product.product_uri
-            ))
-        })?,
-        sensing_time_ms: product.start_time_ms,
-        baseline: product.baseline.clone(),
-        platform: product.platform(),
-        relative_orbit: product.relative_orbit,
-        cloud_cover: product.cloud_cover,
-        mean_sun_zenith: tile.sun_zenith,
-        mean_sun_azimuth: tile.sun_azimuth,
-        quantification: product.boa_quantification,
-        radio_offsets: product.boa_offsets.to_vec(),
-        epsg: tile.epsg,
-        grids: tile.grids.to_vec(),
-        band_keys,
-        scl_key: Some(format!("{archive_key}/{}.jp2", product.scl_file)),
-    };
-    scene.validate().map_err(err)?;
-    Ok(scene)
+    let scl_key = Some(format!("{archive_key}/{}.jp2", product.scl_file));
+    let general = product.general();
+    build_scene(&general, ProductLevel::L2A, tile, band_keys, scl_key, product_file)
 }
 
 /// A product metadata file of either level.

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use super::product_mtd::{granule_dir_of, level_of, parse_common, parse_offsets, tile_of};
 use super::xml::{self, find, find_all, required_parse, text_of};
-use super::SafeError;
+use super::{ProductMtd, SafeError};
 use crate::s2::bands::{Band, Resolution};
 use crate::s2::product::{l2a_file_tag, l2a_resolution_dir, ProductLevel, SCL, SCL_RESOLUTION};
 
@@ -87,6 +87,24 @@ impl L2aProductMtd {
             .iter()
             .position(|b| b.id == band.id)
             .map(|i| self.band_files[i].as_str())
+    }
+
+    /// The fields both levels' product metadata share, as L1C's: `quantification` and the
+    /// offsets are BOA's, `image_files` all of the product's.
+    pub fn general(&self) -> ProductMtd {
+        ProductMtd {
+            product_uri: self.product_uri.clone(),
+            start_time_ms: self.start_time_ms,
+            baseline: self.baseline.clone(),
+            spacecraft: self.spacecraft.clone(),
+            relative_orbit: self.relative_orbit,
+            quantification: self.boa_quantification,
+            radio_offsets: self.boa_offsets,
+            nodata: self.nodata,
+            saturated: self.saturated,
+            cloud_cover: self.cloud_cover,
+            image_files: self.image_files.clone(),
+        }
     }
 
     /// BOA_ADD_OFFSET of a band (0 before baseline 04.00).
