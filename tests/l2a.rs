@@ -74,7 +74,13 @@ fn intake(
     Command::new(bin())
         .args(["intake", "--collection", collection, "--source", source])
         .arg(format!("--store={}", store.display()))
-        .args(["--tile", "35VLH", "--year", &YEAR.to_string(), "--no-progress"])
+        .args([
+            "--tile",
+            "35VLH",
+            "--year",
+            &YEAR.to_string(),
+            "--no-progress",
+        ])
         .args(extra)
         // The consistency protocol's grace period, shortened (a minute in production).
         .env("DATACUBE_TEST_GRACE_MS", "200")

@@ -82,7 +82,14 @@ pub fn scene_from_parts(
             .ok_or_else(|| err(format!("no IMAGE_FILE for band {}", band.name)))?;
         band_keys.push(format!("{archive_key}/{file}.jp2"));
     }
-    build_scene(product, ProductLevel::L1C, tile, band_keys, None, product_file)
+    build_scene(
+        product,
+        ProductLevel::L1C,
+        tile,
+        band_keys,
+        None,
+        product_file,
+    )
 }
 
 /// The scene of a product of `level` from its general metadata (for L2A, `L2aProductMtd::general`),
@@ -155,7 +162,14 @@ pub fn l2a_scene_from_parts(
         .collect();
     let scl_key = Some(format!("{archive_key}/{}.jp2", product.scl_file));
     let general = product.general();
-    build_scene(&general, ProductLevel::L2A, tile, band_keys, scl_key, product_file)
+    build_scene(
+        &general,
+        ProductLevel::L2A,
+        tile,
+        band_keys,
+        scl_key,
+        product_file,
+    )
 }
 
 /// A product metadata file of either level.
