@@ -1,8 +1,9 @@
 //! Sentinel-2 L2A end to end: the synthetic L2A archive (real-shaped `MTD_MSIL2A.xml`, JP2 band
 //! files at their native resolution, SCL as Byte, an old baseline without offsets, a reprocessed
-//! duplicate) → intake, and a mount over an empty store. Every value of `data` and `scl` (20 m and
-//! the 10 m repeat) is checked against the fixture's formula, the SCL against GDAL's own read of
-//! the SCL file, offsets per scene against the plan, and the store with xarray/rioxarray.
+//! duplicate) → intake from the archive and from the emulated CDSE, and a mount over an empty store
+//! (from the emulated CDSE). Every value of `data` and `scl` (20 m and the 10 m repeat) is checked
+//! against the fixture's formula, the SCL against GDAL's own read of the SCL file, offsets per scene
+//! against the plan, and the store with xarray/rioxarray.
 
 mod common;
 
@@ -259,25 +260,6 @@ fn offsets_per_scene_follow_the_baseline_and_xarray_masks_clouds() {
 }
 
 #[test]
-fn a_mount_over_an_empty_store_serves_and_writes_back_the_same_values() {
-    let f = l2a_fixture();
-    let work = work_dir("l2a-mount");
-    let store = work.join("store");
-    std::fs::create_dir_all(&store).unwrap();
-    let m = Mounted::start(&work, &store, &f.archive, &["--collection", L2A]);
-    // The default (sharded) layout, read as a Zarr client reads any directory.
-    assert_every_value(f, &m.mnt);
-    let status = m.terminate();
-    assert!(status.success(), "{status}");
-    // What the daemon wrote back is a store of its own, with the same values.
-    assert_every_value(f, &store);
-    let layout = datacube::s2::chunking::Chunking::of_store(&DirStore::create(&store).unwrap())
-        .unwrap()
-        .unwrap();
-    assert_eq!(layout, datacube::s2::chunking::Chunking::SHARDED);
-}
-
-#[test]
 fn an_l1c_store_is_not_opened_as_l2a_nor_the_reverse() {
     let f = l2a_fixture();
     let l1c = intaken_store();
@@ -318,7 +300,9 @@ fn a_reprocessed_product_arriving_later_replaces_its_scene_in_data_and_scl() {
     let store = archive.join("store");
     let intake = || {
         let source = format!("safe:{}", archive.display());
-        let out = intake(L2A, &source, &store, &["--layout", "chunked"], &[]);
+        // The 20 m group (data and scl) tells it all; the other groups follow the same catalog.
+        let extra = ["--layout", "chunked", "--resolutions", "20m"];
+        let out = intake(L2A, &source, &store, &extra, &[]);
         assert!(out.status.success(), "{}", text(&out));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
@@ -361,7 +345,8 @@ fn a_reprocessed_product_arriving_later_replaces_its_scene_in_data_and_scl() {
 }
 
 #[test]
-fn through_the_emulated_cdse_intake_and_a_cold_mount_equal_the_safe_store() {
+fn through_the_emulated_cdse_intake_equals_the_safe_store_and_a_mount_over_an_empty_store_serves_and_writes_back_the_formula(
+) {
     let f = l2a_fixture();
     let safe_store = l2a_store();
     let work = work_dir("l2a-cdse");
@@ -397,6 +382,14 @@ fn through_the_emulated_cdse_intake_and_a_cold_mount_equal_the_safe_store() {
         &mount_args("cache-mount"),
         &env,
     );
+    // The default (sharded) layout, read as a Zarr client reads any directory.
     assert_every_value(f, &m.mnt);
-    assert!(m.terminate().success());
+    let status = m.terminate();
+    assert!(status.success(), "{status}");
+    // What the daemon wrote back is a store of its own, with the same values.
+    assert_every_value(f, &mstore);
+    let layout = datacube::s2::chunking::Chunking::of_store(&DirStore::create(&mstore).unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(layout, datacube::s2::chunking::Chunking::SHARDED);
 }
