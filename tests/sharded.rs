@@ -833,4 +833,24 @@ fn the_chunked_view_of_an_empty_store_computes_shards_on_demand_for_gdal_3_12() 
         data_files(&store) == shards,
         "written back: intake's shards"
     );
+
+    // Sentinel-1 mounts have no chunked view: refused, naming the option.
+    let out = Command::new(bin())
+        .arg("mount")
+        .arg(work.join("mnt"))
+        .args([
+            "--collection=sentinel-1-sig0",
+            "--tiles=E048N015T3",
+            "--years=2024",
+        ])
+        .args(["--source=file:/nonexistent", "--view=chunked"])
+        .arg(format!("--store={}", work.join("s1-store").display()))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("--view chunked: sentinel-1-sig0 mounts serve their shards as stored"),
+        "{err}"
+    );
 }
