@@ -739,6 +739,17 @@ fn the_chunked_view_serves_inner_chunks_byte_for_byte_and_gdal_3_12_reads_every_
     assert_eq!(stat(&s, "/fs/view_index_reads"), shards.len() as u64, "{s}");
     assert_eq!(stat(&s, "/fs/view_chunk_reads"), served.len() as u64, "{s}");
     assert_eq!(stat(&s, "/fs/store_read_bytes"), bytes + index_bytes, "{s}");
+    // Chunks read from the store are cached, as a chunked store's are: read again, no store read.
+    assert_eq!(stat(&s, "/chunk_cache/entries"), served.len() as u64, "{s}");
+    for rel in served.iter().step_by(7) {
+        std::fs::read(m.path(&format!("{year}/{rel}"))).unwrap();
+    }
+    let again = m.stats();
+    assert_eq!(
+        stat(&again, "/fs/store_read_bytes"),
+        bytes + index_bytes,
+        "{again}"
+    );
     // A chunk directory lists the chunks served (their shards' indexes are known now).
     let row = "10m/data/c/1/0/0/";
     let mut listed: Vec<String> = std::fs::read_dir(m.path(&format!("{year}/{row}")))

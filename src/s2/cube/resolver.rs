@@ -8,6 +8,13 @@
 //! Requests for one chunk share one flight: the first starts a job on the worker pool, later ones
 //! join its waiters, so no thread waits on a chunk. A job that fails or panics answers `Io` to
 //! every waiter, logs one line naming the chunk, and leaves nothing cached or persisted.
+//!
+//! The chunked view (`--view chunked`) serves a chunk file per inner chunk of a shard: the shard
+//! goes through the same tiers and flight (it is what is computed, cached, written back and
+//! recorded), and the file is the inner chunk's byte range in it, found by the shard's index
+//! (decoded once per shard and fingerprint, CRC32C checked, kept in a bounded LRU): sliced from a
+//! shard in memory, or, for a shard in the store, the index and then the inner chunk read by
+//! range (the inner chunk is then cached like a chunk of a chunked store).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,6 +43,12 @@ use crate::writeback::{Limits, WriteEntry, WriteJob, Writeback};
 /// The chunk cache's key: the chunk and the fingerprint of its time chunk.
 fn cache_key(key: &ChunkKey, fp: &str) -> String {
     format!("{key}#{fp}")
+}
+
+/// The chunk cache's key of inner chunk `pos` of a shard, read from the store for the chunked
+/// view.
+fn inner_cache_key(shard: &ChunkKey, fp: &str, pos: usize) -> String {
+    format!("{shard}#{fp}#{pos}")
 }
 
 /// A chunk as the resolver found it.
@@ -262,10 +275,11 @@ impl ChunkResolver {
     }
 
     /// An inner chunk of a shard, through the shard's tiers: known all-fill (`None`, no file);
-    /// the shard in memory (cache or writeback queue: sliced); else the shard's flight, which
-    /// finds it in memory, opens it in the store (then only its index and, for `bytes`, the
-    /// inner chunk are read, by range, on the worker pool) or materializes it. The size alone
-    /// comes from a known index without a flight.
+    /// the shard in memory (cache or writeback queue: sliced); the inner chunk itself in the
+    /// cache (read from the store before); else the shard's flight, which finds it in memory,
+    /// opens it in the store (then only its index and, for `bytes`, the inner chunk are read,
+    /// by range, on the worker pool, and the inner chunk cached) or materializes it. The size
+    /// alone comes from a known index without a flight.
     fn inner(
         self: &Arc<Self>,
         ys: Arc<YearState>,
@@ -284,6 +298,13 @@ impl ChunkResolver {
             .or_else(|| self.writeback.pending(&shard.to_string(), &fp))
         {
             return done(self.slice(&ys, &shard, &b, pos));
+        }
+        if let Some(b) = self.cache.get(&inner_cache_key(&shard, &fp, pos)) {
+            let len = b.len() as u64;
+            return done(Ok(Some(InnerChunk {
+                len,
+                bytes: Some(b),
+            })));
         }
         if !bytes {
             if let Some(index) = self.known_index(&ys, shard.array, shard.idx) {
@@ -371,11 +392,16 @@ impl ChunkResolver {
         if !bytes {
             return Ok(Some(InnerChunk { len, bytes: None }));
         }
-        let b = read_exactly(object, shard, r.start, len)?;
+        // Read whole, as a reader wants it, and cached like a chunk of a chunked store: an
+        // open of the file again costs no store read.
+        let b: Bytes = read_exactly(object, shard, r.start, len)?.into();
         self.view_stats.view_chunk_reads.inc();
+        let fp = ys.fingerprint(shard.array, shard.idx.t);
+        self.cache
+            .insert(&inner_cache_key(shard, fp, pos), b.clone());
         Ok(Some(InnerChunk {
             len,
-            bytes: Some(b.into()),
+            bytes: Some(b),
         }))
     }
 

@@ -1,6 +1,10 @@
 //! The generated tree: what a path of the mount is, and what a directory lists. Group and array
 //! metadata and coordinate files come from the tile-year's layout; chunk directories list only the
-//! chunks known to be computed, so listing never starts work.
+//! chunks known to be computed, so listing never starts work. In the chunked view of a sharded
+//! store (`--view chunked`) the documents are the view's and a chunk path names an inner chunk:
+//! `c/T/0/Y/X` is inner chunk `(Y % n, X % n)` of shard `c/T/0/(Y / n)/(X / n)`, `n` inner
+//! chunks per shard side; its directories list the inner chunks of computed shards whose index
+//! the mount holds.
 
 use std::collections::HashMap;
 use std::sync::Arc;
