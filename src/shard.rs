@@ -72,3 +72,74 @@ pub fn assemble(index: &Array<MemoryStore>, chunks: &[Option<&[u8]>]) -> Result<
     body.extend(encode_with(index, bytemuck::cast_slice(&entries))?);
     Ok(Some(body))
 }
+
+/// Bytes of the index at the end of a shard of `n` inner chunks: (offset, length) per inner
+/// chunk and the CRC32C.
+pub fn index_len(n: u64) -> u64 {
+    n * 16 + 4
+}
+
+/// The byte ranges in their shard of the inner chunks, in C order over the inner grid (`None`:
+/// absent, all fill), decoded from `tail` (the shard's last `index_len` bytes) with `index`
+/// (`index_encoder`) so its CRC32C is checked; every range must lie in the shard's body (the
+/// `object_len` bytes of the shard without its index).
+pub fn decode_index(
+    index: &Array<MemoryStore>,
+    tail: &[u8],
+    object_len: u64,
+) -> Result<Vec<Option<std::ops::Range<u64>>>> {
+    let shape: Vec<NonZeroU64> = index
+        .chunk_shape(&vec![0; index.dimensionality()])?
+        .to_vec();
+    let decoded = index
+        .codecs()
+        .decode(
+            std::borrow::Cow::Borrowed(tail),
+            &shape,
+            index.data_type(),
+            index.fill_value(),
+            &CodecOptions::default(),
+        )?
+        .into_fixed()?;
+    let body = object_len.checked_sub(tail.len() as u64).ok_or_else(|| {
+        anyhow::anyhow!("a shard of {object_len} bytes has no room for its index")
+    })?;
+    decoded
+        .chunks_exact(16)
+        .map(|e| {
+            let word = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+            match (word(&e[..8]), word(&e[8..])) {
+                (u64::MAX, u64::MAX) => Ok(None),
+                (offset, len) if offset.checked_add(len).is_some_and(|end| end <= body) => {
+                    Ok(Some(offset..offset + len))
+                }
+                (offset, len) => anyhow::bail!(
+                    "shard index entry ({offset}, {len}) outside the shard's {body}-byte body"
+                ),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_assembled_index_decodes_to_its_ranges_and_a_corrupt_one_fails() {
+        let index = index_encoder(&[2, 2]).unwrap();
+        let (a, b) = (vec![1u8; 5], vec![2u8; 3]);
+        let shard = assemble(&index, &[Some(&a), None, Some(&b), None])
+            .unwrap()
+            .unwrap();
+        let n = index_len(4) as usize;
+        let tail = &shard[shard.len() - n..];
+        let ranges = decode_index(&index, tail, shard.len() as u64).unwrap();
+        assert_eq!(ranges, vec![Some(0..5), None, Some(5..8), None]);
+        let mut bad = tail.to_vec();
+        bad[3] ^= 1;
+        assert!(decode_index(&index, &bad, shard.len() as u64).is_err());
+        // A range past the body (the index read from a shorter object) is refused.
+        assert!(decode_index(&index, tail, n as u64 + 4).is_err());
+    }
+}

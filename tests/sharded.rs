@@ -2,8 +2,10 @@
 //! against the value formula, GDAL and the fixture plan; every shard's index parsed here, with its
 //! CRC32C, and its inner chunks against an independent rule of which ones hold data; zarrs reading
 //! inner chunks through the mount by range; kill -9 during shard writeback; zarr-python, xarray and
-//! rioxarray; `datacube info`; and a store made before layouts existed, which stays chunked, its
-//! metadata byte for byte.
+//! rioxarray; `datacube info`; a store made before layouts existed, which stays chunked, its
+//! metadata byte for byte; and the chunked view (`--view chunked`) of a sharded store, warm and
+//! over an empty store: its chunks the shards' inner chunks byte for byte, read by GDAL 3.12
+//! (rasterio's wheels), tensorstore and zarr-python.
 
 mod common;
 
@@ -93,6 +95,33 @@ fn inner_has_data(res: Resolution, t: u64, iy: u64, ix: u64) -> bool {
         .any(|s| s % 3 != 2 || 10 * x0 * m + 5 * y0 * m <= 8 * f.spec.width_m())
 }
 
+/// The (offset, length) entries of a shard's index of `n` inner chunks (`None`: absent), parsed
+/// here, its CRC32C checked.
+fn shard_entries(key: &str, bytes: &[u8], n: usize) -> Vec<Option<(u64, u64)>> {
+    let index_len = n * 16 + 4;
+    assert!(
+        bytes.len() >= index_len,
+        "{key}: {} bytes, shorter than its index",
+        bytes.len()
+    );
+    let index = &bytes[bytes.len() - index_len..];
+    let crc = u32::from_le_bytes(index[n * 16..].try_into().unwrap());
+    assert_eq!(crc32c(&index[..n * 16]), crc, "{key}: index checksum");
+    (0..n)
+        .map(|k| {
+            let e = &index[k * 16..k * 16 + 16];
+            let off = u64::from_le_bytes(e[..8].try_into().unwrap());
+            let len = u64::from_le_bytes(e[8..].try_into().unwrap());
+            if off == u64::MAX {
+                assert_eq!(len, u64::MAX, "{key}: entry {k}");
+                None
+            } else {
+                Some((off, len))
+            }
+        })
+        .collect()
+}
+
 /// Parses a shard's index (at its end: (offset, length) per inner chunk in C order, then a
 /// CRC32C of them) and checks it against the file and the fixture: every entry inside the body,
 /// entries in order without overlap covering the body exactly, the checksum right, and an entry
@@ -107,33 +136,20 @@ fn check_shard(key: &str, bytes: &[u8]) -> u64 {
     );
     let per = SHARDED.space(res) / SHARDED.inner_space(res).unwrap();
     let n = (per * per) as usize;
-    let index_len = n * 16 + 4;
-    assert!(
-        bytes.len() >= index_len,
-        "{key}: {} bytes, shorter than its index",
-        bytes.len()
-    );
-    let body = bytes.len() - index_len;
-    let index = &bytes[body..];
-    let crc = u32::from_le_bytes(index[n * 16..].try_into().unwrap());
-    assert_eq!(crc32c(&index[..n * 16]), crc, "{key}: index checksum");
+    let body = bytes.len() - (n * 16 + 4);
     let mut next = 0u64;
     let mut present = 0;
-    for k in 0..n {
-        let e = &index[k * 16..k * 16 + 16];
-        let off = u64::from_le_bytes(e[..8].try_into().unwrap());
-        let len = u64::from_le_bytes(e[8..].try_into().unwrap());
+    for (k, entry) in shard_entries(key, bytes, n).into_iter().enumerate() {
         let (iy, ix) = (sy * per + k as u64 / per, sx * per + k as u64 % per);
         let want = inner_has_data(res, t, iy, ix);
         assert_eq!(
-            off != u64::MAX,
+            entry.is_some(),
             want,
             "{key}: inner chunk {k} (inner {iy}, {ix}) present in the index"
         );
-        if off == u64::MAX {
-            assert_eq!(len, u64::MAX, "{key}: entry {k}");
+        let Some((off, len)) = entry else {
             continue;
-        }
+        };
         assert_eq!(
             off, next,
             "{key}: entry {k} does not follow the previous one"
@@ -540,4 +556,312 @@ fn a_store_made_before_layouts_stays_chunked_and_its_metadata_byte_identical() {
     assert!(!out.status.success());
     assert!(err.contains("layout is chunked, not sharded"), "{err}");
     assert_eq!(tree(&store), after, "nothing written by the refused runs");
+}
+
+/// The venv scripts/setup makes for the GDAL 3.12 checks: rasterio 1.5's wheels (which ship
+/// GDAL 3.12, and need Python >= 3.12), tensorstore and zarr-python.
+fn gdal_python() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-gdal/bin/python");
+    assert!(
+        p.exists(),
+        "{} missing: scripts/setup makes it from a Python >= 3.12 (rasterio 1.5's wheels, which ship GDAL 3.12, need one)",
+        p.display()
+    );
+    p
+}
+
+/// `tests/py/check_chunked_view.py` (GDAL 3.12, tensorstore, zarr-python) on a chunked view:
+/// `spec` says what to read (see the script); the fixture's grid is added here.
+fn check_view_with_gdal(mut spec: serde_json::Value) -> String {
+    let f = fixture();
+    let inner: serde_json::Map<String, serde_json::Value> = Resolution::ALL
+        .iter()
+        .map(|r| {
+            (
+                r.name().to_string(),
+                SHARDED.inner_space(*r).unwrap().into(),
+            )
+        })
+        .collect();
+    for (k, v) in [
+        ("epsg", serde_json::json!(f.spec.epsg)),
+        ("ulx", serde_json::json!(f.spec.ulx)),
+        ("uly", serde_json::json!(f.spec.uly)),
+        ("width_m", serde_json::json!(f.spec.width_m())),
+        ("inner", inner.into()),
+    ] {
+        spec[k] = v;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/check_chunked_view.py");
+    let out = Command::new(gdal_python())
+        .arg(&script)
+        .arg(spec.to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{} failed:\n{stdout}\n{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("view ok"), "{stdout}");
+    stdout
+}
+
+/// The chunks of the chunked view that a shard `key` (`RES/data/c/T/0/Y/X`) makes, one per
+/// position of its inner grid: the path of the view's chunk (`RES/data/c/T/0/IY/IX`) and the
+/// inner chunk's bytes in the shard (`None`: absent, so no file), from the index parsed here.
+fn view_chunks_of(key: &str, shard: &[u8]) -> Vec<(String, Option<Vec<u8>>)> {
+    let p: Vec<&str> = key.split('/').collect();
+    let res = res_of(p[0]);
+    let (t, sy, sx): (u64, u64, u64) = (
+        p[3].parse().unwrap(),
+        p[5].parse().unwrap(),
+        p[6].parse().unwrap(),
+    );
+    let per = SHARDED.space(res) / SHARDED.inner_space(res).unwrap();
+    shard_entries(key, shard, (per * per) as usize)
+        .into_iter()
+        .enumerate()
+        .map(|(k, e)| {
+            let (iy, ix) = (sy * per + k as u64 / per, sx * per + k as u64 % per);
+            (
+                format!("{}/data/c/{t}/0/{iy}/{ix}", res.name()),
+                e.map(|(off, len)| shard[off as usize..(off + len) as usize].to_vec()),
+            )
+        })
+        .collect()
+}
+
+/// Reads every chunk of the view that `shards` make: each present inner chunk is served byte
+/// for byte, each absent one (or one past the array's edge) is `ENOENT`. Returns the chunks
+/// served (paths relative to the tile-year) and their bytes in all.
+fn assert_view_serves(m: &Mounted, shards: &BTreeMap<String, Vec<u8>>) -> (Vec<String>, u64) {
+    let (mut served, mut bytes) = (Vec::new(), 0);
+    for (key, shard) in shards {
+        for (rel, want) in view_chunks_of(key, shard) {
+            let got = std::fs::read(m.path(&format!("35VLH/{YEAR}/{rel}")));
+            match want {
+                Some(want) => {
+                    let got = got.unwrap_or_else(|e| panic!("{rel}: {e}"));
+                    assert!(got == want, "{rel} is not the inner chunk of {key}");
+                    bytes += want.len() as u64;
+                    served.push(rel);
+                }
+                None => assert_eq!(
+                    got.map(|b| b.len()).unwrap_err().kind(),
+                    std::io::ErrorKind::NotFound,
+                    "{rel}: absent from {key}"
+                ),
+            }
+        }
+    }
+    (served, bytes)
+}
+
+fn json_file(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .unwrap()
+}
+
+#[test]
+fn the_chunked_view_serves_inner_chunks_byte_for_byte_and_gdal_3_12_reads_every_value() {
+    let f = fixture();
+    let work = work_dir("sharded-view");
+    // A copy of intake's store: a mount keeps its records in the store it serves.
+    let store = work.join("store");
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(sharded_store())
+        .arg(&store)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let shards = data_files(&store);
+    let m = Mounted::start(
+        &work,
+        &store,
+        &f.archive,
+        &["--layout", "sharded", "--view", "chunked"],
+    );
+    let year = format!("35VLH/{YEAR}");
+
+    // The metadata: each data array chunked by the inner chunk, with the inner codecs, in its
+    // own zarr.json and in the group's consolidated metadata; everything else is the store's.
+    for res in Resolution::ALL {
+        let rel = format!("{year}/{}/data/zarr.json", res.name());
+        let mut want = json_file(&store.join(&rel));
+        assert_eq!(want["codecs"][0]["name"], "sharding_indexed");
+        let sharding = want["codecs"][0]["configuration"].clone();
+        want["chunk_grid"]["configuration"]["chunk_shape"] = sharding["chunk_shape"].clone();
+        want["codecs"] = sharding["codecs"].clone();
+        let got = json_file(&m.path(&rel));
+        assert_eq!(got, want, "{rel}");
+        assert_eq!(
+            got["chunk_grid"]["configuration"]["chunk_shape"],
+            serde_json::json!(SHARDED.inner_shape(res).unwrap())
+        );
+        let group = json_file(&m.path(&format!("{year}/{}/zarr.json", res.name())));
+        assert_eq!(group["consolidated_metadata"]["metadata"]["data"], got);
+        for e in std::fs::read_dir(store.join(&year).join(res.name())).unwrap() {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            if name != "data" && name != "zarr.json" {
+                let dir = format!("{year}/{}/{name}", res.name());
+                assert_eq!(tree(&m.path(&dir)), tree(&store.join(&dir)), "{dir}");
+            }
+        }
+    }
+    let mut root = json_file(&m.path("zarr.json"));
+    assert_eq!(root["attributes"]["datacube"]["view"], "chunked");
+    root["attributes"]["datacube"]
+        .as_object_mut()
+        .unwrap()
+        .remove("view");
+    assert_eq!(root, json_file(&store.join("zarr.json")));
+
+    // Every position of every shard: the inner chunk's bytes, or ENOENT. Each shard is opened in
+    // the store once, its index read once by range, each inner chunk read by range: nothing
+    // computed, nothing read whole.
+    let (served, bytes) = assert_view_serves(&m, &shards);
+    let index_bytes: u64 = shards
+        .keys()
+        .map(|k| {
+            let per = SHARDED.inner_per_side(res_of(k.split('/').next().unwrap()));
+            per * per * 16 + 4
+        })
+        .sum();
+    let s = m.stats();
+    assert_eq!(s["view"], "chunked", "{s}");
+    assert_eq!(stat(&s, "/fs/materializations"), 0, "{s}");
+    assert_eq!(stat(&s, "/fs/store_reads"), 0, "{s}");
+    assert_eq!(stat(&s, "/fs/store_opens"), shards.len() as u64, "{s}");
+    assert_eq!(stat(&s, "/fs/view_index_reads"), shards.len() as u64, "{s}");
+    assert_eq!(stat(&s, "/fs/view_chunk_reads"), served.len() as u64, "{s}");
+    assert_eq!(stat(&s, "/fs/store_read_bytes"), bytes + index_bytes, "{s}");
+    // Chunks read from the store are cached, as a chunked store's are: read again, no store read.
+    assert_eq!(stat(&s, "/chunk_cache/entries"), served.len() as u64, "{s}");
+    for rel in served.iter().step_by(7) {
+        std::fs::read(m.path(&format!("{year}/{rel}"))).unwrap();
+    }
+    let again = m.stats();
+    assert_eq!(
+        stat(&again, "/fs/store_read_bytes"),
+        bytes + index_bytes,
+        "{again}"
+    );
+    // A chunk directory lists the chunks served (their shards' indexes are known now).
+    let row = "10m/data/c/1/0/0/";
+    let mut listed: Vec<String> = std::fs::read_dir(m.path(&format!("{year}/{row}")))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    listed.sort_by_key(|n| n.parse::<u64>().unwrap());
+    let want: Vec<String> = served
+        .iter()
+        .filter_map(|p| p.strip_prefix(row))
+        .map(str::to_string)
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(listed, want);
+
+    // GDAL 3.12 (rasterio's wheels), which refuses the sharded store, reads every value of the
+    // view, georeferenced; tensorstore and zarr-python read the same values.
+    let out = work.join("gdal");
+    std::fs::create_dir_all(&out).unwrap();
+    let log = check_view_with_gdal(serde_json::json!({
+        "view": m.path(&year),
+        "native": store.join(&year),
+        "windows": null,
+        "out": out,
+        "readers": ["tensorstore", "zarr"],
+    }));
+    eprintln!("{log}");
+    for res in Resolution::ALL {
+        // GDAL's values ([time, band, y, x], uint16 little-endian) are intake's, every one
+        // (whose every value is the formula's: the first test here); those of the first scene
+        // and of the last, a partial swath, are checked against the formula here too.
+        let gdal = std::fs::read(out.join(format!("{}.u16", res.name()))).unwrap();
+        let (shape, stored) = read_data(&sharded_store(), res);
+        let want: Vec<u8> = stored.iter().flat_map(|v| v.to_le_bytes()).collect();
+        if gdal != want {
+            let i = (0..want.len().min(gdal.len()))
+                .find(|i| gdal[*i] != want[*i])
+                .unwrap_or(0);
+            panic!(
+                "{res}: GDAL's {} bytes differ from the store's {} first at byte {i}",
+                gdal.len(),
+                want.len()
+            );
+        }
+        assert_formula(f, res, &shape, &stored, |t| t == 0 || t == SCENES - 1);
+    }
+    assert_eq!(stat(&m.stats(), "/fs/materializations"), 0);
+    assert!(m.terminate().success());
+    assert!(
+        data_files(&store) == shards,
+        "the store's shards are unchanged"
+    );
+}
+
+#[test]
+fn the_chunked_view_of_an_empty_store_computes_shards_on_demand_for_gdal_3_12() {
+    let f = fixture();
+    let work = work_dir("sharded-view-cold");
+    let store = work.join("store");
+    let m = Mounted::start(
+        &work,
+        &store,
+        &f.archive,
+        &["--layout", "sharded", "--view", "chunked"],
+    );
+    // A 10 m window across inner chunks of shard (0, 0), and the whole 60 m array (one shard):
+    // every value GDAL reads equals the formula.
+    let log = check_view_with_gdal(serde_json::json!({
+        "view": m.path(&format!("35VLH/{YEAR}")),
+        "windows": {"10m": [200, 330, 250, 400], "60m": [0, 183, 0, 183]},
+        "readers": ["tensorstore"],
+    }));
+    eprintln!("{log}");
+    // The shards under them were computed (both 10 m time chunks), once each, and the view's
+    // chunks are their inner chunks: intake's, byte for byte.
+    let computed = [
+        "10m/data/c/0/0/0/0",
+        "10m/data/c/1/0/0/0",
+        "60m/data/c/0/0/0/0",
+    ];
+    assert_eq!(stat(&m.stats(), "/fs/materializations"), 3);
+    let intaken = data_files(&sharded_store());
+    let shards: BTreeMap<String, Vec<u8>> = computed
+        .iter()
+        .map(|k| (k.to_string(), intaken[*k].clone()))
+        .collect();
+    assert_view_serves(&m, &shards);
+    assert_eq!(stat(&m.stats(), "/fs/materializations"), 3);
+    // Written back as shards of the store's layout: intake's.
+    assert!(m.terminate().success());
+    assert!(
+        data_files(&store) == shards,
+        "written back: intake's shards"
+    );
+
+    // Sentinel-1 mounts have no chunked view: refused, naming the option.
+    let out = Command::new(bin())
+        .arg("mount")
+        .arg(work.join("mnt"))
+        .args([
+            "--collection=sentinel-1-sig0",
+            "--tiles=E048N015T3",
+            "--years=2024",
+        ])
+        .args(["--source=file:/nonexistent", "--view=chunked"])
+        .arg(format!("--store={}", work.join("s1-store").display()))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("--view chunked: sentinel-1-sig0 mounts serve their shards as stored"),
+        "{err}"
+    );
 }

@@ -244,6 +244,12 @@ pub struct MountArgs {
     /// shapes (10 m pixels). An existing store keeps its layout (default: the store's)
     #[arg(long)]
     pub layout: Option<String>,
+    /// How the mount presents sharded arrays: native (as stored, sharding_indexed) or chunked
+    /// (each array as a plain chunked array whose chunks are the shards' inner chunks, byte for
+    /// byte: for readers without sharding, such as GDAL 3.12 and the rasterio wheels that ship
+    /// it). The store is unchanged either way. sentinel-2-l1c and -l2a only
+    #[arg(long, default_value = "native")]
+    pub view: crate::collection::View,
 }
 
 impl MountArgs {
@@ -276,6 +282,7 @@ impl MountArgs {
             refresh: self.refresh.unwrap_or_default(),
             writeback: self.writeback_limits(),
             layout: self.layout.clone(),
+            view: self.view,
         })
     }
 

@@ -85,6 +85,42 @@ pub struct MountRequest {
     pub writeback: Limits,
     /// `--layout`, for a new store (`None`: the collection's default; a store keeps its own).
     pub layout: Option<String>,
+    /// `--view`: how the mount presents the store's arrays.
+    pub view: View,
+}
+
+/// How a mount presents its arrays (`--view`). Whatever the view, the store and everything the
+/// mount computes and writes back are the store's own layout: a view changes only what readers
+/// of the mount see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum View {
+    /// As stored: a sharded array is served as its `sharding_indexed` metadata and shard objects.
+    #[default]
+    Native,
+    /// Every sharded array as a plain chunked array whose chunks are the shards' inner chunks,
+    /// byte for byte (the inner chunk grid and codecs; a chunk file is an inner chunk's byte
+    /// range in its shard), for readers that do not know sharding (GDAL before 3.13).
+    Chunked,
+}
+
+impl std::fmt::Display for View {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            View::Native => "native",
+            View::Chunked => "chunked",
+        })
+    }
+}
+
+impl std::str::FromStr for View {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "native" => Ok(View::Native),
+            "chunked" => Ok(View::Chunked),
+            _ => Err(format!("unknown view {s:?} (native, chunked)")),
+        }
+    }
 }
 
 /// What `datacube intake` asks of a collection.

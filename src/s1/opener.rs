@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::{bail, Result};
 
 use crate::collection::{
-    check_store, InfoRow, IntakeOutcome, IntakeRequest, MountRequest, Opener, YearIntake,
+    check_store, InfoRow, IntakeOutcome, IntakeRequest, MountRequest, Opener, View, YearIntake,
 };
 use crate::fs::CubeView;
 use crate::intake::Regions;
@@ -24,6 +24,15 @@ pub struct Sentinel1Sig0;
 fn no_layout(layout: &Option<String>) -> Result<()> {
     if let Some(l) = layout {
         bail!("--layout {l}: {NAME} stores have one layout (shards of [30, 2500, 2500]); --layout is for sentinel-2-l1c");
+    }
+    Ok(())
+}
+
+/// `--view chunked` presents Sentinel-2's sharded arrays as chunked; a Sentinel-1 mount serves
+/// its shards as stored.
+fn no_view(view: View) -> Result<()> {
+    if view != View::Native {
+        bail!("--view {view}: {NAME} mounts serve their shards as stored (--view native); the chunked view is for sentinel-2-l1c and sentinel-2-l2a");
     }
     Ok(())
 }
@@ -67,6 +76,7 @@ impl Opener for Sentinel1Sig0 {
 
     fn open_cube(&self, req: &MountRequest, store: Arc<dyn Store>) -> Result<Arc<dyn CubeView>> {
         no_layout(&req.layout)?;
+        no_view(req.view)?;
         let cfg = S1Config {
             tiles: equi7_tiles(&req.tiles.join(","))?,
             years: req.years.clone(),

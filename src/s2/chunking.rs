@@ -19,6 +19,7 @@ use std::str::FromStr;
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
+use crate::collection::View;
 use crate::s2::array::PixelArray;
 use crate::s2::bands::Resolution;
 use crate::s2::product::ProductLevel;
@@ -144,6 +145,41 @@ impl Chunking {
         (grid, codecs)
     }
 
+    /// A pixel array's `chunk_grid` and `codecs` as a mount with `view` presents them: the
+    /// store's own, or, for a sharded array seen through the chunked view, the inner chunk
+    /// grid and the inner chunks' codecs (so a chunk of the view is an inner chunk, byte for
+    /// byte).
+    pub fn presented_codecs(
+        self,
+        array: PixelArray,
+        level: ProductLevel,
+        view: View,
+    ) -> (Value, Value) {
+        match (view, self.inner_planes(array, level)) {
+            (View::Chunked, Some(inner)) => (
+                json!({"name": "regular", "configuration": {"chunk_shape": array_shape(array, inner)}}),
+                pixel_codecs(array.value_bytes()),
+            ),
+            _ => self.array_codecs(array, level),
+        }
+    }
+
+    /// Inner chunks per shard side (1 when not sharded): a chunk `(y, x)` of the chunked view
+    /// is inner chunk `(y % n, x % n)` of shard `(y / n, x / n)`.
+    pub fn inner_per_side(self, res: Resolution) -> u64 {
+        self.inner_space(res).map_or(1, |i| self.space(res) / i)
+    }
+
+    /// The view a mount asking for `view` serves: a chunked store has nothing to present
+    /// otherwise, so its chunked view is its native one.
+    pub fn effective_view(self, view: View) -> View {
+        if self.is_sharded() {
+            view
+        } else {
+            View::Native
+        }
+    }
+
     /// What the root group records (`None` for `chunked`, which records nothing, as before).
     pub fn to_json(self) -> Option<Value> {
         match self {
@@ -158,6 +194,13 @@ impl Chunking {
 
     /// The layout a root group's `attributes.datacube` records.
     pub fn from_root(datacube: &Value) -> Result<Self> {
+        // A mount's chunked view says so in its root group: a copy of it is not a store (its
+        // chunk files are inner chunks, under keys that name shards in the store's layout).
+        if let Some(view) = datacube.get("view") {
+            anyhow::bail!(
+                "store root zarr.json records the view {view} of a mount (--view): a copy of a mount's view is not a store"
+            );
+        }
         let Some(l) = datacube.get("layout") else {
             return Ok(Chunking::Chunked);
         };
@@ -288,6 +331,37 @@ mod tests {
             Chunking::Chunked.object_shape(Resolution::R20),
             Resolution::R20.chunk_shape()
         );
+        // The chunked view: a sharded array presented by its inner chunks, with their codecs;
+        // a chunked one as it is.
+        use crate::s2::product::ProductLevel::{L1C, L2A};
+        let data = PixelArray::data(Resolution::R10);
+        let (grid, codecs) = c.presented_codecs(data, L1C, View::Chunked);
+        assert_eq!(
+            grid["configuration"]["chunk_shape"],
+            json!([20, 4, 128, 128])
+        );
+        assert_eq!(codecs, pixel_codecs(2));
+        let (grid, codecs) =
+            c.presented_codecs(PixelArray::scl(Resolution::R20), L2A, View::Chunked);
+        assert_eq!(grid["configuration"]["chunk_shape"], json!([40, 64, 64]));
+        assert_eq!(codecs, pixel_codecs(1));
+        assert_eq!(
+            c.presented_codecs(data, L1C, View::Native),
+            c.array_codecs(data, L1C)
+        );
+        assert_eq!(
+            Chunking::Chunked.presented_codecs(data, L1C, View::Chunked),
+            Chunking::Chunked.array_codecs(data, L1C)
+        );
+        assert_eq!(
+            Chunking::Chunked.effective_view(View::Chunked),
+            View::Native
+        );
+        assert_eq!(c.inner_per_side(Resolution::R20), 8);
+        // A copy of a mount's view is not a store.
+        let e =
+            Chunking::from_root(&json!({"layout": c.to_json(), "view": "chunked"})).unwrap_err();
+        assert!(e.to_string().contains("not a store"), "{e}");
         for bad in [
             "sharded:1000/128",
             "sharded:1024/96",

@@ -21,6 +21,7 @@ use zarrs::array::Array;
 use zarrs::storage::store::MemoryStore;
 use zarrs::storage::{ReadableStorageTraits, StoreKey};
 
+use crate::collection::View;
 use crate::s2::array::PixelArray;
 use crate::s2::bands::Resolution;
 use crate::s2::catalog::Catalog;
@@ -100,11 +101,23 @@ pub struct YearLayout {
 }
 
 impl YearLayout {
+    /// The documents a store of layout `chunking` holds.
     pub fn build(catalog: &Catalog, chunking: Chunking) -> Result<Self> {
+        Self::build_as(catalog, chunking, View::Native)
+    }
+
+    /// The documents a mount of a store of layout `chunking` serves through `view`: the store's
+    /// own (native), or with every sharded pixel array presented as chunked by its inner chunks
+    /// (`Chunking::presented_codecs`), the consolidated metadata too, and the root group saying
+    /// which view it is. Never written to a store.
+    pub fn build_as(catalog: &Catalog, chunking: Chunking, view: View) -> Result<Self> {
         let level = catalog.level();
         let wkt = crs_wkt(catalog.epsg)?;
         let mut files = BTreeMap::new();
-        files.insert("zarr.json".into(), root_group_file(chunking, level));
+        files.insert(
+            "zarr.json".into(),
+            root_group_view_file(chunking, level, view),
+        );
         files.insert(
             format!("{}/zarr.json", catalog.tile),
             tile_group_file(&catalog.tile, catalog.epsg),
@@ -124,11 +137,14 @@ impl YearLayout {
         for res in Resolution::ALL {
             let geom = DataGeometry::new(catalog, PixelArray::data(res), chunking)?;
             let prefix = format!("{}/{}/{}", catalog.tile, catalog.year, res.name());
-            let mut arrays = res_arrays(catalog, &geom, chunking, &wkt)?;
+            let mut arrays = res_arrays(catalog, &geom, chunking, view, &wkt)?;
             let scl = PixelArray::scl(res);
             if PixelArray::of_level(level).contains(&scl) {
                 let geom = DataGeometry::new(catalog, scl, chunking)?;
-                arrays.insert(scl.name().into(), scl_array(catalog, &geom, chunking, &wkt));
+                arrays.insert(
+                    scl.name().into(),
+                    scl_array(catalog, &geom, chunking, view, &wkt),
+                );
                 array_metadata[scl.index()] = Some(arrays[scl.name()].0.clone());
             }
             let mut consolidated = Map::new();
@@ -196,7 +212,17 @@ pub fn metadata_files(chunking: Chunking) -> crate::generation::MetadataFiles<Ca
 /// The root group's `zarr.json` (independent of any catalog), recording the store's
 /// collection and layout.
 pub fn root_group_file(chunking: Chunking, level: ProductLevel) -> Vec<u8> {
-    json_file(&root_group(chunking, level))
+    root_group_view_file(chunking, level, View::Native)
+}
+
+/// The root group's `zarr.json` as a mount serves it through `view`: the store's, and for the
+/// chunked view of a sharded store `attributes.datacube.view = "chunked"` as well.
+pub fn root_group_view_file(chunking: Chunking, level: ProductLevel, view: View) -> Vec<u8> {
+    let mut root = root_group(chunking, level);
+    if chunking.effective_view(view) != View::Native {
+        root["attributes"]["datacube"]["view"] = json!(view.to_string());
+    }
+    json_file(&root)
 }
 
 /// A tile group's `zarr.json` (needs only the tile's projection, not a catalog).
@@ -303,9 +329,15 @@ pub const SCL_CLASSES: [&str; 12] = [
 ];
 
 /// L2A's `scl` array of a group: uint8 `(time, y, x)` on the group's grid, cut as its `data`.
-fn scl_array(catalog: &Catalog, geom: &DataGeometry, chunking: Chunking, wkt: &str) -> ArrayDoc {
+fn scl_array(
+    catalog: &Catalog,
+    geom: &DataGeometry,
+    chunking: Chunking,
+    view: View,
+    wkt: &str,
+) -> ArrayDoc {
     let array = geom.array;
-    let (chunk_grid, codecs) = chunking.array_codecs(array, ProductLevel::L2A);
+    let (chunk_grid, codecs) = chunking.presented_codecs(array, ProductLevel::L2A, view);
     let description = if array.res == crate::s2::product::SCL_RESOLUTION {
         "the product's SCL band (SCL_20m), unchanged".to_string()
     } else {
@@ -342,6 +374,7 @@ fn res_arrays(
     catalog: &Catalog,
     geom: &DataGeometry,
     chunking: Chunking,
+    view: View,
     wkt: &str,
 ) -> Result<BTreeMap<String, ArrayDoc>> {
     let res = geom.res;
@@ -351,7 +384,7 @@ fn res_arrays(
     let nb = geom.bands;
     let g = geom.grid;
     let mut out = BTreeMap::new();
-    let (chunk_grid, codecs) = chunking.array_codecs(geom.array, level);
+    let (chunk_grid, codecs) = chunking.presented_codecs(geom.array, level, view);
     let reflectance = format!("(data + {}) / quantification_value", facts.offset_var);
     let mut data_meta = json!({
         "zarr_format": 3,

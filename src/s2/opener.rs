@@ -78,7 +78,7 @@ impl Opener for Sentinel2 {
             refresh: req.refresh,
             writeback: req.writeback,
         };
-        Ok(Cube::new(cfg, store, source)?)
+        Ok(Cube::with_view(cfg, req.view, store, source)?)
     }
 
     fn intake<'a>(

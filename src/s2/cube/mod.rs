@@ -14,6 +14,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use serde_json::json;
 
+use crate::collection::View;
 pub use crate::fs::attr::{Attr, CubeStats, FsError, Kind};
 use crate::fs::content::Content;
 use crate::fs::pool::WorkPool;
@@ -89,12 +90,28 @@ pub struct Cube {
     source: Arc<dyn BandSource>,
     started: chrono::DateTime<chrono::Utc>,
     chunking: crate::s2::chunking::Chunking,
+    /// What the mount presents (`Native` for a chunked store).
+    view: View,
     pub stats: CubeStats,
 }
 
 impl Cube {
+    /// The cube presenting the store's arrays as stored (`View::Native`).
     pub fn new(
         cfg: CubeConfig,
+        store: Arc<dyn Store>,
+        source: Arc<dyn BandSource>,
+    ) -> Result<Arc<Self>> {
+        Self::with_view(cfg, View::Native, store, source)
+    }
+
+    /// The cube presenting the store's arrays through `view` (`--view`): `Chunked` serves a
+    /// sharded store's arrays as chunked by their inner chunks (a chunked store is served as
+    /// it is either way). The store, the objects computed and written back and the records are
+    /// the store's layout's whatever the view.
+    pub fn with_view(
+        cfg: CubeConfig,
+        view: View,
         store: Arc<dyn Store>,
         source: Arc<dyn BandSource>,
     ) -> Result<Arc<Self>> {
@@ -118,15 +135,30 @@ impl Cube {
             tracker.clone(),
             records.clone(),
         );
+        if chunking.effective_view(view) != view {
+            tracing::info!("the store is {chunking}: --view {view} serves it as it is");
+        }
+        let view = chunking.effective_view(view);
+        if view != View::Native {
+            tracing::info!("serving the {view} view of the {chunking} layout");
+        }
         Ok(Arc::new(Cube {
-            tree: Tree::new(cfg.tiles.clone(), cfg.years.clone(), chunking, level)?,
-            years: Years::new(store.clone(), source.clone(), tracker, chunking, records),
+            tree: Tree::new(cfg.tiles.clone(), cfg.years.clone(), chunking, view, level)?,
+            years: Years::new(
+                store.clone(),
+                source.clone(),
+                tracker,
+                chunking,
+                view,
+                records,
+            ),
             chunks: Arc::new(chunks),
             year_pool: WorkPool::new("resolve-year", 2),
             store_name: store.describe(),
             source,
             started: chrono::Utc::now(),
             chunking,
+            view,
             stats: CubeStats::default(),
             cfg,
         }))
@@ -159,6 +191,9 @@ impl Cube {
             Ok(Resolved::File(a, _)) => done(Ok(a)),
             Ok(Resolved::Stats) => done(Ok(self.stats_attr(&self.stats_json()))),
             Ok(Resolved::Chunk(ys, key)) => self.chunks.attr(ys, key, Box::new(done)),
+            Ok(Resolved::Inner(ys, shard, pos)) => {
+                self.chunks.inner_attr(ys, shard, pos, Box::new(done))
+            }
         }
     }
 
@@ -169,6 +204,7 @@ impl Cube {
             Resolved::File(a, _) => Ok(a),
             Resolved::Stats => Ok(self.stats_attr(&self.stats_json())),
             Resolved::Chunk(ys, key) => self.chunks.known_attr(&ys, &key),
+            Resolved::Inner(ys, shard, pos) => self.chunks.known_inner_attr(&ys, &shard, pos),
         }
     }
 
@@ -185,13 +221,19 @@ impl Cube {
             Ok(Resolved::File(_, b)) => done(Ok(b.into())),
             Ok(Resolved::Stats) => done(Ok(Content::Bytes(self.stats_json().into()))),
             Ok(Resolved::Chunk(ys, key)) => self.chunks.content(ys, key, Box::new(done)),
+            Ok(Resolved::Inner(ys, shard, pos)) => {
+                self.chunks.inner_content(ys, shard, pos, Box::new(done))
+            }
         }
     }
 
     /// Children of the directory at `path`: (name, kind), without `.`/`..`. Never starts
-    /// chunk work: chunk directories list only chunks already computed.
+    /// chunk work: chunk directories list only chunks already computed (in the chunked view,
+    /// the inner chunks of computed shards whose index the mount holds).
     pub fn list(&self, path: &str) -> std::result::Result<Vec<(String, Kind)>, FsError> {
-        self.tree.list(&self.years, path)
+        self.tree.list(&self.years, path, &|ys, array, idx| {
+            self.chunks.known_index(ys, array, idx)
+        })
     }
 
     fn resolve(&self, path: &str) -> std::result::Result<Resolved, FsError> {
@@ -224,6 +266,8 @@ impl Cube {
             // What `fs.materializations` and the chunk files count: chunks, or shards.
             "layout": self.chunking.to_string(),
             "object": if self.chunking.inner_space(Resolution::R10).is_some() { "shard" } else { "chunk" },
+            // What readers of the mount see: the store's objects, or the chunked view's chunks.
+            "view": self.view.to_string(),
             "years": [self.cfg.years.first(), self.cfg.years.last()],
         });
         if let serde_json::Value::Object(m) = &mut doc {

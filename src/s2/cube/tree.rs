@@ -1,12 +1,17 @@
 //! The generated tree: what a path of the mount is, and what a directory lists. Group and array
 //! metadata and coordinate files come from the tile-year's layout; chunk directories list only the
-//! chunks known to be computed, so listing never starts work.
+//! chunks known to be computed, so listing never starts work. In the chunked view of a sharded
+//! store (`--view chunked`) the documents are the view's and a chunk path names an inner chunk:
+//! `c/T/0/Y/X` is inner chunk `(Y % n, X % n)` of shard `c/T/0/(Y / n)/(X / n)`, `n` inner
+//! chunks per shard side; its directories list the inner chunks of computed shards whose index
+//! the mount holds.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::year::{YearState, Years};
+use super::year::{ShardIndex, YearState, Years};
 use crate::cache::Bytes;
+use crate::collection::View;
 use crate::fs::attr::{Attr, FsError, Kind};
 use crate::fs::node::{classify, static_children, Node, STATS_DIR};
 use crate::key::{canonical_u64, ChunkIndex, ChunkKey, TileYear};
@@ -22,7 +27,14 @@ pub enum Resolved {
     /// The live statistics file (its content is made by the caller, per request).
     Stats,
     Chunk(Arc<YearState>, ChunkKey),
+    /// A chunk of the chunked view: inner chunk `pos` (C order over the shard's inner grid) of
+    /// the shard `ChunkKey`.
+    Inner(Arc<YearState>, ChunkKey, usize),
 }
+
+/// What a listing may know of a shard's index without reading it: the resolver's in-memory
+/// indexes (`ChunkResolver::known_index`).
+pub type IndexOf<'a> = &'a dyn Fn(&YearState, PixelArray, ChunkIndex) -> Option<ShardIndex>;
 
 pub struct Tree {
     tiles: Vec<String>,
@@ -31,11 +43,23 @@ pub struct Tree {
     tile_meta: HashMap<String, Bytes>,
 }
 
+/// Splits a chunk of the chunked view into its shard and its position in it (C order over the
+/// shard's `per` × `per` inner grid).
+pub fn inner_of(idx: ChunkIndex, per: u64) -> (ChunkIndex, usize) {
+    let shard = ChunkIndex {
+        t: idx.t,
+        y: idx.y / per,
+        x: idx.x / per,
+    };
+    (shard, ((idx.y % per) * per + idx.x % per) as usize)
+}
+
 impl Tree {
     pub fn new(
         tiles: Vec<String>,
         years: Vec<i32>,
         chunking: crate::s2::chunking::Chunking,
+        view: View,
         level: ProductLevel,
     ) -> anyhow::Result<Self> {
         let mut tile_meta = HashMap::new();
@@ -47,7 +71,7 @@ impl Tree {
             );
         }
         Ok(Tree {
-            root_meta: crate::s2::layout::root_group_file(chunking, level).into(),
+            root_meta: crate::s2::layout::root_group_view_file(chunking, level, view).into(),
             tile_meta,
             tiles,
             years,
@@ -76,13 +100,18 @@ impl Tree {
             Node::StatsFile => Resolved::Stats,
             Node::InYear { tile, year, rest } => {
                 let (ys, node) = in_year(years, path, tile, year, rest)?;
-                let files = &ys.ctx.layout.files;
                 match node {
                     YearNode::StaticFile => {
-                        let b: Bytes = files[path].as_slice().into();
+                        let b: Bytes = ys.files()[path].as_slice().into();
                         file(&b)
                     }
                     YearNode::StaticDir | YearNode::ChunkDir => Resolved::Dir,
+                    YearNode::Chunk(array, idx) if ys.is_chunked_view() => {
+                        let per = ys.ctx.chunking.inner_per_side(array.res);
+                        let (shard, pos) = inner_of(idx, per);
+                        let key = ys.tile_year().array_chunk(array, shard);
+                        Resolved::Inner(ys, key, pos)
+                    }
                     YearNode::Chunk(array, idx) => {
                         let key = ys.tile_year().array_chunk(array, idx);
                         Resolved::Chunk(ys, key)
@@ -92,8 +121,15 @@ impl Tree {
         })
     }
 
-    /// Children of the directory at `path`: (name, kind), without `.`/`..`.
-    pub fn list(&self, years: &Years, path: &str) -> Result<Vec<(String, Kind)>, FsError> {
+    /// Children of the directory at `path`: (name, kind), without `.`/`..`. In the chunked
+    /// view, a chunk directory lists the inner chunks of the shards whose index `index_of`
+    /// holds.
+    pub fn list(
+        &self,
+        years: &Years,
+        path: &str,
+        index_of: IndexOf,
+    ) -> Result<Vec<(String, Kind)>, FsError> {
         let node = classify(path, &self.tiles, &self.years).ok_or(FsError::NotFound)?;
         let dir = |n: &str| (n.to_string(), Kind::Dir);
         let file = |n: &str| (n.to_string(), Kind::File);
@@ -111,17 +147,24 @@ impl Tree {
             }
             Node::Year(tile, year) => match years.get(&TileYear::new(tile, year))? {
                 None => vec![],
-                Some(ys) => to_kinds(static_children(path, &ys.ctx.layout.files)),
+                Some(ys) => to_kinds(static_children(path, ys.files())),
             },
             Node::InYear { tile, year, rest } => {
                 let (ys, node) = in_year(years, path, tile, year, rest)?;
-                let files = &ys.ctx.layout.files;
+                let children = |array: PixelArray, rel: &str| {
+                    if ys.is_chunked_view() {
+                        let per = ys.ctx.chunking.inner_per_side(array.res);
+                        ys.inner_chunk_children(array, rel, per, &|s| index_of(&ys, array, s))
+                    } else {
+                        ys.chunk_children(array, rel)
+                    }
+                };
                 match node {
                     YearNode::StaticFile | YearNode::Chunk(..) => return Err(FsError::NotDir),
                     YearNode::StaticDir => {
-                        let mut v = to_kinds(static_children(path, files));
+                        let mut v = to_kinds(static_children(path, ys.files()));
                         if let Some(array) = PixelArray::from_path(rest) {
-                            if ys.chunk_children(array, "c").is_some_and(|c| !c.is_empty()) {
+                            if children(array, "c").is_some_and(|c| !c.is_empty()) {
                                 v.push(dir("c"));
                             }
                         }
@@ -129,7 +172,7 @@ impl Tree {
                     }
                     YearNode::ChunkDir => {
                         let (array, rel) = chunk_dir_rel(rest).ok_or(FsError::NotFound)?;
-                        ys.chunk_children(array, rel).ok_or(FsError::NotFound)?
+                        children(array, rel).ok_or(FsError::NotFound)?
                     }
                 }
             }
@@ -151,10 +194,19 @@ fn in_year(
     let ys = years
         .get(&TileYear::new(tile, year))?
         .ok_or(FsError::NotFound)?;
-    let node = classify_in_year(path, rest, &ys.ctx.layout.files, |a| {
-        ys.ctx
-            .has_array(a)
-            .then(|| ys.ctx.geometry(a).chunk_counts())
+    let node = classify_in_year(path, rest, ys.files(), |a| {
+        ys.ctx.has_array(a).then(|| {
+            let g = ys.ctx.geometry(a);
+            match ys.ctx.chunking.inner_space(a.res) {
+                // The chunked view's grid: inner chunks.
+                Some(inner) if ys.is_chunked_view() => [
+                    g.chunk_counts()[0],
+                    g.grid.nrows.div_ceil(inner),
+                    g.grid.ncols.div_ceil(inner),
+                ],
+                _ => g.chunk_counts(),
+            }
+        })
     })
     .ok_or(FsError::NotFound)?;
     Ok((ys, node))
@@ -240,6 +292,13 @@ mod tests {
 
     use crate::fs::node::tests::files;
     use crate::s2::bands::Resolution::R10;
+
+    #[test]
+    fn a_chunk_of_the_chunked_view_is_an_inner_chunk_of_its_shard() {
+        let idx = |t, y, x| ChunkIndex { t, y, x };
+        assert_eq!(inner_of(idx(1, 9, 17), 8), (idx(1, 1, 2), 9));
+        assert_eq!(inner_of(idx(0, 7, 7), 8), (idx(0, 0, 0), 63));
+    }
 
     #[test]
     fn classifies_below_a_year() {

@@ -9,12 +9,14 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::Result;
 
+use crate::collection::View;
 use crate::fs::attr::{FsError, Kind};
 use crate::generation::Tracker;
 use crate::s2::array::PixelArray;
 use crate::s2::catalog::Catalog;
 use crate::s2::chunk::YearContext;
 use crate::s2::chunking::Chunking;
+use crate::s2::layout::YearLayout;
 
 type Generation = crate::generation::Generation<Catalog>;
 use crate::key::{ChunkIndex, TileYear};
@@ -26,6 +28,8 @@ use crate::store::{ChunkEntry, ChunkRecord, RecordWriter, Store};
 pub struct YearState {
     pub ctx: YearContext,
     pub generation: Arc<Generation>,
+    /// The documents of the chunked view (`None`: the mount serves the store's, `ctx.layout`).
+    view_files: Option<BTreeMap<String, Vec<u8>>>,
     /// Per pixel array (`PixelArray::index`), per time chunk: `Catalog::fingerprint`.
     fingerprints: [Vec<String>; 5],
     /// Per pixel array: every chunk known to be computed under this generation (valid entries
@@ -37,8 +41,17 @@ pub struct YearState {
 type Known = [BTreeMap<ChunkIndex, ChunkEntry>; 5];
 
 impl YearState {
-    fn new(generation: Arc<Generation>, chunking: Chunking, known: Known) -> Result<Self> {
+    fn new(
+        generation: Arc<Generation>,
+        chunking: Chunking,
+        view: View,
+        known: Known,
+    ) -> Result<Self> {
         let ctx = YearContext::new(Arc::new(generation.catalog.clone()), chunking)?;
+        let view_files = match chunking.effective_view(view) {
+            View::Native => None,
+            view => Some(YearLayout::build_as(&generation.catalog, chunking, view)?.files),
+        };
         let fingerprints = PixelArray::ALL.map(|a| {
             (0..generation.catalog.time_chunks(a.res))
                 .map(|t| generation.catalog.fingerprint(a.res, t))
@@ -47,9 +60,21 @@ impl YearState {
         Ok(YearState {
             ctx,
             generation,
+            view_files,
             fingerprints,
             known: known.map(Mutex::new),
         })
+    }
+
+    /// The metadata and coordinate files the mount serves for this tile-year (the store's, or
+    /// the chunked view's: the same paths).
+    pub fn files(&self) -> &BTreeMap<String, Vec<u8>> {
+        self.view_files.as_ref().unwrap_or(&self.ctx.layout.files)
+    }
+
+    /// Whether the mount serves the chunked view of this tile-year's sharded arrays.
+    pub fn is_chunked_view(&self) -> bool {
+        self.view_files.is_some()
     }
 
     pub fn tile_year(&self) -> TileYear {
@@ -77,41 +102,88 @@ impl YearState {
     /// `c`, `c/T`, `c/T/Y` of `scl`) that lead to computed chunks (all-fill chunks have no
     /// file), with their kinds.
     pub fn chunk_children(&self, array: PixelArray, rel: &str) -> Option<Vec<(String, Kind)>> {
-        // `scl` has no band level: read its `c/T/Y` as `data`'s `c/T/0/Y`.
-        let mut parts: Vec<&str> = rel.split('/').collect();
-        if !array.has_bands() && parts.len() >= 2 {
-            parts.insert(2, "0");
-        }
-        let num = |i: usize| crate::key::canonical_u64(parts[i]);
         let known = self.known[array.index()].lock().unwrap();
         let data = known
             .iter()
             .filter(|(_, e)| matches!(e, ChunkEntry::Data { .. }))
             .map(|(i, _)| *i);
-        let names: BTreeSet<u64> = match parts.as_slice() {
-            ["c"] => data.map(|i| i.t).collect(),
-            ["c", _] if array.has_bands() => {
-                let t = num(1)?;
-                data.filter(|i| i.t == t).map(|_| 0).collect()
-            }
-            ["c", _, "0"] => {
-                let t = num(1)?;
-                data.filter(|i| i.t == t).map(|i| i.y).collect()
-            }
-            ["c", _, "0", _] => {
-                let (t, y) = (num(1)?, num(3)?);
-                data.filter(|i| i.t == t && i.y == y).map(|i| i.x).collect()
-            }
-            _ => return None,
-        };
-        // c/T/0/Y (c/T/Y) holds chunk files; every level above holds directories.
-        let kind = if parts.len() == 4 {
-            Kind::File
-        } else {
-            Kind::Dir
-        };
-        Some(names.into_iter().map(|n| (n.to_string(), kind)).collect())
+        chunk_dir_children(array, rel, data)
     }
+
+    /// `chunk_children` in the chunked view: names below `rel` that lead to inner chunks of
+    /// computed shards whose index `index_of` knows (it answers from memory only, so listing
+    /// never reads the store); an absent inner chunk (all fill) has no file. `per`: inner
+    /// chunks per shard side.
+    pub fn inner_chunk_children(
+        &self,
+        array: PixelArray,
+        rel: &str,
+        per: u64,
+        index_of: &dyn Fn(ChunkIndex) -> Option<ShardIndex>,
+    ) -> Option<Vec<(String, Kind)>> {
+        let shards: Vec<ChunkIndex> = {
+            let known = self.known[array.index()].lock().unwrap();
+            known
+                .iter()
+                .filter(|(_, e)| matches!(e, ChunkEntry::Data { .. }))
+                .map(|(i, _)| *i)
+                .collect()
+        };
+        let inner = shards.into_iter().flat_map(|s| {
+            let ranges = index_of(s).unwrap_or_default();
+            (0..ranges.len() as u64)
+                .filter(move |k| ranges[*k as usize].is_some())
+                .map(move |k| ChunkIndex {
+                    t: s.t,
+                    y: s.y * per + k / per,
+                    x: s.x * per + k % per,
+                })
+        });
+        chunk_dir_children(array, rel, inner)
+    }
+}
+
+/// The byte ranges of a shard's inner chunks, in C order (`None`: absent).
+pub type ShardIndex = Arc<[Option<std::ops::Range<u64>>]>;
+
+/// Names directly below the chunk directory `rel` of `array` that lead to the chunks `chunks`.
+fn chunk_dir_children(
+    array: PixelArray,
+    rel: &str,
+    chunks: impl Iterator<Item = ChunkIndex>,
+) -> Option<Vec<(String, Kind)>> {
+    // `scl` has no band level: read its `c/T/Y` as `data`'s `c/T/0/Y`.
+    let mut parts: Vec<&str> = rel.split('/').collect();
+    if !array.has_bands() && parts.len() >= 2 {
+        parts.insert(2, "0");
+    }
+    let num = |i: usize| crate::key::canonical_u64(parts[i]);
+    let names: BTreeSet<u64> = match parts.as_slice() {
+        ["c"] => chunks.map(|i| i.t).collect(),
+        ["c", _] if array.has_bands() => {
+            let t = num(1)?;
+            chunks.filter(|i| i.t == t).map(|_| 0).collect()
+        }
+        ["c", _, "0"] => {
+            let t = num(1)?;
+            chunks.filter(|i| i.t == t).map(|i| i.y).collect()
+        }
+        ["c", _, "0", _] => {
+            let (t, y) = (num(1)?, num(3)?);
+            chunks
+                .filter(|i| i.t == t && i.y == y)
+                .map(|i| i.x)
+                .collect()
+        }
+        _ => return None,
+    };
+    // c/T/0/Y (c/T/Y) holds chunk files; every level above holds directories.
+    let kind = if parts.len() == 4 {
+        Kind::File
+    } else {
+        Kind::Dir
+    };
+    Some(names.into_iter().map(|n| (n.to_string(), kind)).collect())
 }
 
 crate::counters! {
@@ -146,7 +218,7 @@ impl Change {
     pub fn paths(&self) -> Vec<String> {
         let c = self;
         let mut out = Vec::new();
-        let (old, new) = (&c.old.ctx.layout.files, &c.new.ctx.layout.files);
+        let (old, new) = (c.old.files(), c.new.files());
         for (k, v) in new {
             if old.get(k) != Some(v) {
                 out.push(k.clone());
@@ -174,6 +246,8 @@ pub struct Years {
     pub tracker: Arc<Tracker<Catalog>>,
     /// The store's layout.
     pub chunking: Chunking,
+    /// What the mount presents (`Native` for a chunked store, whatever was asked).
+    pub view: View,
     records: Arc<RecordWriter>,
     slots: Mutex<HashMap<TileYear, YearSlot>>,
     /// The state of each resolved year (absent: not resolved, or no scenes).
@@ -187,6 +261,7 @@ impl Years {
         source: Arc<dyn BandSource>,
         tracker: Arc<Tracker<Catalog>>,
         chunking: Chunking,
+        view: View,
         records: Arc<RecordWriter>,
     ) -> Self {
         Years {
@@ -194,6 +269,7 @@ impl Years {
             source,
             tracker,
             chunking,
+            view: chunking.effective_view(view),
             records,
             slots: Mutex::new(HashMap::new()),
             current: Mutex::new(HashMap::new()),
@@ -317,7 +393,12 @@ impl Years {
         };
         self.tracker.seed(generation.clone());
         let known = self.load_known(&generation)?;
-        Ok(Some(YearState::new(generation, self.chunking, known)?))
+        Ok(Some(YearState::new(
+            generation,
+            self.chunking,
+            self.view,
+            known,
+        )?))
     }
 
     /// The valid chunk records of a generation (folding in those of writers that are gone).
@@ -371,7 +452,7 @@ impl Years {
                 }
             }
         }
-        let new = Arc::new(YearState::new(g.clone(), self.chunking, known)?);
+        let new = Arc::new(YearState::new(g.clone(), self.chunking, self.view, known)?);
         {
             let mut cur = self.current.lock().unwrap();
             match cur.get(&ty) {
