@@ -69,13 +69,18 @@ enum Command {
         #[arg(long, value_parser = positive::<usize>())]
         threads: Option<usize>,
     },
-    /// The patch time-series benchmark: the same random patches (all 13 bands, all times) read by
-    /// every target; durations, bytes, files, CDSE projections; JSON, markdown and a PNG chart.
+    /// The patch time-series benchmark: the same random patches (all the level's bands, all times;
+    /// L2A: and the 10 m SCL) read by every target; durations, bytes, files, CDSE projections;
+    /// JSON, markdown and a PNG chart.
     #[command(after_help = "\
 Targets: mount-cold (fresh mount over an empty store; page cache dropped when root), mount-warm
 (mount over --store), store (zarrs on --store), safe (GDAL windows of the band JP2s: the decode
 floor), cog (GDAL windows of the COGs of `datacube convert cog`), xarray (xarray + dask open_zarr
 on --store, in the venv's Python). --store must hold the tile-year (`datacube intake`).
+
+--collection sentinel-2-l2a: a patch is the three `data` groups (12 bands) and `10m/scl`; the
+floor reads the band files' windows and the SCL file's 20 m window (repeated 2 × 2); the mounts
+run with --collection sentinel-2-l2a; cog is not available (L1C only).
 
 Example:
   datacube intake --source safe:/data/archive --store /data/cube.zarr --tile 35VLH --year 2024
@@ -85,9 +90,10 @@ Example:
     Bench {
         #[command(flatten)]
         target: Target,
-        /// sentinel-1-sig0: the S1 measurements (intake against its floor; patches through a cold
-        /// and a warm mount against the store), on --source for --tile/--year; --store, --cog,
-        /// --targets, --repeats and --patch-size do not apply
+        /// sentinel-2-l1c or sentinel-2-l2a (--store holds that collection); or sentinel-1-sig0:
+        /// the S1 measurements (intake against its floor; patches through a cold and a warm mount
+        /// against the store), on --source for --tile/--year; --store, --cog, --targets,
+        /// --repeats and --patch-size do not apply
         #[arg(long, default_value = "sentinel-2-l1c")]
         collection: datacube::registry::Collection,
         #[arg(long, value_parser = positive::<usize>(), default_value_t = 10)]
@@ -106,7 +112,10 @@ Example:
         #[arg(long, default_value = "bench-results")]
         out: PathBuf,
         /// Store directory holding the tile-year (Sentinel-2)
-        #[arg(long, required_if_eq("collection", "sentinel-2-l1c"))]
+        #[arg(
+            long,
+            required_if_eq_any([("collection", "sentinel-2-l1c"), ("collection", "sentinel-2-l2a")])
+        )]
         store: Option<PathBuf>,
         /// COG directory (target cog)
         #[arg(long)]
@@ -212,10 +221,14 @@ Example:
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Benchmark intake against the decode floor (GDAL decoding every band JP2 fully, same threads).
+    /// Benchmark intake against the decode floor (GDAL decoding every band JP2 fully, same threads;
+    /// L2A: and every SCL file).
     BenchIntake {
         #[command(flatten)]
         target: Target,
+        /// sentinel-2-l1c or sentinel-2-l2a
+        #[arg(long, default_value = "sentinel-2-l1c")]
+        collection: datacube::registry::Collection,
         /// Scratch store directory (emptied first)
         #[arg(long)]
         store: PathBuf,
@@ -257,6 +270,25 @@ fn print_report(r: &impl serde::Serialize, out: Option<PathBuf>, markdown: &str)
     }
     println!("{json}\n{markdown}");
     Ok(())
+}
+
+/// The Sentinel-2 level of a collection (for the tools that take either).
+fn s2_level(c: datacube::registry::Collection) -> Result<ProductLevel> {
+    match c {
+        datacube::registry::Collection::Sentinel2L1c => Ok(ProductLevel::L1C),
+        datacube::registry::Collection::Sentinel2L2a => Ok(ProductLevel::L2A),
+        datacube::registry::Collection::Sentinel1Sig0 => {
+            anyhow::bail!("--collection {c}: this command is for Sentinel-2 (L1C or L2A)")
+        }
+    }
+}
+
+/// Source options serving `level` (a `safe:DIR` source reads that level's products).
+fn cdse_level(level: ProductLevel) -> datacube::source::CdseOptions {
+    datacube::source::CdseOptions {
+        level,
+        ..Default::default()
+    }
 }
 
 /// The tile-year a tool works on, and where its products come from.
@@ -371,6 +403,7 @@ pub fn main() -> Result<std::process::ExitCode> {
         }
         Command::Bench {
             target: Target { source, tile, year },
+            collection,
             patches,
             patch_size,
             seed,
@@ -387,8 +420,10 @@ pub fn main() -> Result<std::process::ExitCode> {
         } => {
             args::set_threads(threads)?;
             let store = store.context("--store is required")?;
-            let src = datacube::source::open(&source, &Default::default())?;
+            let level = s2_level(collection)?;
+            let src = datacube::source::open(&source, &cdse_level(level))?;
             let opts = crate::bench::run::Options {
+                level,
                 source,
                 store: std::path::absolute(&store)?,
                 cog,
@@ -542,6 +577,7 @@ pub fn main() -> Result<std::process::ExitCode> {
         }
         Command::BenchIntake {
             target: Target { source, tile, year },
+            collection,
             store,
             threads,
             memory,
@@ -549,7 +585,7 @@ pub fn main() -> Result<std::process::ExitCode> {
             skip_floor,
         } => {
             args::set_threads(threads)?;
-            let src = datacube::source::open(&source, &Default::default())?;
+            let src = datacube::source::open(&source, &cdse_level(s2_level(collection)?))?;
             let r = crate::intake_bench::run(
                 src.as_ref(),
                 &tile,

@@ -1,8 +1,10 @@
 //! `datacube bench-intake`: intake throughput against the decode floor, measured in one run.
 //!
-//! The floor is GDAL decoding every band JP2 of the tile-year's scenes fully, one file per worker,
-//! on the same thread pool. Intake must decode the same pixels, so floor ÷ intake is the share of
-//! intake time spent on anything but decoding.
+//! The floor is GDAL decoding every band JP2 of the tile-year's scenes fully (the level's bands;
+//! L2A: and every scene's SCL file), one file per worker, on the same thread pool. Intake must
+//! decode the same pixels, so floor ÷ intake is the share of intake time spent on anything but
+//! decoding. (L2A's intake reads the SCL windows for both `20m/scl` and `10m/scl`; the floor
+//! decodes each SCL file once.)
 
 use std::path::Path;
 use std::time::Instant;
@@ -13,15 +15,22 @@ use serde::Serialize;
 
 use datacube::raster::read_direct;
 use datacube::s2::bands::Resolution;
+use datacube::s2::product::ProductLevel;
 use datacube::source::BandSource;
 use datacube::store::DirStore;
 
 #[derive(Debug, Serialize)]
 pub struct BenchIntakeResult {
+    /// The processing level (absent for L1C, whose reports predate L2A).
+    #[serde(skip_serializing_if = "ProductLevel::is_l1c")]
+    pub level: ProductLevel,
     pub tile: String,
     pub year: i32,
     pub scenes: usize,
+    /// Files the floor decodes: band files, and L2A's SCL files (`scl_files` of them).
     pub band_files: usize,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub scl_files: usize,
     pub megapixels: f64,
     pub threads: usize,
     /// `None` with `--skip-floor` (a run comparing layouts measures the floor once).
@@ -48,19 +57,15 @@ pub fn run(
     skip_floor: bool,
 ) -> Result<BenchIntakeResult> {
     let scan = source.scan(tile, year)?;
+    let level = source.level();
     let mut files = Vec::new();
     for s in &scan.scenes {
-        for res in Resolution::ALL {
+        for (key, res) in crate::bench::scene_files(s, level) {
             let g = s.grid(res);
-            for b in res.bands() {
-                files.push((
-                    source.local_path(s.band_key(b.id))?,
-                    g.ncols as usize,
-                    g.nrows as usize,
-                ));
-            }
+            files.push((source.local_path(key)?, g.ncols as usize, g.nrows as usize));
         }
     }
+    let scl_files = scan.scenes.iter().filter(|s| s.scl_key.is_some()).count();
     let megapixels = files.iter().map(|(_, w, h)| (w * h) as f64).sum::<f64>() / 1e6;
 
     let floor = if skip_floor {
@@ -96,10 +101,12 @@ pub fn run(
         anyhow::bail!("intake failed: {}", r.errors.join("; "));
     }
     Ok(BenchIntakeResult {
+        level,
         tile: tile.into(),
         year,
         scenes: scan.scenes.len(),
         band_files: files.len(),
+        scl_files,
         megapixels,
         threads: rayon::current_num_threads(),
         floor_seconds: floor,
@@ -128,4 +135,8 @@ fn count_files(dir: &Path) -> Result<u64> {
         }
     }
     Ok(n)
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }

@@ -27,6 +27,7 @@ use super::daemon::{Daemon, DaemonSpec};
 use super::{checksum, combine, floor_read_bands, sample_patches, Patch, ZarrReader};
 use datacube::s2::bands::Resolution;
 use datacube::s2::catalog::Catalog;
+use datacube::s2::product::ProductLevel;
 use datacube::source::BandSource;
 
 #[derive(Debug, Clone)]
@@ -226,7 +227,8 @@ fn cold_run(o: &Options, mode: &str, p: &Patch, job: bool, floor: (f64, u64)) ->
         &store,
     )?;
     let measured = (|| -> Result<_> {
-        let (open_seconds, reader) = timed(|| ZarrReader::open(&daemon.mnt, &o.tile, o.year))?;
+        let (open_seconds, reader) =
+            timed(|| ZarrReader::open(&daemon.mnt, &o.tile, o.year, ProductLevel::L1C))?;
         let (read_seconds, h) = timed(|| read_through(&reader, p, job))?;
         let s = daemon.stats()?;
         Ok((open_seconds, read_seconds, h, s))

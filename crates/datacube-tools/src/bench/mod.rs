@@ -1,10 +1,12 @@
 //! Benchmarks of patch time-series reads, the way ML data loaders read the cube: a random square
-//! patch (aligned to 60 m so every resolution has whole pixels), all times, all 13 bands in the
-//! three resolution groups.
+//! patch (aligned to 60 m so every resolution has whole pixels), all times, all the level's bands
+//! in the three resolution groups (L1C: 13 bands; L2A: 12, no B10) and, for L2A, the 10 m scene
+//! classification `10m/scl` too (what a masked training loader reads).
 //!
 //! Readers: zarrs over a directory (a store, or the mount), and the decode floor (GDAL decoding
-//! exactly the patch windows of every band JP2). All return `[time, band, n, n]` u16 arrays, so a
-//! checksum tells whether they agree.
+//! exactly the patch windows of every band JP2, and of L2A's 20 m SCL file, each 20 m class
+//! repeated 2 × 2 for `10m/scl`). All return the arrays of [`patch_arrays`] (`data` as
+//! `[time, band, n, n]`, `scl` as `[time, n, n]`, as u16), so a checksum tells whether they agree.
 
 pub mod cold;
 pub mod daemon;
@@ -22,9 +24,44 @@ use zarrs::array::{Array, ArraySubset};
 use zarrs::filesystem::FilesystemStore;
 
 use datacube::raster::read_direct;
+use datacube::s2::array::{PixelArray, Var};
 use datacube::s2::bands::Resolution;
 use datacube::s2::catalog::Catalog;
+use datacube::s2::product::{ProductLevel, SCL_RESOLUTION};
+use datacube::s2::scene::Scene;
 use datacube::source::BandSource;
+
+/// The arrays a patch read reads at `level`: `data` of the three resolution groups (the level's
+/// bands), and for L2A `10m/scl` (the mask at the finest resolution, as a training loader reads
+/// it next to the bands).
+pub fn patch_arrays(level: ProductLevel) -> Vec<PixelArray> {
+    let mut v: Vec<PixelArray> = Resolution::ALL
+        .iter()
+        .map(|&r| PixelArray::data(r))
+        .collect();
+    if level == ProductLevel::L2A {
+        v.push(PixelArray::scl(Resolution::R10));
+    }
+    v
+}
+
+/// The files of a scene the decode floor reads, each with the resolution of its pixels: the
+/// level's band files, and L2A's SCL file (20 m).
+pub fn scene_files(scene: &Scene, level: ProductLevel) -> Vec<(&str, Resolution)> {
+    let mut v: Vec<(&str, Resolution)> = Resolution::ALL
+        .iter()
+        .flat_map(|&r| {
+            level
+                .res_bands(r)
+                .into_iter()
+                .map(move |b| (scene.band_key(b.id), r))
+        })
+        .collect();
+    if let Some(k) = &scene.scl_key {
+        v.push((k.as_str(), SCL_RESOLUTION));
+    }
+    v
+}
 
 /// A patch: its upper-left corner in metres from the tile's upper-left corner, and its side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -62,40 +99,50 @@ pub fn sample_patches(width_m: u64, size_m: u64, n: usize, seed: u64) -> Result<
         .collect())
 }
 
-/// The three `data` arrays of a tile-year in a directory store (or a mount of one).
+/// The arrays of [`patch_arrays`] of a tile-year in a directory store (or a mount of one).
 pub struct ZarrReader {
-    arrays: Vec<Array<FilesystemStore>>,
+    level: ProductLevel,
+    arrays: Vec<(PixelArray, Array<FilesystemStore>)>,
 }
 
 impl ZarrReader {
-    pub fn open(root: &Path, tile: &str, year: i32) -> Result<Self> {
+    pub fn open(root: &Path, tile: &str, year: i32, level: ProductLevel) -> Result<Self> {
         let store = Arc::new(
             FilesystemStore::new(root).with_context(|| format!("opening {}", root.display()))?,
         );
-        let arrays = Resolution::ALL
-            .iter()
-            .map(|r| {
-                let path = format!("/{tile}/{year}/{}/data", r.name());
-                Array::open(store.clone(), &path)
-                    .with_context(|| format!("{}{path}", root.display()))
+        let arrays = patch_arrays(level)
+            .into_iter()
+            .map(|a| {
+                let path = format!("/{tile}/{year}/{}", a.path());
+                let array = Array::open(store.clone(), &path)
+                    .with_context(|| format!("{}{path}", root.display()))?;
+                Ok((a, array))
             })
             .collect::<Result<_>>()?;
-        Ok(ZarrReader { arrays })
+        Ok(ZarrReader { level, arrays })
+    }
+
+    fn array(&self, a: PixelArray) -> Result<&Array<FilesystemStore>> {
+        self.arrays
+            .iter()
+            .find(|(x, _)| *x == a)
+            .map(|(_, array)| array)
+            .with_context(|| format!("{a}: not opened"))
     }
 
     /// The patch time series at `res`: `[time, band, n, n]`, C order.
     pub fn read(&self, res: Resolution, p: &Patch) -> Result<Vec<u16>> {
-        self.read_bands(res, p, 0..res.bands().len())
+        self.read_bands(res, p, 0..self.level.res_bands(res).len())
     }
 
-    /// `read` of some bands only (indices into `res.bands()`).
+    /// `read` of some bands only (indices into the level's bands of `res`).
     pub fn read_bands(
         &self,
         res: Resolution,
         p: &Patch,
         bands: std::ops::Range<usize>,
     ) -> Result<Vec<u16>> {
-        let a = &self.arrays[res.index()];
+        let a = self.array(PixelArray::data(res))?;
         let s = a.shape();
         let (r, c, n) = p.pixels(res);
         let subset = ArraySubset::new_with_ranges(&[
@@ -109,20 +156,47 @@ impl ZarrReader {
             .with_context(|| format!("reading {p:?} at {res}"))?;
         Ok(v.into_raw_vec_and_offset().0)
     }
+
+    /// The patch time series of an array: `data` as `read`, `scl` as `[time, n, n]` (its uint8
+    /// classes as u16).
+    pub fn read_array(&self, array: PixelArray, p: &Patch) -> Result<Vec<u16>> {
+        match array.var {
+            Var::Data => self.read(array.res, p),
+            Var::Scl => {
+                let a = self.array(array)?;
+                let (r, c, n) = p.pixels(array.res);
+                let subset = ArraySubset::new_with_ranges(&[0..a.shape()[0], r..r + n, c..c + n]);
+                let v: ndarray::ArrayD<u8> = a
+                    .retrieve_array_subset(&subset)
+                    .with_context(|| format!("reading {p:?} of {array}"))?;
+                Ok(v.iter().map(|&x| x as u16).collect())
+            }
+        }
+    }
 }
 
-/// The decode floor: GDAL reads exactly the patch window of every band file of every scene, in
-/// parallel over (scene, band). Same layout as `ZarrReader::read`.
+/// The decode floor of one array: GDAL reads exactly the patch window of every file of every
+/// scene, in parallel. Same layout as `ZarrReader::read_array`.
 pub fn floor_read(
     source: &dyn BandSource,
     catalog: &Catalog,
-    res: Resolution,
+    array: PixelArray,
     p: &Patch,
 ) -> Result<Vec<u16>> {
-    floor_read_bands(source, catalog, res, p, 0..res.bands().len())
+    match array.var {
+        Var::Data => floor_read_bands(
+            source,
+            catalog,
+            array.res,
+            p,
+            0..catalog.level().res_bands(array.res).len(),
+        ),
+        Var::Scl => floor_read_scl(source, catalog, array.res, p),
+    }
 }
 
-/// `floor_read` of some bands only (indices into `res.bands()`).
+/// The data bands' floor: exactly the patch window of every band file, in parallel over
+/// (scene, band); `[time, band, n, n]` (bands: indices into the level's bands of `res`).
 pub fn floor_read_bands(
     source: &dyn BandSource,
     catalog: &Catalog,
@@ -132,7 +206,7 @@ pub fn floor_read_bands(
 ) -> Result<Vec<u16>> {
     let (r, c, n) = p.pixels(res);
     let n = n as usize;
-    let bands = &res.bands()[bands];
+    let bands = &catalog.level().res_bands(res)[bands];
     let mut out = vec![0u16; catalog.scenes.len() * bands.len() * n * n];
     out.par_chunks_mut(n * n)
         .enumerate()
@@ -142,6 +216,46 @@ pub fn floor_read_bands(
             let path = source.local_path(scene.band_key(band.id))?;
             let v = read_direct(&path, c as usize, r as usize, n, n)?;
             plane.copy_from_slice(&v);
+            Ok(())
+        })?;
+    Ok(out)
+}
+
+/// The SCL floor at `res`: exactly the patch window of every scene's 20 m SCL file, in parallel
+/// over scenes, each class repeated f × f (f = 20 m ÷ `res`); `[time, n, n]`.
+pub fn floor_read_scl(
+    source: &dyn BandSource,
+    catalog: &Catalog,
+    res: Resolution,
+    p: &Patch,
+) -> Result<Vec<u16>> {
+    anyhow::ensure!(
+        SCL_RESOLUTION.metres().is_multiple_of(res.metres()),
+        "no scl at {res}"
+    );
+    let f = (SCL_RESOLUTION.metres() / res.metres()) as usize;
+    let (r, c, n) = p.pixels(SCL_RESOLUTION);
+    let (r, c, n) = (r as usize, c as usize, n as usize);
+    let nf = n * f;
+    let mut out = vec![0u16; catalog.scenes.len() * nf * nf];
+    out.par_chunks_mut(nf * nf)
+        .zip(catalog.scenes.par_iter())
+        .try_for_each(|(plane, scene)| -> Result<()> {
+            let key = scene
+                .scl_key
+                .as_deref()
+                .with_context(|| format!("scene {}: no SCL file", scene.product_id))?;
+            let v = read_direct(&source.local_path(key)?, c, r, n, n)?;
+            if f == 1 {
+                plane.copy_from_slice(&v);
+            } else {
+                for (y, row) in plane.chunks_mut(nf).enumerate() {
+                    let src = &v[y / f * n..][..n];
+                    for (x, out) in row.iter_mut().enumerate() {
+                        *out = src[x / f];
+                    }
+                }
+            }
             Ok(())
         })?;
     Ok(out)
@@ -160,11 +274,20 @@ pub fn combine(h: u64, c: u64) -> u64 {
     h.wrapping_mul(1_000_003).wrapping_add(c)
 }
 
-/// All three resolution groups of a patch through a zarrs reader, one checksum.
+/// Every array of a patch (`patch_arrays`) through a zarrs reader, one checksum.
 pub fn read_all(reader: &ZarrReader, p: &Patch) -> Result<u64> {
     let mut h = 0u64;
-    for res in Resolution::ALL {
-        h = combine(h, checksum(&reader.read(res, p)?));
+    for array in patch_arrays(reader.level) {
+        h = combine(h, checksum(&reader.read_array(array, p)?));
+    }
+    Ok(h)
+}
+
+/// `read_all` by the decode floor: the same arrays, the same checksum.
+pub fn floor_read_all(source: &dyn BandSource, catalog: &Catalog, p: &Patch) -> Result<u64> {
+    let mut h = 0u64;
+    for array in patch_arrays(catalog.level()) {
+        h = combine(h, checksum(&floor_read(source, catalog, array, p)?));
     }
     Ok(h)
 }

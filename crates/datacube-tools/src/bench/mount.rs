@@ -17,9 +17,10 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::daemon::{Daemon, DaemonSpec};
-use super::{floor_read, mean_std, read_all, sample_patches, Patch, ZarrReader};
+use super::{floor_read_all, mean_std, read_all, sample_patches, Patch, ZarrReader};
 use datacube::s2::bands::Resolution;
 use datacube::s2::catalog::Catalog;
+use datacube::s2::product::ProductLevel;
 use datacube::source::BandSource;
 use datacube::store::DirStore;
 
@@ -111,7 +112,7 @@ fn measure(
     store_dir: &Path,
 ) -> Result<Report> {
     // Opening the arrays resolves the year's catalog (once) and persists it.
-    let through_mount = ZarrReader::open(&daemon.mnt, &o.tile, o.year)?;
+    let through_mount = ZarrReader::open(&daemon.mnt, &o.tile, o.year, ProductLevel::L1C)?;
     let store = DirStore::create(store_dir)?;
     let catalog = Catalog::load(&store, &o.tile, o.year)?.context("catalog not persisted")?;
     let width_m = catalog.scenes[0].grid(Resolution::R10).ncols * 10;
@@ -128,13 +129,7 @@ fn measure(
     let mut floor_seconds = Vec::new();
     let mut floor_sums = Vec::new();
     for p in &patches {
-        let (t, h) = timed(|| {
-            let mut h = 0u64;
-            for res in Resolution::ALL {
-                h = super::combine(h, super::checksum(&floor_read(source, &catalog, res, p)?));
-            }
-            Ok(h)
-        })?;
+        let (t, h) = timed(|| floor_read_all(source, &catalog, p))?;
         floor_seconds.push(t);
         floor_sums.push(h);
     }
@@ -151,7 +146,7 @@ fn measure(
     while daemon.stat("/writeback/queue_jobs")? > 0 {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let direct = ZarrReader::open(store_dir, &o.tile, o.year)?;
+    let direct = ZarrReader::open(store_dir, &o.tile, o.year, ProductLevel::L1C)?;
     let (mut warm_mount_seconds, mut warm_store_seconds) = (Vec::new(), Vec::new());
     // One warm-up repeat of each, not counted, then alternating repeats.
     for rep in 0..=o.repeats {
@@ -188,7 +183,7 @@ fn measure(
                 .map(|i| {
                     let mnt = &daemon.mnt;
                     s.spawn(move || -> Result<()> {
-                        let r = ZarrReader::open(mnt, &o.tile, o.year)?;
+                        let r = ZarrReader::open(mnt, &o.tile, o.year, ProductLevel::L1C)?;
                         let seed = o.seed ^ 0x5eed ^ ((i as u64 + 1) << 40);
                         for p in
                             sample_patches(width_m, o.patch_size_m, o.patches_per_reader, seed)?

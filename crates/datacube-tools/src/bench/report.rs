@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use plotters::prelude::*;
 
 use super::run::{BenchReport, Target, TargetResult};
+use datacube::s2::product::ProductLevel;
 
 fn find(r: &BenchReport, t: Target) -> Option<&TargetResult> {
     r.targets.iter().find(|x| x.target == t)
@@ -26,9 +27,23 @@ fn fmt_res(m: &std::collections::BTreeMap<String, f64>, digits: usize) -> String
 }
 
 pub fn markdown(r: &BenchReport) -> String {
+    let shapes = r
+        .band_group_shapes
+        .iter()
+        .map(|(k, v)| format!("{k} {v:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let level = if r.level == ProductLevel::L1C {
+        String::new()
+    } else {
+        format!(
+            "{}: a patch is `data` of the three groups and `10m/scl`. ",
+            r.level.stac_collection()
+        )
+    };
     let mut s = format!(
-        "Tile {} {}: {} scenes, {} patches of {} m (seed {}), {} counted repeats after one warm-up; \
-         shapes 10m {:?}, 20m {:?}, 60m {:?}. {}; {} threads.\n\n",
+        "{level}Tile {} {}: {} scenes, {} patches of {} m (seed {}), {} counted repeats after one \
+         warm-up; shapes {shapes}. {}; {} threads.\n\n",
         r.tile,
         r.year,
         r.scenes,
@@ -36,9 +51,6 @@ pub fn markdown(r: &BenchReport) -> String {
         r.patch_size_m,
         r.seed,
         r.repeats,
-        r.band_group_shapes["10m"],
-        r.band_group_shapes["20m"],
-        r.band_group_shapes["60m"],
         r.machine,
         r.threads
     );
@@ -152,8 +164,12 @@ pub fn plot(r: &BenchReport, path: &Path) -> Result<()> {
         * 2.0;
     let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let what = match r.level {
+        ProductLevel::L1C => "all 13 bands",
+        ProductLevel::L2A => "L2A: 12 bands + 10 m SCL",
+    };
     let title = format!(
-        "{} {}: {} patches × {} scenes, all 13 bands (mean of {} repeats)",
+        "{} {}: {} patches × {} scenes, {what} (mean of {} repeats)",
         r.tile,
         r.year,
         r.patches.len(),

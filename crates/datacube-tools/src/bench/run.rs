@@ -1,6 +1,7 @@
 //! `datacube bench`: the patch time-series benchmark over every way of storing and serving the cube,
 //! with the reference method: the same random patches for every target (fixed seed), their order
-//! shuffled per repeat, one warm-up repeat not counted, all 13 bands in the three resolution groups.
+//! shuffled per repeat, one warm-up repeat not counted, all the level's bands in the three
+//! resolution groups (L1C: 13; L2A: 12, plus `10m/scl`: see [`super::patch_arrays`]).
 //! Every target's arrays are checksummed per patch and must agree.
 
 use std::collections::BTreeMap;
@@ -13,9 +14,14 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::daemon::{Daemon, DaemonSpec};
-use super::{checksum, combine, floor_read, mean_std, read_all, sample_patches, Patch, ZarrReader};
+use super::{
+    checksum, combine, floor_read_all, mean_std, patch_arrays, read_all, sample_patches,
+    scene_files, Patch, ZarrReader,
+};
+use datacube::s2::array::PixelArray;
 use datacube::s2::bands::Resolution;
 use datacube::s2::catalog::Catalog;
+use datacube::s2::product::ProductLevel;
 use datacube::source::BandSource;
 use datacube::store::DirStore;
 
@@ -55,6 +61,9 @@ impl Target {
 
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// The collection's level (L2A: its patches read `10m/scl` too; the mounts are started with
+    /// `--collection sentinel-2-l2a`).
+    pub level: ProductLevel,
     pub source: String,
     pub store: PathBuf,
     pub cog: Option<PathBuf>,
@@ -92,7 +101,7 @@ pub struct TargetResult {
     pub stderr_durations: f64,
     /// Mean seconds per patch (all three groups).
     pub mean_patch_seconds: f64,
-    pub band_group_shapes: BTreeMap<String, [u64; 4]>,
+    pub band_group_shapes: BTreeMap<String, Vec<u64>>,
     /// Bytes the reading process read per repeat (`rchar`), mean.
     pub bytes_read: u64,
     /// Chunk files (zarr targets) or raster files (safe, cog) touched per repeat.
@@ -120,7 +129,7 @@ impl TargetResult {
         target: Target,
         m: Measured,
         patches: usize,
-        shapes: &BTreeMap<String, [u64; 4]>,
+        shapes: &BTreeMap<String, Vec<u64>>,
     ) -> Self {
         let (mean, std) = mean_std(&m.durations);
         TargetResult {
@@ -142,6 +151,9 @@ impl TargetResult {
 
 #[derive(Debug, Serialize)]
 pub struct BenchReport {
+    /// The processing level (absent for L1C, whose reports predate L2A).
+    #[serde(skip_serializing_if = "ProductLevel::is_l1c")]
+    pub level: ProductLevel,
     pub tile: String,
     pub year: i32,
     pub scenes: usize,
@@ -150,14 +162,16 @@ pub struct BenchReport {
     pub repeats: usize,
     pub threads: usize,
     pub patches: Vec<Patch>,
-    pub band_group_shapes: BTreeMap<String, [u64; 4]>,
+    /// Per array read (its unit name: `10m`, `20m`, `60m` for `data`, `10m-scl`): the shape of a
+    /// patch, `[time, band, n, n]` (`[time, n, n]` for `scl`).
+    pub band_group_shapes: BTreeMap<String, Vec<u64>>,
     pub machine: String,
     /// The store's layout (`chunked`, `sharded`, `sharded:SHARD/INNER`).
     pub layout: String,
-    /// Per resolution: what a Zarr reader decodes per patch (every chunk or inner chunk the patch
-    /// touches, whole), MB, mean over the patches.
+    /// Per array read (as `band_group_shapes`): what a Zarr reader decodes per patch (every chunk
+    /// or inner chunk the patch touches, whole), MB, mean over the patches.
     pub decoded_mb_per_patch: BTreeMap<String, f64>,
-    /// Per resolution: decoded ÷ delivered along y and x only (the time axis is read whole
+    /// Per array read: decoded ÷ delivered along y and x only (the time axis is read whole
     /// either way): the layout's read amplification.
     pub decode_ratio_yx: BTreeMap<String, f64>,
     pub targets: Vec<TargetResult>,
@@ -201,9 +215,12 @@ struct Ctx<'a> {
     o: &'a Options,
     source: &'a dyn BandSource,
     catalog: Catalog,
+    /// What a patch read reads.
+    arrays: Vec<PixelArray>,
     patches: Vec<Patch>,
     chunking: Chunking,
-    /// `--layout <the store's>` for the mounts (whose fresh stores must match the store's).
+    /// `--layout <the store's>` for the mounts (whose fresh stores must match the store's), and
+    /// `--collection` for L2A.
     mount_extra: Vec<&'a str>,
 }
 
@@ -225,13 +242,14 @@ impl Ctx<'_> {
         let mut set = std::collections::BTreeSet::new();
         let nt = self.catalog.scenes.len() as u64;
         for p in &self.patches {
-            for res in Resolution::ALL {
+            for array in &self.arrays {
+                let res = array.res;
                 let (r, c, n) = p.pixels(res);
                 let cs = self.chunking.space(res);
                 for t in 0..nt.div_ceil(res.time_chunk()) {
                     for y in r / cs..(r + n).div_ceil(cs) {
                         for x in c / cs..(c + n).div_ceil(cs) {
-                            set.insert((res.index(), t, y, x));
+                            set.insert((array.index(), t, y, x));
                         }
                     }
                 }
@@ -240,12 +258,23 @@ impl Ctx<'_> {
         set.len() as u64
     }
 
+    /// The files a patch needs of every scene: the level's band files (and L2A's SCL file).
+    fn files_per_patch(&self) -> u64 {
+        let level = self.catalog.level();
+        self.catalog
+            .scenes
+            .iter()
+            .map(|s| scene_files(s, level).len() as u64)
+            .sum()
+    }
+
     /// Whole band files a cold mount needs (the way a CDSE source fetches them: one GET each).
     fn whole_file_source(&self) -> Result<ColdSource> {
         let mut bytes = 0;
         let mut requests = 0;
+        let level = self.catalog.level();
         for s in &self.catalog.scenes {
-            for key in &s.band_keys {
+            for (key, _) in scene_files(s, level) {
                 bytes += std::fs::metadata(self.source.local_path(key)?)?.len();
                 requests += 1;
             }
@@ -260,19 +289,18 @@ impl Ctx<'_> {
     /// Windowed remote reads: ~110 range requests per window, the bytes of the JP2 tiles touched.
     fn windowed_source(&self) -> Result<ColdSource> {
         let (mut bytes, mut requests) = (0u64, 0u64);
+        let level = self.catalog.level();
         for s in &self.catalog.scenes {
-            for res in Resolution::ALL {
+            for (key, res) in scene_files(s, level) {
                 let g = s.grid(res);
                 let tiles_per_side = g.ncols.div_ceil(1024);
-                for b in res.bands() {
-                    let size = std::fs::metadata(self.source.local_path(s.band_key(b.id))?)?.len();
-                    for p in &self.patches {
-                        let (r, c, n) = p.pixels(res);
-                        let touched = ((r + n).div_ceil(1024) - r / 1024)
-                            * ((c + n).div_ceil(1024) - c / 1024);
-                        bytes += size * touched / (tiles_per_side * tiles_per_side);
-                        requests += RANGE_REQUESTS_PER_WINDOW;
-                    }
+                let size = std::fs::metadata(self.source.local_path(key)?)?.len();
+                for p in &self.patches {
+                    let (r, c, n) = p.pixels(res);
+                    let touched =
+                        ((r + n).div_ceil(1024) - r / 1024) * ((c + n).div_ceil(1024) - c / 1024);
+                    bytes += size * touched / (tiles_per_side * tiles_per_side);
+                    requests += RANGE_REQUESTS_PER_WINDOW;
                 }
             }
         }
@@ -319,12 +347,15 @@ struct ZarrRunner {
     root: PathBuf,
     tile: String,
     year: i32,
+    level: ProductLevel,
     reader: Option<ZarrReader>,
 }
 
 impl Runner for ZarrRunner {
     fn before(&mut self, _: usize) -> Result<()> {
-        self.reader = Some(ZarrReader::open(&self.root, &self.tile, self.year)?);
+        self.reader = Some(ZarrReader::open(
+            &self.root, &self.tile, self.year, self.level,
+        )?);
         Ok(())
     }
     fn read(&mut self, p: &Patch) -> Result<u64> {
@@ -338,14 +369,7 @@ struct SafeRunner<'a> {
 
 impl Runner for SafeRunner<'_> {
     fn read(&mut self, p: &Patch) -> Result<u64> {
-        let mut h = 0;
-        for res in Resolution::ALL {
-            h = combine(
-                h,
-                checksum(&floor_read(self.ctx.source, &self.ctx.catalog, res, p)?),
-            );
-        }
-        Ok(h)
+        floor_read_all(self.ctx.source, &self.ctx.catalog, p)
     }
 }
 
@@ -412,6 +436,7 @@ impl Runner for MountRunner<'_> {
             &self.mnt,
             &self.ctx.o.tile,
             self.ctx.o.year,
+            self.ctx.o.level,
         )?);
         Ok(())
     }
@@ -472,25 +497,58 @@ pub fn run(o: &Options, source: &dyn BandSource) -> Result<BenchReport> {
             o.year
         )
     })?;
+    anyhow::ensure!(
+        catalog.level() == o.level,
+        "store {} holds {} for {}/{}, not the {} the bench was asked for (--collection)",
+        o.store.display(),
+        catalog.level().stac_collection(),
+        o.tile,
+        o.year,
+        o.level.stac_collection()
+    );
+    anyhow::ensure!(
+        source.level() == o.level,
+        "source {} offers {}, not {}",
+        o.source,
+        source.level().stac_collection(),
+        o.level.stac_collection()
+    );
+    if o.level != ProductLevel::L1C && o.targets.contains(&Target::Cog) {
+        anyhow::bail!(
+            "target cog is L1C only (`datacube convert cog` writes the 13 L1C bands and no SCL): \
+             leave it out of --targets for {}",
+            o.level.stac_collection()
+        );
+    }
     let width_m = catalog.scenes[0].grid(Resolution::R10).ncols * 10;
     let patches = sample_patches(width_m, o.patch_size_m, o.patches, o.seed)?;
+    let arrays = patch_arrays(o.level);
     let mut shapes = BTreeMap::new();
-    for res in Resolution::ALL {
-        let n = o.patch_size_m / res.metres() as u64;
+    for array in &arrays {
+        let n = o.patch_size_m / array.res.metres() as u64;
+        let t = catalog.scenes.len() as u64;
         shapes.insert(
-            res.name().to_string(),
-            [catalog.scenes.len() as u64, res.bands().len() as u64, n, n],
+            array.unit().to_string(),
+            if array.has_bands() {
+                vec![t, array.planes(o.level), n, n]
+            } else {
+                vec![t, n, n]
+            },
         );
     }
     std::fs::create_dir_all(&o.out)?;
     let chunking = Chunking::of_store(&store)?.unwrap_or(Chunking::Chunked);
-    let (decoded, ratio) = decode_amplification(&catalog, &patches, chunking);
-    let mount_args = ["--layout".to_string(), chunking.to_string()];
+    let (decoded, ratio) = decode_amplification(&catalog, &arrays, &patches, chunking);
+    let mut mount_args = vec!["--layout".to_string(), chunking.to_string()];
+    if o.level != ProductLevel::L1C {
+        mount_args.extend(["--collection".into(), o.level.stac_collection().into()]);
+    }
     let mount_extra: Vec<&str> = mount_args.iter().map(String::as_str).collect();
     let ctx = Ctx {
         o,
         source,
         catalog,
+        arrays,
         patches,
         chunking,
         mount_extra,
@@ -521,6 +579,7 @@ pub fn run(o: &Options, source: &dyn BandSource) -> Result<BenchReport> {
         tracing::error!("{m}");
     }
     Ok(BenchReport {
+        level: o.level,
         tile: o.tile.clone(),
         year: o.year,
         scenes: ctx.catalog.scenes.len(),
@@ -539,16 +598,19 @@ pub fn run(o: &Options, source: &dyn BandSource) -> Result<BenchReport> {
     })
 }
 
-/// What a Zarr reader must decode for the patches, per resolution: MB per patch (the whole of
+/// What a Zarr reader must decode for the patches, per array read: MB per patch (the whole of
 /// every chunk, or inner chunk, a patch touches) and the ratio decoded ÷ delivered along y and x.
 fn decode_amplification(
     catalog: &Catalog,
+    arrays: &[PixelArray],
     patches: &[Patch],
     chunking: Chunking,
 ) -> (BTreeMap<String, f64>, BTreeMap<String, f64>) {
     let (mut mb, mut ratio) = (BTreeMap::new(), BTreeMap::new());
     let nt = catalog.scenes.len() as u64;
-    for res in Resolution::ALL {
+    let level = catalog.level();
+    for &array in arrays {
+        let res = array.res;
         let unit = chunking.inner_space(res).unwrap_or(chunking.space(res));
         let grid = catalog.scenes[0].grid(res);
         let covered = |start: u64, n: u64, size: u64| {
@@ -563,13 +625,13 @@ fn decode_amplification(
             delivered_px += n * n;
         }
         let time_slots = nt.div_ceil(res.time_chunk()) * res.time_chunk();
-        let bytes = decoded_px * time_slots * res.bands().len() as u64 * 2;
+        let bytes = decoded_px * time_slots * array.planes(level) * array.value_bytes() as u64;
         mb.insert(
-            res.name().to_string(),
+            array.unit().to_string(),
             bytes as f64 / 1e6 / patches.len() as f64,
         );
         ratio.insert(
-            res.name().to_string(),
+            array.unit().to_string(),
             decoded_px as f64 / delivered_px as f64,
         );
     }
@@ -606,7 +668,7 @@ fn machine() -> String {
 fn run_target(
     ctx: &Ctx,
     target: Target,
-    shapes: &BTreeMap<String, [u64; 4]>,
+    shapes: &BTreeMap<String, Vec<u64>>,
 ) -> Result<(TargetResult, Vec<u64>)> {
     let o = ctx.o;
     let n = ctx.patches.len();
@@ -631,6 +693,7 @@ fn run_target(
                     root: o.store.clone(),
                     tile: o.tile.clone(),
                     year: o.year,
+                    level: o.level,
                     reader: None,
                 }),
                 ctx.chunks_touched(),
@@ -638,7 +701,7 @@ fn run_target(
             ),
             Target::Safe => (
                 Box::new(SafeRunner { ctx }),
-                n as u64 * scenes * 13,
+                n as u64 * ctx.files_per_patch(),
                 Some(ctx.windowed_source()?),
             ),
             Target::Cog => {
@@ -742,7 +805,7 @@ const XARRAY_READER: &str = include_str!("xarray_reader.py");
 /// xarray + dask reading the patches from `root` (the store, or a mount of it).
 fn run_xarray(
     ctx: &Ctx,
-    shapes: &BTreeMap<String, [u64; 4]>,
+    shapes: &BTreeMap<String, Vec<u64>>,
     root: &std::path::Path,
     target: Target,
 ) -> Result<(TargetResult, Vec<u64>)> {
@@ -751,9 +814,15 @@ fn run_xarray(
     let script = o.out.join("xarray_reader.py");
     std::fs::write(&script, XARRAY_READER)?;
     let orders: Vec<Vec<usize>> = (0..=o.repeats).map(|r| order(n, o.seed, r)).collect();
+    // The arrays to read, in the order of `read_all`: [group, array, metres].
+    let arrays: Vec<(&str, &str, u32)> = ctx
+        .arrays
+        .iter()
+        .map(|a| (a.res.name(), a.name(), a.res.metres()))
+        .collect();
     let input = serde_json::json!({
         "store": root, "tile": o.tile, "year": o.year,
-        "patches": ctx.patches, "orders": orders,
+        "patches": ctx.patches, "orders": orders, "arrays": arrays,
     });
     let mut child = std::process::Command::new(&o.python)
         .arg(&script)

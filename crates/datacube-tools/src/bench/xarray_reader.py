@@ -12,7 +12,8 @@ import xarray as xr
 import zarr
 
 MASK = (1 << 64) - 1
-RES = [("10m", 10), ("20m", 20), ("60m", 60)]
+# [group, array, metres] in the order the Rust side combines them (L2A adds ["10m", "scl", 10]).
+ARRAYS = [["10m", "data", 10], ["20m", "data", 20], ["60m", "data", 60]]
 
 
 def checksum(a):
@@ -34,6 +35,7 @@ def main():
     cfg = json.load(sys.stdin)
     base = f"{cfg['store']}/{cfg['tile']}/{cfg['year']}"
     patches = cfg["patches"]
+    arrays = cfg.get("arrays", ARRAYS)
     sums = [None] * len(patches)
     durations, reads = [], []
     # "chunks": absent = xarray's default (a dask chunk per stored chunk, or per inner chunk of a
@@ -41,13 +43,13 @@ def main():
     kw = {"chunks": cfg["chunks"]} if "chunks" in cfg else {}
     for order in cfg["orders"]:
         t0, r0 = time.perf_counter(), rchar()
-        groups = {name: xr.open_zarr(f"{base}/{name}", consolidated=True, **kw) for name, _ in RES}
+        groups = {g: xr.open_zarr(f"{base}/{g}", consolidated=True, **kw) for g in {a[0] for a in arrays}}
         for i in order:
             p = patches[i]
             h = 0
-            for name, m in RES:
+            for group, var, m in arrays:
                 r, c, n = p["y_m"] // m, p["x_m"] // m, p["size_m"] // m
-                a = groups[name]["data"].isel(y=slice(r, r + n), x=slice(c, c + n)).values
+                a = groups[group][var].isel(y=slice(r, r + n), x=slice(c, c + n)).values
                 h = (h * 1000003 + checksum(a)) & MASK
             if sums[i] is None:
                 sums[i] = h
