@@ -321,4 +321,16 @@ mod tests {
         assert!(sample_patches(10980, 5000, 1, 1).is_err());
         assert!(sample_patches(10980, 12000, 1, 1).is_err());
     }
+
+    #[test]
+    fn a_patch_reads_the_data_groups_and_for_l2a_the_10m_scl() {
+        let data: Vec<PixelArray> = Resolution::ALL.map(PixelArray::data).to_vec();
+        assert_eq!(patch_arrays(ProductLevel::L1C), data);
+        let l2a = patch_arrays(ProductLevel::L2A);
+        assert_eq!(l2a[..3], data[..]);
+        assert_eq!(l2a[3..], [PixelArray::scl(Resolution::R10)]);
+        let planes = |l| -> Vec<u64> { patch_arrays(l).iter().map(|a| a.planes(l)).collect() };
+        assert_eq!(planes(ProductLevel::L1C), [4, 6, 3]);
+        assert_eq!(planes(ProductLevel::L2A), [4, 6, 2, 1]);
+    }
 }
