@@ -238,7 +238,7 @@ impl FromStr for ChunkKey {
         if tile.is_empty() {
             return Err(bad());
         }
-        let array = PixelArray::from_path(&format!("{res}/{name}")).ok_or_else(bad)?;
+        let array = PixelArray::named(res, name).ok_or_else(bad)?;
         Ok(ChunkKey {
             tile: tile.to_string(),
             year: canonical_u64(year)

@@ -105,7 +105,16 @@ impl PixelArray {
 
     /// The array at a path below a tile-year (`10m/data`).
     pub fn from_path(path: &str) -> Option<PixelArray> {
-        PixelArray::ALL.into_iter().find(|a| a.path() == path)
+        let (group, name) = path.split_once('/')?;
+        PixelArray::named(group, name)
+    }
+
+    /// The array `name` of resolution group `group` (`10m`, `scl`), without building a path (the
+    /// mount asks on every lookup).
+    pub fn named(group: &str, name: &str) -> Option<PixelArray> {
+        PixelArray::ALL
+            .into_iter()
+            .find(|a| a.res.name() == group && a.name() == name)
     }
 
     /// Whether the array has a `band` dimension (`data`) or not (`scl`).

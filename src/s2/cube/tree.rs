@@ -222,7 +222,7 @@ fn to_kinds(v: Vec<(String, bool)>) -> Vec<(String, Kind)> {
 fn chunk_dir_rel(rest: &str) -> Option<(PixelArray, &str)> {
     let (res, tail) = rest.split_once('/')?;
     let (name, rel) = tail.split_once('/')?;
-    Some((PixelArray::from_path(&format!("{res}/{name}"))?, rel))
+    Some((PixelArray::named(res, name)?, rel))
 }
 
 /// Nodes below a year.
@@ -251,7 +251,7 @@ pub fn classify_in_year(
     }
     let mut parts: Vec<&str> = rest.split('/').collect();
     let array = (parts.len() >= 3 && parts[2] == "c")
-        .then(|| PixelArray::from_path(&format!("{}/{}", parts[0], parts[1])))
+        .then(|| PixelArray::named(parts[0], parts[1]))
         .flatten();
     if let Some(array) = array {
         let [nt, ny, nx] = counts(array)?;

@@ -30,8 +30,9 @@ pub struct YearState {
     pub generation: Arc<Generation>,
     /// The documents of the chunked view (`None`: the mount serves the store's, `ctx.layout`).
     view_files: Option<BTreeMap<String, Vec<u8>>>,
-    /// Per pixel array (`PixelArray::index`), per time chunk: `Catalog::fingerprint`.
-    fingerprints: [Vec<String>; 5],
+    /// Per resolution, per time chunk: `Catalog::fingerprint` (an `scl` array's are its
+    /// resolution's: it is cut along time as `data`).
+    fingerprints: [Vec<String>; 3],
     /// Per pixel array: every chunk known to be computed under this generation (valid entries
     /// of the store's chunk records, and chunks computed here).
     known: [Mutex<BTreeMap<ChunkIndex, ChunkEntry>>; 5],
@@ -52,9 +53,9 @@ impl YearState {
             View::Native => None,
             view => Some(YearLayout::build_as(&generation.catalog, chunking, view)?.files),
         };
-        let fingerprints = PixelArray::ALL.map(|a| {
-            (0..generation.catalog.time_chunks(a.res))
-                .map(|t| generation.catalog.fingerprint(a.res, t))
+        let fingerprints = crate::s2::bands::Resolution::ALL.map(|res| {
+            (0..generation.catalog.time_chunks(res))
+                .map(|t| generation.catalog.fingerprint(res, t))
                 .collect()
         });
         Ok(YearState {
@@ -83,7 +84,7 @@ impl YearState {
 
     /// The fingerprint of time chunk `t` of an array under this generation.
     pub fn fingerprint(&self, array: PixelArray, t: u64) -> &str {
-        self.fingerprints[array.index()]
+        self.fingerprints[array.res.index()]
             .get(t as usize)
             .map_or("", |s| s.as_str())
     }
