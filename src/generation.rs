@@ -468,6 +468,11 @@ impl<C: AxisCatalog> Tracker<C> {
         }
     }
 
+    /// The metadata documents of a tile-year under `catalog` (the collection's layout).
+    pub fn documents(&self, catalog: &C) -> Result<BTreeMap<String, Vec<u8>>> {
+        (self.files)(catalog)
+    }
+
     /// Tells the tracker about a generation just read or published.
     pub fn seed(&self, gen: Arc<Generation<C>>) {
         let ty = gen.tile_year();

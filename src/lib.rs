@@ -9,6 +9,7 @@
 pub(crate) mod cache;
 pub mod cli;
 pub mod collection;
+pub mod cube;
 pub mod fs;
 pub mod generation;
 pub(crate) mod info;

@@ -519,7 +519,7 @@ fn a_refreshing_mount_takes_up_late_slices_and_new_days() {
             .flat_map(|d| d.slices.iter().map(|s| s.id.clone()))
             .collect();
         let has_all = held.iter().all(|h| ids.contains(&h.item_id()));
-        let adopted = common::mount::stat(&m.stats(), "/shards/generations_adopted");
+        let adopted = common::mount::stat(&m.stats(), "/fs/generations_adopted");
         if has_all && adopted + 1 >= g.number {
             assert!(g.number >= 2, "{g:?}");
             break;
@@ -536,7 +536,7 @@ fn a_refreshing_mount_takes_up_late_slices_and_new_days() {
     assert_tile_matches(&m.path(""), WEST, &full);
     let stats = m.stats();
     assert_eq!(common::mount::stat(&stats, "/shards/materialize_errors"), 0);
-    assert_eq!(common::mount::stat(&stats, "/shards/refresh_errors"), 0);
+    assert_eq!(common::mount::stat(&stats, "/fs/refresh_errors"), 0);
     // The changed time chunks' old objects are deleted once the grace period is over (the
     // generation's `.done` marker), before anything of the new generation is written there.
     let g = latest::<S1Catalog>(&ds, &ty).unwrap().unwrap();
@@ -644,10 +644,12 @@ fn s1_writeback_retries_transient_failures_and_records_only_regions_that_landed(
     let read = |c: &Arc<S1Cube>, path: String| -> Result<Vec<u8>, FsError> {
         let (tx, rx) = std::sync::mpsc::channel();
         let c2 = c.clone();
-        c.when_year_ready(
+        CubeView::when_year_ready(
+            c.as_ref(),
             &path.clone(),
             Box::new(move || {
-                c2.open(
+                CubeView::open(
+                    c2.as_ref(),
                     &path,
                     Box::new(move |r| {
                         tx.send(r.and_then(|content| content.read(0, usize::MAX)))

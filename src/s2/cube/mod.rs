@@ -1,23 +1,19 @@
-//! The virtual datacube as a filesystem, without FUSE: path → attributes, directory listings and
-//! file bytes. The FUSE adapter (`fs::fuse`) only maps inodes and replies; everything testable
-//! lives here, split by noun: `tree` (what a path is, what a directory lists), `year` (the
-//! tile-years, resolved once), `resolver` (chunk bytes through the cache tiers, single flight,
-//! materialization, writeback). `Cube` composes them and keeps FUSE threads free: anything that
-//! may take long runs on a pool and answers through a completion.
+//! The Sentinel-2 cube: the generic cube (`crate::cube`: tree, year lifecycle, request
+//! dispatch) with what is Sentinel-2's own, split by noun: `year` (a tile-year's state under one
+//! generation, and the year model: scans merged by baseline), `view` (its pixel arrays as the
+//! tree sees them, plain or in the chunked view), `resolver` (chunk and shard bytes through the
+//! cache tiers, single flight, materialization, writeback).
 
 pub(crate) mod resolver;
-pub(crate) mod tree;
+pub(crate) mod view;
 pub(crate) mod year;
 
 use std::sync::Arc;
 
 use anyhow::Result;
-use serde_json::json;
 
 use crate::collection::View;
 pub use crate::fs::attr::{Attr, CubeStats, FsError, Kind};
-use crate::fs::content::Content;
-use crate::fs::pool::WorkPool;
 pub use crate::fs::refresh::RefreshPolicy;
 use crate::generation::{Fence, Tracker};
 use crate::s2::bands::Resolution;
@@ -25,8 +21,8 @@ use crate::source::BandSource;
 use crate::store::{RecordWriter, Store};
 use crate::writeback::Limits;
 use resolver::{ChunkResolver, ResolverConfig};
-use tree::{Resolved, Tree};
-use year::Years;
+pub use view::{S2Object, S2Objects};
+use year::{S2Years, Years};
 
 /// How the mount is set up.
 #[derive(Debug, Clone)]
@@ -78,22 +74,7 @@ fn max_raw_object_bytes(chunking: crate::s2::chunking::Chunking) -> usize {
 }
 
 /// The Sentinel-2 cube: tree, years and chunk resolver over one store and one source.
-pub struct Cube {
-    cfg: CubeConfig,
-    tree: Tree,
-    years: Years,
-    chunks: Arc<ChunkResolver>,
-    /// Resolves tile-years (a catalog scan; with CDSE, a STAC search and metadata downloads),
-    /// so no FUSE thread waits on one.
-    year_pool: WorkPool,
-    store_name: String,
-    source: Arc<dyn BandSource>,
-    started: chrono::DateTime<chrono::Utc>,
-    chunking: crate::s2::chunking::Chunking,
-    /// What the mount presents (`Native` for a chunked store).
-    view: View,
-    pub stats: CubeStats,
-}
+pub type Cube = crate::cube::Cube<S2Objects>;
 
 impl Cube {
     /// The cube presenting the store's arrays as stored (`View::Native`).
@@ -142,238 +123,43 @@ impl Cube {
         if view != View::Native {
             tracing::info!("serving the {view} view of the {chunking} layout");
         }
-        Ok(Arc::new(Cube {
-            tree: Tree::new(cfg.tiles.clone(), cfg.years.clone(), chunking, view, level)?,
-            years: Years::new(
-                store.clone(),
-                source.clone(),
-                tracker,
-                chunking,
-                view,
-                records,
-            ),
-            chunks: Arc::new(chunks),
-            year_pool: WorkPool::new("resolve-year", 2),
-            store_name: store.describe(),
-            source,
-            started: chrono::Utc::now(),
-            chunking,
-            view,
-            stats: CubeStats::default(),
-            cfg,
-        }))
-    }
-
-    pub fn config(&self) -> &CubeConfig {
-        &self.cfg
-    }
-
-    /// Runs `answer` (a request about `path`) at once, unless answering may first have to resolve
-    /// the path's tile-year: then on the year pool, so the calling FUSE thread is free.
-    pub fn when_year_ready(&self, path: &str, answer: impl FnOnce() + Send + 'static) {
-        match self.tree.tile_year_of(path) {
-            Some(ty) if self.years.pending(&ty) => self.year_pool.spawn(answer),
-            _ => answer(),
+        let mut tile_meta = std::collections::HashMap::new();
+        for t in &cfg.tiles {
+            let epsg = crate::s2::tiles::utm_epsg(t)?;
+            tile_meta.insert(t.clone(), crate::s2::layout::tile_group_file(t, epsg));
         }
-    }
-
-    /// Attributes of `path`; a chunk not computed yet is materialized first (on the worker pool;
-    /// `done` is called from there).
-    pub fn lookup(
-        &self,
-        path: &str,
-        done: impl FnOnce(std::result::Result<Attr, FsError>) + Send + 'static,
-    ) {
-        self.stats.lookups.inc();
-        match self.resolve(path) {
-            Err(e) => done(Err(e)),
-            Ok(Resolved::Dir) => done(Ok(Attr::dir())),
-            Ok(Resolved::File(a, _)) => done(Ok(a)),
-            Ok(Resolved::Stats) => done(Ok(self.stats_attr(&self.stats_json()))),
-            Ok(Resolved::Chunk(ys, key)) => self.chunks.attr(ys, key, Box::new(done)),
-            Ok(Resolved::Inner(ys, shard, pos)) => {
-                self.chunks.inner_attr(ys, shard, pos, Box::new(done))
-            }
-        }
-    }
-
-    /// Attributes of a node already looked up (never starts work).
-    pub fn getattr(&self, path: &str) -> std::result::Result<Attr, FsError> {
-        match self.resolve(path)? {
-            Resolved::Dir => Ok(Attr::dir()),
-            Resolved::File(a, _) => Ok(a),
-            Resolved::Stats => Ok(self.stats_attr(&self.stats_json())),
-            Resolved::Chunk(ys, key) => self.chunks.known_attr(&ys, &key),
-            Resolved::Inner(ys, shard, pos) => self.chunks.known_inner_attr(&ys, &shard, pos),
-        }
-    }
-
-    /// The content of the file at `path` while it is open (a snapshot for the stats file).
-    pub fn open(
-        &self,
-        path: &str,
-        done: impl FnOnce(std::result::Result<Content, FsError>) + Send + 'static,
-    ) {
-        self.stats.opens.inc();
-        match self.resolve(path) {
-            Err(e) => done(Err(e)),
-            Ok(Resolved::Dir) => done(Err(FsError::IsDir)),
-            Ok(Resolved::File(_, b)) => done(Ok(b.into())),
-            Ok(Resolved::Stats) => done(Ok(Content::Bytes(self.stats_json().into()))),
-            Ok(Resolved::Chunk(ys, key)) => self.chunks.content(ys, key, Box::new(done)),
-            Ok(Resolved::Inner(ys, shard, pos)) => {
-                self.chunks.inner_content(ys, shard, pos, Box::new(done))
-            }
-        }
-    }
-
-    /// Children of the directory at `path`: (name, kind), without `.`/`..`. Never starts
-    /// chunk work: chunk directories list only chunks already computed (in the chunked view,
-    /// the inner chunks of computed shards whose index the mount holds).
-    pub fn list(&self, path: &str) -> std::result::Result<Vec<(String, Kind)>, FsError> {
-        self.tree.list(&self.years, path, &|ys, array, idx| {
-            self.chunks.known_index(ys, array, idx)
-        })
-    }
-
-    fn resolve(&self, path: &str) -> std::result::Result<Resolved, FsError> {
-        self.tree.resolve(&self.years, path)
-    }
-
-    /// The stats file's attributes for one snapshot of its content.
-    fn stats_attr(&self, content: &[u8]) -> Attr {
-        Attr {
-            kind: Kind::File,
-            size: content.len() as u64,
-            volatile: true,
-        }
-    }
-
-    /// The statistics document served as `.datacube/stats.json`.
-    pub fn stats_json(&self) -> Vec<u8> {
-        let mut sections = self.chunks.stats_json();
-        if let Some(serde_json::Value::Object(fs)) = sections.get_mut("fs") {
-            fs.extend(self.stats.to_json());
-            fs.extend(self.years.stats.to_json());
-            fs.extend(self.years.tracker.stats.to_json());
-        }
-        let mut doc = json!({
-            "started": self.started.to_rfc3339(),
-            "store": self.store_name,
-            "source": self.source.describe(),
-            "source_io": self.source.stats(),
-            "tiles": self.cfg.tiles.len(),
-            // What `fs.materializations` and the chunk files count: chunks, or shards.
-            "layout": self.chunking.to_string(),
-            "object": if self.chunking.inner_space(Resolution::R10).is_some() { "shard" } else { "chunk" },
-            // What readers of the mount see: the store's objects, or the chunked view's chunks.
-            "view": self.view.to_string(),
-            "years": [self.cfg.years.first(), self.cfg.years.last()],
-        });
-        if let serde_json::Value::Object(m) = &mut doc {
-            m.extend(sections);
-        }
-        let mut v = serde_json::to_vec_pretty(&doc).expect("JSON");
-        v.push(b'\n');
-        v
-    }
-
-    /// The tile-years resolved so far that have scenes.
-    pub fn resolved_years(&self) -> Vec<crate::key::TileYear> {
-        self.years
-            .resolved()
-            .iter()
-            .map(|y| y.tile_year())
-            .collect()
-    }
-
-    /// Searches the source again for a resolved tile-year, publishes what is new and serves it.
-    pub fn refresh_year(&self, ty: &crate::key::TileYear) -> Result<Option<year::Change>> {
-        self.years.refresh(ty)
-    }
-
-    /// Serves the store's latest catalog generation of `ty` if another process published one.
-    pub fn poll_year(&self, ty: &crate::key::TileYear) -> Result<Option<year::Change>> {
-        self.years.adopt_latest(ty)
-    }
-
-    /// Finishes queued work and writes everything computed to the store.
-    pub fn shutdown(&self) {
-        self.year_pool.shutdown();
-        self.chunks.shutdown();
-    }
-
-    /// Waits until every computed chunk is in the store (for tests and benchmarks).
-    pub fn flush(&self) {
-        self.chunks.flush();
-    }
-}
-
-impl crate::fs::refresh::LivingYears for Cube {
-    fn resolved_years(&self) -> Vec<crate::key::TileYear> {
-        Cube::resolved_years(self)
-    }
-
-    fn refresh_year(&self, ty: &crate::key::TileYear) -> Result<Option<Vec<String>>> {
-        Ok(Cube::refresh_year(self, ty)?.map(|c| c.paths()))
-    }
-
-    fn poll_year(&self, ty: &crate::key::TileYear) -> Result<Option<Vec<String>>> {
-        Ok(Cube::poll_year(self, ty)?.map(|c| c.paths()))
-    }
-}
-
-impl crate::fs::view::CubeView for Cube {
-    fn when_year_ready(&self, path: &str, answer: Box<dyn FnOnce() + Send>) {
-        Cube::when_year_ready(self, path, answer)
-    }
-
-    fn lookup(&self, path: &str, done: crate::fs::view::AttrDone) {
-        Cube::lookup(self, path, done)
-    }
-
-    fn getattr(&self, path: &str) -> std::result::Result<Attr, FsError> {
-        Cube::getattr(self, path)
-    }
-
-    fn open(&self, path: &str, done: crate::fs::view::ContentDone) {
-        Cube::open(self, path, done)
-    }
-
-    fn list(&self, path: &str) -> std::result::Result<Vec<(String, Kind)>, FsError> {
-        Cube::list(self, path)
-    }
-
-    fn stats(&self) -> &CubeStats {
-        &self.stats
-    }
-
-    fn stats_json(&self) -> Vec<u8> {
-        Cube::stats_json(self)
-    }
-
-    fn start_refresher(
-        self: Arc<Self>,
-        on_change: crate::fs::refresh::OnChange,
-    ) -> Option<crate::fs::refresh::Refresher> {
-        let poll = self
-            .cfg
-            .fence
-            .check_age()
-            .max(std::time::Duration::from_millis(100));
-        Some(crate::fs::refresh::Refresher::start(
-            self.clone(),
-            self.cfg.refresh,
-            poll,
-            on_change,
-        ))
-    }
-
-    fn shutdown(&self) {
-        Cube::shutdown(self)
-    }
-
-    fn flush(&self) {
-        Cube::flush(self)
+        let tree = crate::cube::tree::Tree::new(
+            cfg.tiles.clone(),
+            cfg.years.clone(),
+            crate::s2::layout::root_group_view_file(chunking, level, view),
+            tile_meta,
+        );
+        let years = Years::new(
+            store.clone(),
+            S2Years::new(source.clone(), chunking, view, records),
+            tracker,
+        );
+        let mut about = serde_json::Map::new();
+        about.insert("collection".into(), level.stac_collection().into());
+        about.insert("store".into(), store.describe().into());
+        about.insert("source".into(), source.describe().into());
+        // What `fs.materializations` and the chunk files count: chunks, or shards.
+        about.insert("layout".into(), chunking.to_string().into());
+        let object = if chunking.inner_space(Resolution::R10).is_some() {
+            "shard"
+        } else {
+            "chunk"
+        };
+        about.insert("object".into(), object.into());
+        // What readers of the mount see: the store's objects, or the chunked view's chunks.
+        about.insert("view".into(), view.to_string().into());
+        let objects = S2Objects::new(Arc::new(chunks), source);
+        Ok(Arc::new(crate::cube::Cube::assemble(
+            tree,
+            years,
+            objects,
+            cfg.refresh,
+            about,
+        )))
     }
 }
