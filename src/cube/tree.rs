@@ -121,8 +121,8 @@ impl Tree {
                 year: y,
                 rest,
             } => {
-                let ys = year(&TileYear::new(tile, y))?.ok_or(FsError::NotFound)?;
-                match classify_in_year(ys.as_ref(), path, rest).ok_or(FsError::NotFound)? {
+                let (ys, node) = in_year(year, path, tile, y, rest)?;
+                match node {
                     YearNode::StaticFile => file(&ys.files()[path].as_slice().into()),
                     YearNode::StaticDir | YearNode::ObjectDir => Resolved::Dir,
                     YearNode::Object(a, idx) => Resolved::Object(ys, a, idx),
@@ -163,8 +163,8 @@ impl Tree {
                 year: y,
                 rest,
             } => {
-                let ys = year(&TileYear::new(tile, y))?.ok_or(FsError::NotFound)?;
-                match classify_in_year(ys.as_ref(), path, rest).ok_or(FsError::NotFound)? {
+                let (ys, node) = in_year(year, path, tile, y, rest)?;
+                match node {
                     YearNode::StaticFile | YearNode::Object(..) => return Err(FsError::NotDir),
                     YearNode::StaticDir => {
                         let mut v = to_kinds(static_children(path, ys.files()));
@@ -188,6 +188,19 @@ impl Tree {
             }
         })
     }
+}
+
+/// The resolved tile-year of a path below it, and what the path names there.
+fn in_year<S: YearTree>(
+    year: YearOf<S>,
+    path: &str,
+    tile: &str,
+    y: i32,
+    rest: &str,
+) -> Result<(Arc<S>, YearNode<S::Array>), FsError> {
+    let ys = year(&TileYear::new(tile, y))?.ok_or(FsError::NotFound)?;
+    let node = classify_in_year(ys.as_ref(), path, rest).ok_or(FsError::NotFound)?;
+    Ok((ys, node))
 }
 
 fn to_kinds(v: Vec<(String, bool)>) -> Vec<(String, Kind)> {

@@ -10,3 +10,12 @@ pub use part::{assign, Part, Regions};
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct NoScenes(pub String);
+
+/// `r`, with "the source has no scenes" as `None` rather than an error.
+pub fn unless_no_scenes<T>(r: anyhow::Result<T>) -> anyhow::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is::<NoScenes>() => Ok(None),
+        Err(e) => Err(e),
+    }
+}

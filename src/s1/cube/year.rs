@@ -95,15 +95,12 @@ impl YearModel for S1Years {
         fence: &Fence,
     ) -> Result<Option<Prepared<S1Catalog, Merged>>> {
         let tile: Equi7Tile = ty.tile.parse().map_err(anyhow::Error::msg)?;
-        match crate::s1::intake::prepare(store, &self.source, tile, ty.year, fence) {
-            Ok(p) => Ok(Some(Prepared {
-                generation: p.generation,
-                published: p.published,
-                merge: p.merge,
-            })),
-            Err(e) if e.is::<crate::intake::NoScenes>() => Ok(None),
-            Err(e) => Err(e),
-        }
+        let p = crate::s1::intake::prepare(store, &self.source, tile, ty.year, fence);
+        Ok(crate::intake::unless_no_scenes(p)?.map(|p| Prepared {
+            generation: p.generation,
+            published: p.published,
+            merge: p.merge,
+        }))
     }
 
     /// The documents and the regions recorded under `g` (a region recorded under an older

@@ -191,22 +191,21 @@ impl crate::cube::years::YearModel for S2Years {
         for e in &scan.errors {
             tracing::warn!("{ty}: skipped: {e}");
         }
-        match crate::s2::intake::prepare_scanned(
+        let p = crate::s2::intake::prepare_scanned(
             store,
             &self.source.describe(),
             ty,
             &scan,
             fence,
             self.chunking,
-        ) {
-            Ok(p) => Ok(Some(crate::cube::years::Prepared {
+        );
+        Ok(
+            crate::intake::unless_no_scenes(p)?.map(|p| crate::cube::years::Prepared {
                 generation: p.generation,
                 published: p.published,
                 merge: p.merge,
-            })),
-            Err(e) if e.is::<crate::intake::NoScenes>() => Ok(None),
-            Err(e) => Err(e),
-        }
+            }),
+        )
     }
 
     fn state(
