@@ -279,6 +279,8 @@ fn assert_store_chunks_valid(store: &Path) -> usize {
         let chunk: ndarray::ArrayD<u16> = array
             .retrieve_chunk(&idx)
             .unwrap_or_else(|e| panic!("{key}: {e}"));
+        // Fixed rank: indexing an `ArrayD` allocates its index on every access.
+        let chunk = chunk.into_dimensionality::<ndarray::Ix4>().unwrap();
         let [ct, nb, cs, _] = res.chunk_shape();
         let side = f.spec.width_m() / res.metres() as u64;
         for t in 0..ct {

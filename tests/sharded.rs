@@ -185,6 +185,8 @@ fn assert_shards_valid(root: &Path) -> u64 {
         let shard: ndarray::ArrayD<u16> = array
             .retrieve_chunk(&idx)
             .unwrap_or_else(|e| panic!("{key}: {e}"));
+        // Fixed rank: indexing an `ArrayD` allocates its index on every access.
+        let shard = shard.into_dimensionality::<ndarray::Ix4>().unwrap();
         let [ct, nb, s, _] = SHARDED.object_shape(res);
         let side = f.spec.width_m() / res.metres() as u64;
         for t in 0..ct {
