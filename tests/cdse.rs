@@ -107,13 +107,26 @@ fn read_data_s3(
     })
 }
 
+/// The SAFE-made store's `data` array of `res`, read with zarrs once per test process (tests
+/// compare several reads against it).
+fn safe_data(res: Resolution) -> std::sync::Arc<(Vec<u64>, Vec<u16>)> {
+    type Arrays = std::collections::BTreeMap<Resolution, std::sync::Arc<(Vec<u64>, Vec<u16>)>>;
+    static READ: std::sync::Mutex<Arrays> = std::sync::Mutex::new(Arrays::new());
+    READ.lock()
+        .unwrap()
+        .entry(res)
+        .or_insert_with(|| std::sync::Arc::new(read_data(intaken_store(), res)))
+        .clone()
+}
+
 /// Asserts a data array read some other way equals the SAFE-made store's (shape and values).
 fn assert_reads_like_safe(read: (Vec<u64>, Vec<u16>), res: Resolution, what: &str) {
     let (shape, data) = read;
-    let (shape2, data2) = read_data(intaken_store(), res);
-    assert_eq!(shape, shape2, "{what} {res}");
+    let safe = safe_data(res);
+    let (shape2, data2) = (&safe.0, &safe.1);
+    assert_eq!(&shape, shape2, "{what} {res}");
     assert!(
-        data == data2,
+        &data == data2,
         "{what} {res}: values differ from the SAFE-made store"
     );
 }

@@ -119,10 +119,20 @@ fn read_array(root: &Path, array: PixelArray) -> (Vec<u64>, Vec<u16>) {
 }
 
 /// The formula's value of `array[t, (band,) r, c]`.
-fn expected(f: &L2aFixture, array: PixelArray, t: usize, band: usize, r: u64, c: u64) -> u16 {
+/// `band_ids`: the MTD bandIds of `array`'s bands (`ProductLevel::res_bands`, taken once by the
+/// caller: it builds vectors, too slow for every pixel).
+fn expected(
+    f: &L2aFixture,
+    array: PixelArray,
+    band_ids: &[u64],
+    t: usize,
+    band: usize,
+    r: u64,
+    c: u64,
+) -> u16 {
     let w = f.spec.width_m();
     if array.has_bands() {
-        let b = ProductLevel::L2A.res_bands(array.res)[band].id as u64;
+        let b = band_ids[band];
         datacube_tools::synth::dn(t as u64, b, r, c, array.res.metres() as u64, w)
     } else {
         // SCL is 20 m; a finer group repeats each 20 m pixel.
@@ -144,13 +154,18 @@ fn assert_every_value(f: &L2aFixture, root: &Path) {
         };
         assert_eq!(shape, want_shape, "{array}");
         let (nb, n) = (nb as usize, n as usize);
+        let band_ids: Vec<u64> = ProductLevel::L2A
+            .res_bands(array.res)
+            .iter()
+            .map(|b| b.id as u64)
+            .collect();
         let mut nonzero = 0usize;
         for t in 0..L2A_SCENES {
             for b in 0..nb {
                 for r in 0..n {
                     for c in 0..n {
                         let got = v[((t * nb + b) * n + r) * n + c];
-                        let want = expected(f, array, t, b, r as u64, c as u64);
+                        let want = expected(f, array, &band_ids, t, b, r as u64, c as u64);
                         assert_eq!(got, want, "{array}[{t},{b},{r},{c}]");
                         nonzero += usize::from(got != 0);
                     }

@@ -232,8 +232,21 @@ pub fn read_data(store_dir: &Path, res: Resolution) -> (Vec<u64>, Vec<u16>) {
 
 /// The formula value of `data[t, band_index, r, c]` at `res` (t = time-axis index).
 pub fn expected(f: &Fixture, res: Resolution, t: usize, band_index: usize, r: u64, c: u64) -> u16 {
-    let b = res.bands()[band_index].id as u64;
+    let b = band_id(res, band_index);
     datacube_tools::synth::dn(t as u64, b, r, c, res.metres() as u64, f.spec.width_m())
+}
+
+/// The MTD bandId of band `band_index` of `res` (`res.bands()` builds a vector: too slow for
+/// every pixel).
+pub fn band_id(res: Resolution, band_index: usize) -> u64 {
+    static IDS: OnceLock<Vec<(Resolution, Vec<u64>)>> = OnceLock::new();
+    let ids = IDS.get_or_init(|| {
+        Resolution::ALL
+            .iter()
+            .map(|r| (*r, r.bands().iter().map(|b| b.id as u64).collect()))
+            .collect()
+    });
+    ids.iter().find(|(r, _)| *r == res).unwrap().1[band_index]
 }
 
 /// Asserts every value of `data` equals the formula for scenes `t` where `keep(t)`; returns how

@@ -138,13 +138,14 @@ pub fn open_array(
     Array::open(store, &format!("/{tile}/{YEAR}/20m/{name}")).unwrap()
 }
 
+/// Days `days` of rows `rows`, columns `cols` of an array, day-major.
 fn read<T: zarrs::array::ElementOwned>(
     a: &Array<zarrs::filesystem::FilesystemStore>,
-    d: u64,
+    days: std::ops::Range<u64>,
     rows: &std::ops::Range<u64>,
     cols: &std::ops::Range<u64>,
 ) -> Vec<T> {
-    let subset = ArraySubset::new_with_ranges(&[d..d + 1, rows.clone(), cols.clone()]);
+    let subset = ArraySubset::new_with_ranges(&[days, rows.clone(), cols.clone()]);
     let v: ndarray::ArrayD<T> = a.retrieve_array_subset(&subset).unwrap();
     v.into_raw_vec_and_offset().0
 }
@@ -167,12 +168,20 @@ pub fn assert_tile_matches(
 
 /// `assert_tile_matches` for the time axis `days`, comparing the values of the days whose index
 /// `check` accepts (the axis itself is compared whole).
+///
+/// Each day's window (its footprints grown by 500 pixels; the all-nodata day: rows and columns
+/// 2000..3000) is compared pixel by pixel. The arrays are read one inner chunk (30 days × 500 ×
+/// 500) at a time, for the days of its time chunk whose windows overlap it, so every inner chunk
+/// is decoded once rather than once per day (reading one day decodes all 30 of its inner chunk).
 pub fn assert_days_match(
     store_dir: &Path,
     tile: Equi7Tile,
     days: &[(i32, Vec<PlannedSlice>)],
     check: impl Fn(usize) -> bool,
 ) -> u64 {
+    use datacube::s1::{INNER_PX, TIME_CHUNK};
+    use rayon::prelude::*;
+    type Window = (usize, std::ops::Range<u64>, std::ops::Range<u64>);
     let time = open_array(store_dir, tile, "time");
     let t: ndarray::ArrayD<i32> = time.retrieve_array_subset(&time.subset_all()).unwrap();
     assert_eq!(
@@ -185,38 +194,73 @@ pub fn assert_days_match(
     let sd = open_array(store_dir, tile, "sensing_date");
     let ab = open_array(store_dir, tile, "absolute_orbit_number");
     let re = open_array(store_dir, tile, "relative_orbit_number");
-    let mut compared = 0;
-    for (i, (day, slices)) in days.iter().enumerate() {
-        if !check(i) {
-            continue;
-        }
-        let d = i as u64;
-        let (rows, cols) = day_window(slices, 500).unwrap_or((2000..3000, 2000..3000));
-        let got = (
-            read::<i16>(&vv, d, &rows, &cols),
-            read::<i16>(&vh, d, &rows, &cols),
-            read::<i64>(&sd, d, &rows, &cols),
-            read::<i32>(&ab, d, &rows, &cols),
-            read::<i16>(&re, d, &rows, &cols),
-        );
-        let w = (cols.end - cols.start) as usize;
-        for r in rows.clone() {
-            for c in cols.clone() {
-                let k = (r - rows.start) as usize * w + (c - cols.start) as usize;
-                let want = expected_pixel(slices, r, c);
-                let have = (got.0[k], got.1[k], got.2[k], got.3[k], got.4[k]);
-                assert_eq!(
-                    have,
-                    want,
-                    "{tile} day {} ({}) row {r} col {c}",
-                    i,
-                    datacube::s1::iso_day(*day)
-                );
-                compared += 1;
+    let windows: Vec<Window> = (0..days.len())
+        .filter(|i| check(*i))
+        .map(|i| {
+            let (rows, cols) = day_window(&days[i].1, 500).unwrap_or((2000..3000, 2000..3000));
+            (i, rows, cols)
+        })
+        .collect();
+    // (time chunk, inner chunk row, inner chunk column) of every inner chunk a window overlaps.
+    let mut blocks = std::collections::BTreeSet::new();
+    for (i, rows, cols) in &windows {
+        for y in rows.start / INNER_PX..=(rows.end - 1) / INNER_PX {
+            for x in cols.start / INNER_PX..=(cols.end - 1) / INNER_PX {
+                blocks.insert((*i as u64 / TIME_CHUNK, y, x));
             }
         }
     }
-    compared
+    let blocks: Vec<(u64, u64, u64)> = blocks.into_iter().collect();
+    let clip =
+        |a: &std::ops::Range<u64>, b: &std::ops::Range<u64>| a.start.max(b.start)..a.end.min(b.end);
+    blocks
+        .par_iter()
+        .map(|&(tc, y, x)| {
+            let brows = y * INNER_PX..((y + 1) * INNER_PX).min(15000);
+            let bcols = x * INNER_PX..((x + 1) * INNER_PX).min(15000);
+            // The windows of this time chunk that overlap the block, clipped to it.
+            let here: Vec<Window> = windows
+                .iter()
+                .filter(|(i, _, _)| *i as u64 / TIME_CHUNK == tc)
+                .map(|(i, rows, cols)| (*i, clip(rows, &brows), clip(cols, &bcols)))
+                .filter(|(_, r, c)| !r.is_empty() && !c.is_empty())
+                .collect();
+            let d0 = here.iter().map(|w| w.0).min().unwrap() as u64;
+            let d1 = here.iter().map(|w| w.0).max().unwrap() as u64 + 1;
+            let got = (
+                read::<i16>(&vv, d0..d1, &brows, &bcols),
+                read::<i16>(&vh, d0..d1, &brows, &bcols),
+                read::<i64>(&sd, d0..d1, &brows, &bcols),
+                read::<i32>(&ab, d0..d1, &brows, &bcols),
+                read::<i16>(&re, d0..d1, &brows, &bcols),
+            );
+            let (h, w) = (
+                (brows.end - brows.start) as usize,
+                (bcols.end - bcols.start) as usize,
+            );
+            let mut compared = 0;
+            for (i, rows, cols) in &here {
+                let (day, slices) = &days[*i];
+                let plane = (*i - d0 as usize) * h * w;
+                for r in rows.clone() {
+                    for c in cols.clone() {
+                        let k = plane + (r - brows.start) as usize * w + (c - bcols.start) as usize;
+                        let want = expected_pixel(slices, r, c);
+                        let have = (got.0[k], got.1[k], got.2[k], got.3[k], got.4[k]);
+                        assert_eq!(
+                            have,
+                            want,
+                            "{tile} day {} ({}) row {r} col {c}",
+                            i,
+                            datacube::s1::iso_day(*day)
+                        );
+                        compared += 1;
+                    }
+                }
+            }
+            compared
+        })
+        .sum()
 }
 
 /// The shard objects the oracle says exist (any value that is not fill), per array name.
