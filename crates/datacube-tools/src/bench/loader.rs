@@ -35,11 +35,38 @@ pub struct Job {
     pub patches: Vec<Patch>,
 }
 
-/// A worker's answer: one checksum per patch (as `read_all`), and its own reading time.
+/// A worker's answer: one checksum per patch (as `read_all`), its own reading time and the CPU
+/// time it used for the job (user + system).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Answer {
     pub checksums: Vec<u64>,
     pub seconds: f64,
+    pub cpu_seconds: f64,
+}
+
+/// This process's CPU time so far (user + system), seconds.
+fn own_cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct it is given and touches nothing else.
+    let u = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// A process's CPU time so far (user + system, from /proc), seconds.
+fn proc_cpu_seconds(pid: u32) -> Result<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> u64 { f.get(i).and_then(|v| v.parse().ok()).unwrap_or(0) };
+    // utime and stime are fields 14 and 15 of the line: 11 and 12 after the command.
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Ok((ticks(11) + ticks(12)) as f64 / hz)
 }
 
 /// `datacube-tools loader-worker`: jobs from stdin (one JSON line each), answers on stdout, until
@@ -51,6 +78,7 @@ pub fn worker_main() -> Result<()> {
     for line in stdin.lock().lines() {
         let job: Job = serde_json::from_str(&line?).context("loader job")?;
         let t0 = Instant::now();
+        let c0 = own_cpu_seconds();
         let i = match readers.iter().position(|(r, _)| *r == job.root) {
             Some(i) => i,
             None => {
@@ -68,6 +96,7 @@ pub fn worker_main() -> Result<()> {
         let a = Answer {
             checksums,
             seconds: t0.elapsed().as_secs_f64(),
+            cpu_seconds: own_cpu_seconds() - c0,
         };
         writeln!(out, "{}", serde_json::to_string(&a)?)?;
         out.flush()?;
@@ -79,6 +108,16 @@ struct Worker {
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
+}
+
+/// What a round measured.
+struct Round {
+    seconds: f64,
+    sums: Vec<u64>,
+    /// CPU seconds of the workers (their own accounting, per job).
+    workers_cpu: f64,
+    /// CPU seconds of the daemon during the round (the store rounds too: it should be ~0).
+    daemon_cpu: f64,
 }
 
 /// N worker processes.
@@ -111,9 +150,10 @@ impl Pool {
         Ok(Pool { workers })
     }
 
-    /// One round: every worker reads its patches under `root`; the wall time and the checksums
-    /// (in the order of `shares`, concatenated).
-    fn round(&mut self, o: &Loader, root: &Path, shares: &[Vec<Patch>]) -> Result<(f64, Vec<u64>)> {
+    /// One round: every worker reads its patches under `root`; the wall time, the checksums (in
+    /// the order of `shares`, concatenated) and the CPU time of the workers and of the daemon.
+    fn round(&mut self, o: &Loader, root: &Path, shares: &[Vec<Patch>]) -> Result<Round> {
+        let d0 = proc_cpu_seconds(o.daemon_pid)?;
         let t0 = Instant::now();
         for (w, patches) in self.workers.iter_mut().zip(shares) {
             let job = Job {
@@ -127,6 +167,7 @@ impl Pool {
             w.stdin.flush()?;
         }
         let mut sums = Vec::new();
+        let mut cpu = 0.0;
         for w in &mut self.workers {
             let mut line = String::new();
             w.stdout.read_line(&mut line)?;
@@ -139,8 +180,14 @@ impl Pool {
             }
             let a: Answer = serde_json::from_str(&line).context("loader worker answer")?;
             sums.extend(a.checksums);
+            cpu += a.cpu_seconds;
         }
-        Ok((t0.elapsed().as_secs_f64(), sums))
+        Ok(Round {
+            seconds: t0.elapsed().as_secs_f64(),
+            sums,
+            workers_cpu: cpu,
+            daemon_cpu: proc_cpu_seconds(o.daemon_pid)? - d0,
+        })
     }
 
     fn stop(self) -> Result<()> {
@@ -186,6 +233,14 @@ pub struct LoaderRow {
     pub store_patches_per_second: f64,
     /// Mount rate ÷ store rate (the goal: ≥ 0.9).
     pub mount_over_store_rate: f64,
+    /// CPU seconds per patch, mean over the counted rounds: the workers' and the daemon's through
+    /// the mount, the workers' on the store. On a shared machine wall time depends on what else
+    /// runs; the CPU a patch costs much less.
+    pub mount_cpu_per_patch: f64,
+    pub mount_daemon_cpu_per_patch: f64,
+    pub store_cpu_per_patch: f64,
+    /// Mount CPU (workers + daemon) ÷ store CPU per patch.
+    pub mount_over_store_cpu: f64,
     /// The daemon's peak RSS during this N (VmHWM, reset before it when the kernel allows).
     pub daemon_peak_rss_bytes: u64,
     pub daemon_peak_rss_reset: bool,
@@ -235,11 +290,12 @@ pub fn run(o: &Loader) -> Result<LoaderReport> {
         drop(reference);
         let mut pool = Pool::start(n)?;
         // Warm-up: both sides' page caches (and the daemon's) filled.
-        let (_, from_store) = pool.round(o, &o.store, &shares)?;
-        let (_, from_mount) = pool.round(o, &o.mnt, &shares)?;
+        let from_store = pool.round(o, &o.store, &shares)?.sums;
+        let from_mount = pool.round(o, &o.mnt, &shares)?.sums;
         let mut agree = from_store == want && from_mount == want;
         let reset = std::fs::write(format!("/proc/{}/clear_refs", o.daemon_pid), "5").is_ok();
         let (mut mount_s, mut store_s) = (Vec::new(), Vec::new());
+        let (mut mount_cpu, mut mount_daemon_cpu, mut store_cpu) = (0.0, 0.0, 0.0);
         for rep in 0..o.repeats {
             let order = if rep % 2 == 0 {
                 [true, false]
@@ -248,12 +304,15 @@ pub fn run(o: &Loader) -> Result<LoaderReport> {
             };
             for mount in order {
                 let root = if mount { &o.mnt } else { &o.store };
-                let (t, sums) = pool.round(o, root, &shares)?;
-                agree &= sums == want;
+                let r = pool.round(o, root, &shares)?;
+                agree &= r.sums == want;
                 if mount {
-                    mount_s.push(t);
+                    mount_s.push(r.seconds);
+                    mount_cpu += r.workers_cpu + r.daemon_cpu;
+                    mount_daemon_cpu += r.daemon_cpu;
                 } else {
-                    store_s.push(t);
+                    store_s.push(r.seconds);
+                    store_cpu += r.workers_cpu + r.daemon_cpu;
                 }
             }
         }
@@ -263,6 +322,7 @@ pub fn run(o: &Loader) -> Result<LoaderReport> {
         let patches = all.len();
         let rate = |s: &[f64]| patches as f64 / mean_std(s).0;
         let (m, s) = (rate(&mount_s), rate(&store_s));
+        let per_patch = |cpu: f64| cpu / (patches * o.repeats.max(1)) as f64;
         rows.push(LoaderRow {
             workers: n,
             patches,
@@ -271,6 +331,10 @@ pub fn run(o: &Loader) -> Result<LoaderReport> {
             mount_patches_per_second: m,
             store_patches_per_second: s,
             mount_over_store_rate: m / s,
+            mount_cpu_per_patch: per_patch(mount_cpu),
+            mount_daemon_cpu_per_patch: per_patch(mount_daemon_cpu),
+            store_cpu_per_patch: per_patch(store_cpu),
+            mount_over_store_cpu: mount_cpu / store_cpu,
             daemon_peak_rss_bytes: peak,
             daemon_peak_rss_reset: reset,
             daemon_rss_end_bytes: end,
@@ -291,17 +355,21 @@ pub fn markdown(r: &LoaderReport) -> String {
     let mut s = format!(
         "Loader: N worker processes ({}), {} patches each per round, {} counted rounds per side \
          after one warm-up, mount and store alternating.\n\n\
-         | workers | patches/s mount | patches/s store | mount ÷ store | daemon RSS peak | daemon RSS at end | same values |\n\
-         |---:|---:|---:|---:|---:|---:|---|\n",
+         | workers | patches/s mount | patches/s store | mount ÷ store | CPU ms/patch mount (daemon) | CPU ms/patch store | CPU mount ÷ store | daemon RSS peak | daemon RSS at end | same values |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
         r.worker, r.patches_per_worker, r.repeats
     );
     for w in &r.rows {
         s.push_str(&format!(
-            "| {} | {:.2} | {:.2} | **{:.2}** | {:.0} MiB{} | {:.0} MiB | {} |\n",
+            "| {} | {:.2} | {:.2} | **{:.2}** | {:.0} ({:.1}) | {:.0} | {:.3} | {:.0} MiB{} | {:.0} MiB | {} |\n",
             w.workers,
             w.mount_patches_per_second,
             w.store_patches_per_second,
             w.mount_over_store_rate,
+            w.mount_cpu_per_patch * 1e3,
+            w.mount_daemon_cpu_per_patch * 1e3,
+            w.store_cpu_per_patch * 1e3,
+            w.mount_over_store_cpu,
             mib(w.daemon_peak_rss_bytes),
             if w.daemon_peak_rss_reset {
                 ""
