@@ -212,3 +212,43 @@ fn convert_cog_then_bench_every_target() {
     let png = std::fs::read(results.join("bench.png")).unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000);
 }
+
+/// The loader target on the mini fixture: worker processes read through a warm mount and from
+/// the store, and every worker's arrays equal the store's (correctness only; no timing asserted).
+#[test]
+fn loader_workers_read_the_stores_values() {
+    let f = fixture();
+    let store = intaken_store();
+    let results = work_dir("bench-loader").join("results");
+    let out = std::process::Command::new(bin())
+        .args(["bench", "--tile", "35VLH", "--year", &YEAR.to_string()])
+        .args(["--source", &format!("safe:{}", f.archive.display())])
+        .args(["--store", store.to_str().unwrap()])
+        .args(["--targets", "loader", "--workers", "1,3", "--patches", "2"])
+        .args(["--patch-size", "1200", "--repeats", "1", "--no-progress"])
+        .args(["--cache-size", "256MiB", "--out", results.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("| workers | patches/s mount |"), "{text}");
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(results.join("bench.json")).unwrap()).unwrap();
+    assert_eq!(r["checksums_agree"], true, "{r}");
+    let rows = r["loader"]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{r}");
+    for (row, n) in rows.iter().zip([1u64, 3]) {
+        assert_eq!(row["workers"], n, "{row}");
+        assert_eq!(row["patches"], 2 * n, "{row}");
+        assert_eq!(row["checksums_agree"], true, "{row}");
+        for k in ["mount_patches_per_second", "store_patches_per_second"] {
+            assert!(row[k].as_f64().unwrap() > 0.0, "{k} in {row}");
+        }
+        assert!(row["daemon_peak_rss_bytes"].as_u64().unwrap() > 0, "{row}");
+        assert!(row["daemon_rss_end_bytes"].as_u64().unwrap() > 0, "{row}");
+    }
+}

@@ -221,6 +221,9 @@ impl Filesystem for DatacubeFs {
         if let Err(max) = config.set_max_readahead(1 << 20) {
             let _ = config.set_max_readahead(max);
         }
+        // Lookups and listings of one directory in parallel (the kernel serializes them per
+        // directory otherwise): many loader workers walk the same `c/…` directories at once.
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_PARALLEL_DIROPS);
         Ok(())
     }
 
@@ -298,11 +301,13 @@ impl Filesystem for DatacubeFs {
                                 .lock()
                                 .unwrap()
                                 .insert(fh, (content, Arc::from(asked.as_str())));
-                            // Chunk and metadata files never change while mounted: keep the page cache.
+                            // Chunk and metadata files change only with a refresh, which
+                            // invalidates them: keep the page cache. No FLUSH on close (it would
+                            // be a synchronous round trip per close(), for nothing: read-only).
                             let flags = if volatile {
-                                FopenFlags::FOPEN_DIRECT_IO
+                                FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NOFLUSH
                             } else {
-                                FopenFlags::FOPEN_KEEP_CACHE
+                                FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH
                             };
                             reply.opened(FileHandle(fh), flags);
                         }

@@ -76,7 +76,10 @@ enum Command {
 Targets: mount-cold (fresh mount over an empty store; page cache dropped when root), mount-warm
 (mount over --store), store (zarrs on --store), safe (GDAL windows of the band JP2s: the decode
 floor), cog (GDAL windows of the COGs of `datacube convert cog`), xarray (xarray + dask open_zarr
-on --store, in the venv's Python). --store must hold the tile-year (`datacube intake`).
+on --store, in the venv's Python), loader (a training loader: for each N of --workers, N worker
+processes, each reading --patches random patches per round, through a warm mount over --store
+and from --store, alternating; patches/s of both, their ratio, the daemon's RSS). --store must
+hold the tile-year (`datacube intake`).
 
 --collection sentinel-2-l2a: a patch is the three `data` groups (12 bands) and `10m/scl`; the
 floor reads the band files' windows and the SCL file's 20 m window (repeated 2 × 2); the mounts
@@ -133,7 +136,15 @@ Example:
         python: PathBuf,
         #[arg(long)]
         no_progress: bool,
+        /// Target loader: the numbers of worker processes to measure (each reads --patches
+        /// patches per round)
+        #[arg(long, value_delimiter = ',', default_value = "1,4,16", value_parser = positive::<usize>())]
+        workers: Vec<usize>,
     },
+    /// A worker of the bench's loader target (jobs on stdin, answers on stdout; started by
+    /// `datacube bench --targets loader`).
+    #[command(hide = true)]
+    LoaderWorker,
     /// Benchmark patch time-series reads through a real mount: cold (vs the decode floor), warm
     /// (vs the store read directly) and the daemon's memory under concurrent readers.
     #[command(
@@ -416,6 +427,7 @@ pub fn main() -> Result<std::process::ExitCode> {
             threads,
             python,
             no_progress,
+            workers,
             ..
         } => {
             args::set_threads(threads)?;
@@ -439,18 +451,25 @@ pub fn main() -> Result<std::process::ExitCode> {
                 threads: rayon::current_num_threads(),
                 python,
                 progress: interactive && !no_progress,
+                workers,
             };
             let r = crate::bench::run::run(&opts, src.as_ref())?;
             crate::bench::report::write_all(&r, &opts.out)?;
             println!("{}", crate::bench::report::markdown(&r));
             println!(
-                "results: {0}/bench.json, {0}/bench.md, {0}/bench.png",
-                opts.out.display()
+                "results: {0}/bench.json, {0}/bench.md{1}",
+                opts.out.display(),
+                if r.targets.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {}/bench.png", opts.out.display())
+                }
             );
             if !r.checksums_agree {
                 anyhow::bail!("targets returned different arrays (see the errors above)");
             }
         }
+        Command::LoaderWorker => crate::bench::loader::worker_main()?,
         Command::BenchMount {
             target: Target { source, tile, year },
             work,

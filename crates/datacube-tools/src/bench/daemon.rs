@@ -73,6 +73,11 @@ impl Daemon {
             .with_context(|| format!("stats.json has no {pointer}"))
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Peak resident set size (VmHWM), bytes.
     pub fn peak_rss(&self) -> Result<u64> {
         let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;

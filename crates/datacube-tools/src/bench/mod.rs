@@ -10,6 +10,7 @@
 
 pub mod cold;
 pub mod daemon;
+pub mod loader;
 pub mod mount;
 pub mod report;
 pub mod run;
@@ -64,7 +65,7 @@ pub fn scene_files(scene: &Scene, level: ProductLevel) -> Vec<(&str, Resolution)
 }
 
 /// A patch: its upper-left corner in metres from the tile's upper-left corner, and its side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Patch {
     pub x_m: u64,
     pub y_m: u64,

@@ -60,39 +60,41 @@ pub fn markdown(r: &BenchReport) -> String {
         fmt_res(&r.decoded_mb_per_patch, 1),
         fmt_res(&r.decode_ratio_yx, 2),
     ));
-    s.push_str("| target | mean (s, all patches) | ± std | stderr | per patch (s) | ÷ store | MiB read | files | projected on CDSE |\n");
-    s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
-    let store = find(r, Target::Store).map(|t| t.mean_durations);
-    for t in &r.targets {
-        let vs = store
-            .map(|m| format!("{:.2}", t.mean_durations / m))
-            .unwrap_or_else(|| "–".into());
-        let cdse = t
-            .cold
-            .as_ref()
-            .map(|c| {
-                format!(
-                    "{:.0} s ({:.2} GB, {} requests)",
-                    c.projected_cdse_seconds,
-                    c.source_bytes as f64 / 1e9,
-                    c.source_requests
-                )
-            })
-            .unwrap_or_else(|| "–".into());
-        s.push_str(&format!(
-            "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {:.1} | {} | {} |\n",
-            t.target.name(),
-            t.mean_durations,
-            t.std_durations,
-            t.stderr_durations,
-            t.mean_patch_seconds,
-            vs,
-            t.bytes_read as f64 / (1 << 20) as f64,
-            t.files_touched,
-            cdse
-        ));
+    if !r.targets.is_empty() {
+        s.push_str("| target | mean (s, all patches) | ± std | stderr | per patch (s) | ÷ store | MiB read | files | projected on CDSE |\n");
+        s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
+        let store = find(r, Target::Store).map(|t| t.mean_durations);
+        for t in &r.targets {
+            let vs = store
+                .map(|m| format!("{:.2}", t.mean_durations / m))
+                .unwrap_or_else(|| "–".into());
+            let cdse = t
+                .cold
+                .as_ref()
+                .map(|c| {
+                    format!(
+                        "{:.0} s ({:.2} GB, {} requests)",
+                        c.projected_cdse_seconds,
+                        c.source_bytes as f64 / 1e9,
+                        c.source_requests
+                    )
+                })
+                .unwrap_or_else(|| "–".into());
+            s.push_str(&format!(
+                "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {:.1} | {} | {} |\n",
+                t.target.name(),
+                t.mean_durations,
+                t.std_durations,
+                t.stderr_durations,
+                t.mean_patch_seconds,
+                vs,
+                t.bytes_read as f64 / (1 << 20) as f64,
+                t.files_touched,
+                cdse
+            ));
+        }
+        s.push('\n');
     }
-    s.push('\n');
     for (a, b, what) in [
         (Target::MountWarm, Target::Store, "mount-warm ÷ store"),
         (
@@ -127,6 +129,10 @@ pub fn markdown(r: &BenchReport) -> String {
         "- all targets returned identical arrays: {}\n",
         r.checksums_agree
     ));
+    if let Some(l) = &r.loader {
+        s.push('\n');
+        s.push_str(&super::loader::markdown(l));
+    }
     s
 }
 
@@ -216,6 +222,7 @@ pub fn plot(r: &BenchReport, path: &Path) -> Result<()> {
         Target::Xarray | Target::XarrayMount => RGBColor(148, 103, 189),
         Target::Safe => RGBColor(214, 39, 40),
         Target::Cog => RGBColor(255, 127, 14),
+        Target::Loader => RGBColor(127, 127, 127),
     };
     chart
         .draw_series(ts.iter().enumerate().map(|(i, t)| {
@@ -243,9 +250,13 @@ pub fn plot(r: &BenchReport, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes `bench.json`, `bench.md` and `bench.png` into `out`.
+/// Writes `bench.json`, `bench.md` and `bench.png` (when a target other than the loader ran)
+/// into `out`.
 pub fn write_all(r: &BenchReport, out: &Path) -> Result<()> {
     std::fs::write(out.join("bench.json"), serde_json::to_vec_pretty(r)?)?;
     std::fs::write(out.join("bench.md"), markdown(r))?;
+    if r.targets.is_empty() {
+        return Ok(());
+    }
     plot(r, &out.join("bench.png"))
 }

@@ -43,6 +43,9 @@ pub enum Target {
     Xarray,
     /// xarray + dask through a warm mount over the store.
     XarrayMount,
+    /// A training loader: `--workers` processes reading random patches through a warm mount and
+    /// from the store (see `super::loader`).
+    Loader,
 }
 
 impl Target {
@@ -55,6 +58,7 @@ impl Target {
             Target::Cog => "cog",
             Target::Xarray => "xarray",
             Target::XarrayMount => "xarray-mount",
+            Target::Loader => "loader",
         }
     }
 }
@@ -79,6 +83,8 @@ pub struct Options {
     pub threads: usize,
     pub python: PathBuf,
     pub progress: bool,
+    /// Worker counts of the loader target (`--patches` patches per worker and round).
+    pub workers: Vec<usize>,
 }
 
 /// What a cold target cost at the source, and what it would cost on CDSE under its quotas.
@@ -175,8 +181,12 @@ pub struct BenchReport {
     /// either way): the layout's read amplification.
     pub decode_ratio_yx: BTreeMap<String, f64>,
     pub targets: Vec<TargetResult>,
-    /// Every target returned the same arrays for every patch.
+    /// Every target returned the same arrays for every patch (and the loader's workers read
+    /// the same values through the mount as from the store).
     pub checksums_agree: bool,
+    /// The loader target: patches/s through the mount and from the store per worker count.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loader: Option<super::loader::LoaderReport>,
 }
 
 /// The order of patches in repeat `r` (a seeded shuffle; repeat 0 is the warm-up).
@@ -556,7 +566,7 @@ pub fn run(o: &Options, source: &dyn BandSource) -> Result<BenchReport> {
     let mut reference: Option<(Target, Vec<u64>)> = None;
     let mut mismatches = Vec::new();
     let mut results = Vec::new();
-    for &target in &o.targets {
+    for &target in o.targets.iter().filter(|t| **t != Target::Loader) {
         let (r, sums) = run_target(&ctx, target, &shapes)?;
         match &reference {
             None => reference = Some((target, sums)),
@@ -575,6 +585,18 @@ pub fn run(o: &Options, source: &dyn BandSource) -> Result<BenchReport> {
         }
         results.push(r);
     }
+    let loader = if o.targets.contains(&Target::Loader) {
+        let r = run_loader(&ctx, width_m)?;
+        for row in r.rows.iter().filter(|r| !r.checksums_agree) {
+            mismatches.push(format!(
+                "loader, {} workers: the mount and the store returned different arrays",
+                row.workers
+            ));
+        }
+        Some(r)
+    } else {
+        None
+    };
     for m in &mismatches {
         tracing::error!("{m}");
     }
@@ -595,7 +617,35 @@ pub fn run(o: &Options, source: &dyn BandSource) -> Result<BenchReport> {
         decode_ratio_yx: ratio,
         targets: results,
         checksums_agree: mismatches.is_empty(),
+        loader,
     })
+}
+
+/// The loader target: a warm mount over the store, then `super::loader::run`.
+fn run_loader(ctx: &Ctx, width_m: u64) -> Result<super::loader::LoaderReport> {
+    let o = ctx.o;
+    let work = o.out.join("loader");
+    std::fs::create_dir_all(&work)?;
+    let log = work.join("mount.log");
+    let daemon = Daemon::start(&ctx.spec(&log), &work.join("mnt"), &o.store)?;
+    let r = super::loader::run(&super::loader::Loader {
+        level: o.level,
+        tile: o.tile.clone(),
+        year: o.year,
+        store: o.store.clone(),
+        mnt: daemon.mnt.clone(),
+        daemon_pid: daemon.pid(),
+        workers: o.workers.clone(),
+        patches_per_worker: o.patches,
+        patch_size_m: o.patch_size_m,
+        width_m,
+        seed: o.seed,
+        repeats: o.repeats,
+    });
+    let stopped = daemon.stop();
+    let r = r?;
+    stopped?;
+    Ok(r)
 }
 
 /// What a Zarr reader must decode for the patches, per array read: MB per patch (the whole of
@@ -753,7 +803,7 @@ fn run_target(
                     },
                 )
             }
-            Target::Xarray | Target::XarrayMount => unreachable!(),
+            Target::Xarray | Target::XarrayMount | Target::Loader => unreachable!(),
         };
     let bar = datacube::progress::bar(
         ((o.repeats + 1) * n) as u64,
