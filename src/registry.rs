@@ -82,6 +82,17 @@ impl FromStr for Collection {
     }
 }
 
+/// `--collection` on the command line: its values, and `--help`'s list of them, come from
+/// [`Collection::ALL`], so the help never falls behind the registry.
+impl clap::ValueEnum for Collection {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Collection::ALL
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,10 +88,10 @@ struct ToolArgs {
 
 #[derive(clap::Args)]
 pub struct IntakeArgs {
-    /// What the cube is made of: sentinel-2-l1c or sentinel-1-sig0
+    /// What the cube is made of (a store holds one collection)
     #[arg(long, default_value = "sentinel-2-l1c")]
     pub collection: crate::registry::Collection,
-    /// sentinel-2-l1c: safe:DIR (a local SAFE archive with the CDSE layout) or cdse;
+    /// Sentinel-2 (L1C, L2A): safe:DIR (a local SAFE archive with the CDSE layout) or cdse;
     /// sentinel-1-sig0: eodc, eodc:STAC_URL or file:DIR (a local EODC mirror)
     #[arg(long)]
     pub source: String,
@@ -187,14 +187,14 @@ pub struct InfoArgs {
 #[derive(clap::Args)]
 pub struct MountArgs {
     pub mountpoint: PathBuf,
-    /// What the cube is made of: sentinel-2-l1c or sentinel-1-sig0
+    /// What the cube is made of (a store holds one collection)
     #[arg(long, default_value = "sentinel-2-l1c")]
     pub collection: crate::registry::Collection,
     /// Persistent Zarr store, a directory or s3://bucket/prefix (computed chunks are written
     /// back here)
     #[arg(long)]
     pub store: String,
-    /// sentinel-2-l1c: safe:DIR (a local SAFE archive with the CDSE layout) or cdse;
+    /// Sentinel-2 (L1C, L2A): safe:DIR (a local SAFE archive with the CDSE layout) or cdse;
     /// sentinel-1-sig0: eodc, eodc:STAC_URL or file:DIR (a local EODC mirror)
     #[arg(long)]
     pub source: String,

@@ -24,8 +24,12 @@ const TTL_FILE: Duration = Duration::from_secs(3600);
 /// Ranged reads of stored objects in flight at once (the kernel sends up to 12 background
 /// requests by default; S3 latency, not CPU, bounds them).
 const STORE_READ_THREADS: usize = 8;
-/// Directories gain entries as chunks are computed.
-const TTL_DIR: Duration = Duration::from_secs(1);
+/// Directories too: a directory only gains entries (chunks computed, days appended), and a
+/// lookup of a name that does not exist yet is never cached (ENOENT carries no entry), so a new
+/// entry is found at once; listings are not cached (no `FOPEN_CACHE_DIR`); what a refresh changes
+/// is invalidated by path (`invalidator`). A short TTL here made every reader's path walk ask the
+/// daemon again for each directory of `TILE/YEAR/RES/ARRAY/c/…` once it expired.
+const TTL_DIR: Duration = TTL_FILE;
 
 /// Inode numbers ↔ paths. A number is handed out with each successful lookup reply and dropped
 /// when the kernel forgets its last reference, so the table holds what the kernel holds, not every
