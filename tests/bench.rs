@@ -8,25 +8,27 @@ use datacube::s2::bands::Resolution;
 use datacube_tools::convert::{cog_path, read_cog_window};
 use gdal::Metadata;
 
+/// Runs `datacube ARGS`, asserts it succeeded, and answers its stdout and stderr.
+fn run(args: &[&str]) -> String {
+    let out = std::process::Command::new(bin())
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "datacube {args:?}:\n{text}");
+    text
+}
+
 #[test]
 fn convert_cog_then_bench_every_target() {
     let f = fixture();
     let store = intaken_store();
     let work = work_dir("bench");
     let cogs = work.join("cogs");
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(bin())
-            .args(args)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "datacube {args:?}:\n{text}");
-        text
-    };
     let source = format!("safe:{}", f.archive.display());
     let year = YEAR.to_string();
     let convert = || {
@@ -220,21 +222,33 @@ fn loader_workers_read_the_stores_values() {
     let f = fixture();
     let store = intaken_store();
     let results = work_dir("bench-loader").join("results");
-    let out = std::process::Command::new(bin())
-        .args(["bench", "--tile", "35VLH", "--year", &YEAR.to_string()])
-        .args(["--source", &format!("safe:{}", f.archive.display())])
-        .args(["--store", store.to_str().unwrap()])
-        .args(["--targets", "loader", "--workers", "1,3", "--patches", "2"])
-        .args(["--patch-size", "1200", "--repeats", "1", "--no-progress"])
-        .args(["--cache-size", "256MiB", "--out", results.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
+    let (year, source) = (YEAR.to_string(), format!("safe:{}", f.archive.display()));
+    let text = run(&[
+        "bench",
+        "--tile",
+        "35VLH",
+        "--year",
+        &year,
+        "--source",
+        &source,
+        "--store",
+        store.to_str().unwrap(),
+        "--targets",
+        "loader",
+        "--workers",
+        "1,3",
+        "--patches",
+        "2",
+        "--patch-size",
+        "1200",
+        "--repeats",
+        "1",
+        "--no-progress",
+        "--cache-size",
+        "256MiB",
+        "--out",
+        results.to_str().unwrap(),
+    ]);
     assert!(text.contains("| workers | patches/s mount |"), "{text}");
     let r: serde_json::Value =
         serde_json::from_slice(&std::fs::read(results.join("bench.json")).unwrap()).unwrap();

@@ -22,15 +22,7 @@ use crate::generation::{AxisCatalog, Fence, Generation, Tracker};
 use crate::key::TileYear;
 use crate::store::Store;
 
-/// A search of the source merged into a tile-year's catalog.
-pub struct Prepared<C, M> {
-    /// The latest generation (published by this call when the search grew the catalog).
-    pub generation: Arc<Generation<C>>,
-    /// Whether this call published `generation`.
-    pub published: bool,
-    /// What the search changed, in the collection's terms (for its log and counters).
-    pub merge: M,
-}
+pub use crate::intake::Prepared;
 
 /// What a collection says about its tile-years.
 pub trait YearModel: Send + Sync + 'static {

@@ -11,6 +11,17 @@ pub use part::{assign, Part, Regions};
 #[error("{0}")]
 pub struct NoScenes(pub String);
 
+/// A search of the source merged into a tile-year's catalog: what an intake starts from and
+/// what a mount's year is built on.
+pub struct Prepared<C, M> {
+    /// The latest generation (published by this call when the search grew the catalog).
+    pub generation: std::sync::Arc<crate::generation::Generation<C>>,
+    /// Whether this call published `generation`.
+    pub published: bool,
+    /// What the search changed, in the collection's terms (for its log and counters).
+    pub merge: M,
+}
+
 /// `r`, with "the source has no scenes" as `None` rather than an error.
 pub fn unless_no_scenes<T>(r: anyhow::Result<T>) -> anyhow::Result<Option<T>> {
     match r {

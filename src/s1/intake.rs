@@ -18,7 +18,7 @@ use super::layout;
 use super::shard::{self, Encoders, OrbitCache, ShardPos};
 use super::source::S1Source;
 use super::{GROUP, VARIABLES};
-use crate::generation::{self, Fence, Generation, Tracker, Verdict};
+use crate::generation::{self, Fence, Tracker, Verdict};
 use crate::key::{ChunkIndex, TileYear};
 use crate::store::{ChunkEntry, ChunkRecord, RecordWriter, Store};
 
@@ -39,14 +39,9 @@ pub struct S1IntakeReport {
     pub seconds: f64,
 }
 
-/// A tile-year's catalog generation after a search of the source.
-pub struct Prepared {
-    pub generation: Arc<Generation<S1Catalog>>,
-    /// Whether this call published it.
-    pub published: bool,
-    /// What the search added (days appended, days changed, late days not inserted, versions).
-    pub merge: Merged,
-}
+/// A tile-year's catalog generation after a search of the source; `merge` says what the search
+/// added (days appended, days changed, late days not inserted, versions).
+pub type Prepared = crate::intake::Prepared<S1Catalog, Merged>;
 
 /// Searches the source and brings the tile-year's catalog up to date: the store's latest
 /// generation, with the search merged in (`S1Catalog::merge`), published as the next generation

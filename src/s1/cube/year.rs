@@ -96,11 +96,7 @@ impl YearModel for S1Years {
     ) -> Result<Option<Prepared<S1Catalog, Merged>>> {
         let tile: Equi7Tile = ty.tile.parse().map_err(anyhow::Error::msg)?;
         let p = crate::s1::intake::prepare(store, &self.source, tile, ty.year, fence);
-        Ok(crate::intake::unless_no_scenes(p)?.map(|p| Prepared {
-            generation: p.generation,
-            published: p.published,
-            merge: p.merge,
-        }))
+        crate::intake::unless_no_scenes(p)
     }
 
     /// The documents and the regions recorded under `g` (a region recorded under an older
