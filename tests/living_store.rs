@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::os::unix::fs::FileExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -147,6 +148,14 @@ fn run(name: &str, store: &StoreAt) {
     let st = first_intake.wait().unwrap();
     assert!(st.success(), "the first intake failed: {st}");
 
+    // A process keeps the 10 m array's metadata open across the refresh that changes it.
+    let held_meta = mounts[0].path(&format!("35VLH/{YEAR}/10m/data/zarr.json"));
+    let held_file = std::fs::File::open(&held_meta).unwrap();
+    let mut before = vec![0u8; 1 << 16];
+    let n = held_file.read_at(&mut before, 0).unwrap();
+    let before: serde_json::Value = serde_json::from_slice(&before[..n]).unwrap();
+    assert_eq!(before["shape"][0].as_u64(), Some(SCENES as u64 - 2));
+
     // The two acquisitions arrive; the daily intake runs while the mounts refresh.
     for p in &f.kept()[SCENES - 2..] {
         std::fs::rename(
@@ -187,6 +196,21 @@ fn run(name: &str, store: &StoreAt) {
             m.log_text()
         );
     }
+    // The file held open does not go on with the new version's bytes: its reads fail (the
+    // mount opens files without the daemon, so it cannot keep the old version for it), and the
+    // log names it; opened again, it is the new version.
+    let mut buf = vec![0u8; 1 << 16];
+    let err = held_file.read_at(&mut buf, 0).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    assert!(
+        mounts[0].log_text().contains(&format!(
+            "read /35VLH/{YEAR}/10m/data/zarr.json: EIO: a refresh changed this file"
+        )),
+        "{}",
+        mounts[0].log_text()
+    );
+    assert_eq!(shown_scenes(&mounts[0], Resolution::R10), SCENES as u64);
+    drop(held_file); // an open file would keep the mount busy at unmount
     for m in mounts {
         assert!(m.terminate().success());
     }

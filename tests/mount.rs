@@ -1,6 +1,6 @@
 //! `datacube mount` for real (root and /dev/fuse): values through the mount against the formula
 //! and GDAL, zarrs and xarray clients, writeback to the store, concurrency, kill -9, SIGTERM drain,
-//! path fuzzing and read-only semantics, and a failing source file.
+//! path fuzzing and read-only semantics, a failing source file, and reads without OPEN requests.
 
 mod common;
 
@@ -259,6 +259,86 @@ fn concurrent_readers_get_identical_bytes_and_each_chunk_is_materialized_once() 
             "{c}"
         );
     }
+}
+
+/// The mount answers no OPEN (after the first) and no FLUSH: a file read before is read again
+/// from the kernel's pages without a request reaching the daemon; `stats.json` is nonetheless
+/// current at each read, and always one whole document, also while chunks are being computed
+/// and other readers read it.
+#[test]
+fn warm_reads_stay_in_the_kernel_and_stats_json_is_current_and_whole() {
+    let f = fixture();
+    let work = work_dir("mount-no-open");
+    let m = Mounted::start(&work, &work.join("store"), &f.archive, &[]);
+    let c = |rel: &str| format!("35VLH/{YEAR}/{rel}");
+    let warm = [
+        c("10m/data/c/0/0/0/0"),
+        c("60m/data/c/0/0/0/0"),
+        c("zarr.json"),
+    ];
+    let first: Vec<Vec<u8>> = warm
+        .iter()
+        .map(|p| std::fs::read(m.path(p)).unwrap())
+        .collect();
+    let s0 = m.stats();
+    for _ in 0..3 {
+        for (p, want) in warm.iter().zip(&first) {
+            assert!(std::fs::read(m.path(p)).unwrap() == *want, "{p}");
+        }
+    }
+    let s1 = m.stats();
+    // The only READ between the two snapshots is the one that returned s0 (a snapshot is taken
+    // before its own READ is counted); no open reached the daemon but the very first.
+    assert_eq!(
+        stat(&s1, "/fs/reads") - stat(&s0, "/fs/reads"),
+        1,
+        "{s0}\n{s1}"
+    );
+    assert_eq!(stat(&s1, "/fs/opens"), 1, "{s1}");
+    assert_eq!(
+        stat(&s1, "/fs/materializations"),
+        stat(&s0, "/fs/materializations")
+    );
+
+    // Chunks computed while two threads read stats.json: each read is a whole document of whole
+    // 4 KiB pages, and what one thread sees never goes back.
+    let fresh: Vec<String> = (0..4)
+        .map(|i| c(&format!("20m/data/c/0/0/{}/{}", i / 2, i % 2)))
+        .collect();
+    let stats_path = m.path(".datacube/stats.json");
+    std::thread::scope(|s| {
+        let watchers: Vec<_> = (0..2)
+            .map(|_| {
+                let stats_path = &stats_path;
+                s.spawn(move || {
+                    let mut last = 0;
+                    for _ in 0..300 {
+                        let b = std::fs::read(stats_path).unwrap();
+                        assert_eq!(b.len() % 4096, 0, "stats.json of {} bytes", b.len());
+                        let v: serde_json::Value = serde_json::from_slice(&b)
+                            .unwrap_or_else(|e| panic!("stats.json: {e}: {b:?}"));
+                        let n = stat(&v, "/fs/materializations");
+                        assert!(n >= last, "materializations went back from {last} to {n}");
+                        last = n;
+                    }
+                })
+            })
+            .collect();
+        for p in &fresh {
+            assert!(!std::fs::read(m.path(p)).unwrap().is_empty(), "{p}");
+        }
+        for w in watchers {
+            w.join().unwrap();
+        }
+    });
+    // Current without a remount: the four new chunks are counted.
+    let s2 = m.stats();
+    assert_eq!(
+        stat(&s2, "/fs/materializations"),
+        stat(&s1, "/fs/materializations") + fresh.len() as u64,
+        "{s2}"
+    );
+    assert!(m.terminate().success());
 }
 
 /// Every chunk file in the store decodes to the formula (no torn or wrong chunk).

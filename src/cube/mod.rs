@@ -117,7 +117,7 @@ impl<O: Objects> Cube<O> {
             Err(e) => done(Err(e)),
             Ok(Resolved::Dir) => done(Ok(Attr::dir())),
             Ok(Resolved::File(a, _)) => done(Ok(a)),
-            Ok(Resolved::Stats) => done(Ok(stats_attr(&self.stats_json()))),
+            Ok(Resolved::Stats) => done(Ok(stats_attr(&self.stats_file()))),
             Ok(Resolved::Object(ys, a, idx)) => {
                 let o = self.objects.object(ys, a, idx);
                 self.objects.lookup(o, Box::new(done))
@@ -130,19 +130,18 @@ impl<O: Objects> Cube<O> {
         match self.resolve(path)? {
             Resolved::Dir => Ok(Attr::dir()),
             Resolved::File(a, _) => Ok(a),
-            Resolved::Stats => Ok(stats_attr(&self.stats_json())),
+            Resolved::Stats => Ok(stats_attr(&self.stats_file())),
             Resolved::Object(ys, a, idx) => self.objects.getattr(&self.objects.object(ys, a, idx)),
         }
     }
 
-    /// The content of the file at `path` while it is open (a snapshot for the stats file).
+    /// The content of the file at `path` now (for the stats file, a fresh document).
     pub fn open(&self, path: &str, done: impl FnOnce(Result<Content, FsError>) + Send + 'static) {
-        self.stats.opens.inc();
         match self.resolve(path) {
             Err(e) => done(Err(e)),
             Ok(Resolved::Dir) => done(Err(FsError::IsDir)),
             Ok(Resolved::File(_, b)) => done(Ok(b.into())),
-            Ok(Resolved::Stats) => done(Ok(Content::Bytes(self.stats_json().into()))),
+            Ok(Resolved::Stats) => done(Ok(Content::Bytes(self.stats_file().into()))),
             Ok(Resolved::Object(ys, a, idx)) => {
                 let o = self.objects.object(ys, a, idx);
                 self.objects.open(o, Box::new(done))
@@ -181,6 +180,20 @@ impl<O: Objects> Cube<O> {
         doc.insert("fs".into(), fs.into());
         doc.extend(sections);
         let mut v = serde_json::to_vec_pretty(&Value::Object(doc)).expect("JSON");
+        v.push(b'\n');
+        v
+    }
+
+    /// The stats file's content: the document, padded with spaces (which JSON allows after a
+    /// value) to a whole number of 4 KiB pages. A reader of the mount may take the file's size
+    /// from one GETATTR and its bytes from a later READ (the kernel opens files without asking
+    /// the daemon, see `fs::fuse`); with one length for every snapshot, the bytes it gets are
+    /// always one whole document, never a cut or zero-filled one.
+    pub fn stats_file(&self) -> Vec<u8> {
+        let mut v = self.stats_json();
+        let padded = v.len().next_multiple_of(4096);
+        v.pop(); // the final newline goes after the padding
+        v.resize(padded - 1, b' ');
         v.push(b'\n');
         v
     }

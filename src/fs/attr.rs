@@ -98,6 +98,6 @@ impl Attr {
 }
 
 crate::counters! {
-    /// Requests the cube answered (the FUSE adapter counts reads).
+    /// Requests the cube answered (the FUSE adapter counts OPEN requests, answered once, and reads).
     pub struct CubeStats { lookups, opens, reads, bytes_served }
 }

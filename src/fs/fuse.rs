@@ -1,17 +1,25 @@
 //! The FUSE adapter (fuser): inode numbers ↔ paths, replies, errno values. All semantics are in
 //! `Cube`; requests that need a chunk are answered from the worker pool when it is ready.
+//!
+//! Files are never opened. The first OPEN is answered `ENOSYS`, after which the kernel opens
+//! files of this mount by itself, keeps their pages (`FOPEN_KEEP_CACHE` is its default then) and
+//! sends neither OPEN nor RELEASE: a reader that opens a shard once per inner chunk it reads
+//! (zarr-python, zarrs-python's pipeline, tensorstore: 100 to 1000 opens per patch time series)
+//! no longer waits on the daemon for each. A READ names its file by inode and is answered from
+//! what the cube holds for that path at that moment; the only volatile file, `stats.json`, has
+//! no attribute cache, a new mtime at each GETATTR and a constant length, and the kernel drops
+//! its pages when the mtime changes (`FUSE_AUTO_INVAL_DATA`), so each read() of it is current.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
-    Generation, INodeNo, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
-    ReplyWrite, Request, TimeOrNow, WriteFlags,
+    AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, Generation,
+    INodeNo, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request,
+    TimeOrNow, WriteFlags,
 };
 
 use super::attr::{Attr, FsError, Kind};
@@ -34,10 +42,32 @@ const TTL_DIR: Duration = TTL_FILE;
 /// Inode numbers ↔ paths. A number is handed out with each successful lookup reply and dropped
 /// when the kernel forgets its last reference, so the table holds what the kernel holds, not every
 /// path ever seen. Numbers are never reused.
+///
+/// A file that a refresh changes is *retired*: its path gets a new number at the next lookup, and
+/// reads of the old one fail. The kernel opens files without asking the daemon (see the module's
+/// doc), so a process that keeps a file open across the refresh would otherwise read the rest of
+/// it from the new version; it gets `EIO` instead, never one file made of two versions.
 struct Inodes {
     next: u64,
-    by_ino: HashMap<u64, (String, u64)>,
+    by_ino: HashMap<u64, Entry>,
     by_path: HashMap<String, u64>,
+}
+
+/// An inode the kernel holds.
+struct Entry {
+    path: String,
+    /// Lookups the kernel has not forgotten yet.
+    refs: u64,
+    file: bool,
+    retired: bool,
+}
+
+/// Why a read of an inode cannot be answered.
+#[derive(Debug, PartialEq)]
+enum Unreadable {
+    Unknown,
+    /// Retired by a refresh: the path of the file it was.
+    Retired(String),
 }
 
 impl Inodes {
@@ -47,19 +77,35 @@ impl Inodes {
             by_ino: HashMap::new(),
             by_path: HashMap::new(),
         };
-        i.by_ino.insert(1, (String::new(), 1));
+        i.by_ino.insert(
+            1,
+            Entry {
+                path: String::new(),
+                refs: 1,
+                file: false,
+                retired: false,
+            },
+        );
         i.by_path.insert(String::new(), 1);
         i
     }
     /// The inode of `path` for a lookup reply: one more kernel reference.
-    fn lookup(&mut self, path: &str) -> u64 {
+    fn lookup(&mut self, path: &str, file: bool) -> u64 {
         if let Some(ino) = self.by_path.get(path) {
-            self.by_ino.get_mut(ino).expect("consistent").1 += 1;
+            self.by_ino.get_mut(ino).expect("consistent").refs += 1;
             return *ino;
         }
         let ino = self.next;
         self.next += 1;
-        self.by_ino.insert(ino, (path.to_string(), 1));
+        self.by_ino.insert(
+            ino,
+            Entry {
+                path: path.to_string(),
+                refs: 1,
+                file,
+                retired: false,
+            },
+        );
         self.by_path.insert(path.to_string(), ino);
         ino
     }
@@ -76,29 +122,59 @@ impl Inodes {
             return;
         }
         if let Some(e) = self.by_ino.get_mut(&ino) {
-            e.1 = e.1.saturating_sub(n);
-            if e.1 == 0 {
-                let (path, _) = self.by_ino.remove(&ino).expect("present");
-                self.by_path.remove(&path);
+            e.refs = e.refs.saturating_sub(n);
+            if e.refs == 0 {
+                let e = self.by_ino.remove(&ino).expect("present");
+                if self.by_path.get(&e.path) == Some(&ino) {
+                    self.by_path.remove(&e.path);
+                }
             }
         }
     }
     fn path(&self, ino: INodeNo) -> Option<String> {
-        self.by_ino.get(&ino.0).map(|e| e.0.clone())
+        self.by_ino.get(&ino.0).map(|e| e.path.clone())
+    }
+    /// The path to read `ino` from, unless a refresh retired it.
+    fn readable(&self, ino: INodeNo) -> Result<String, Unreadable> {
+        match self.by_ino.get(&ino.0) {
+            None => Err(Unreadable::Unknown),
+            Some(e) if e.retired => Err(Unreadable::Retired(e.path.clone())),
+            Some(e) => Ok(e.path.clone()),
+        }
+    }
+    /// The inodes of the given paths (exact paths, and prefixes ending in `/`); the files among
+    /// them are retired, so their paths get new numbers at their next lookup.
+    fn changed(&mut self, paths: &[String]) -> Vec<(u64, String)> {
+        let hit: Vec<(u64, String)> = self
+            .by_path
+            .iter()
+            .filter(|(p, _)| {
+                paths.iter().any(|q| {
+                    if q.ends_with('/') {
+                        p.starts_with(q.as_str())
+                    } else {
+                        *p == q
+                    }
+                })
+            })
+            .map(|(p, ino)| (*ino, p.clone()))
+            .collect();
+        for (ino, path) in &hit {
+            let e = self.by_ino.get_mut(ino).expect("consistent");
+            if e.file {
+                e.retired = true;
+                self.by_path.remove(path);
+            }
+        }
+        hit
     }
 }
-
-/// An open file: what it reads, and the path it was opened by (named in its errors).
-type OpenFile = (Content, Arc<str>);
 
 pub struct DatacubeFs {
     cube: Arc<dyn CubeView>,
     inodes: Arc<Mutex<Inodes>>,
-    /// Open files: what they read, and the path they were opened by (for error messages).
-    handles: Arc<Mutex<HashMap<u64, OpenFile>>>,
     /// Reads of stored objects, which wait on the store, run here rather than on FUSE threads.
-    store_reads: WorkPool,
-    next_fh: AtomicU64,
+    store_reads: Arc<WorkPool>,
     uid: u32,
     gid: u32,
     time: SystemTime,
@@ -111,9 +187,7 @@ impl DatacubeFs {
         DatacubeFs {
             cube,
             inodes: Arc::new(Mutex::new(Inodes::new())),
-            handles: Arc::new(Mutex::new(HashMap::new())),
-            store_reads: WorkPool::new("store-read", STORE_READ_THREADS),
-            next_fh: AtomicU64::new(1),
+            store_reads: Arc::new(WorkPool::new("store-read", STORE_READ_THREADS)),
             uid,
             gid,
             time: SystemTime::now(),
@@ -124,6 +198,20 @@ impl DatacubeFs {
         self.inodes.lock().unwrap().path(ino).ok_or(Errno::ENOENT)
     }
 
+    /// The path a READ of `ino` is answered from; a file retired by a refresh is `EIO`.
+    fn readable(&self, ino: INodeNo) -> Result<String, Errno> {
+        match self.inodes.lock().unwrap().readable(ino) {
+            Ok(p) => Ok(p),
+            Err(Unreadable::Unknown) => Err(Errno::ENOENT),
+            Err(Unreadable::Retired(path)) => {
+                tracing::error!(
+                    "read /{path}: EIO: a refresh changed this file while it was open; open it again"
+                );
+                Err(Errno::EIO)
+            }
+        }
+    }
+
     /// A function that makes the kernel forget what it cached of the given paths (exact paths,
     /// and prefixes ending in `/`): the attributes and pages of each inode it holds, and the
     /// directory entry, so the next lookup or read comes to us. Called after a change of catalog
@@ -131,22 +219,7 @@ impl DatacubeFs {
     pub fn invalidator(&self) -> impl Fn(&fuser::Notifier, &[String]) + Send + Sync + 'static {
         let inodes = self.inodes.clone();
         move |notifier, paths| {
-            let targets: Vec<(u64, String)> = {
-                let g = inodes.lock().unwrap();
-                g.by_path
-                    .iter()
-                    .filter(|(p, _)| {
-                        paths.iter().any(|q| {
-                            if q.ends_with('/') {
-                                p.starts_with(q.as_str())
-                            } else {
-                                *p == q
-                            }
-                        })
-                    })
-                    .map(|(p, ino)| (*ino, p.clone()))
-                    .collect()
-            };
+            let targets = inodes.lock().unwrap().changed(paths);
             for (ino, path) in targets {
                 let _ = notifier.inval_inode(INodeNo(ino), 0, 0);
                 let (parent, name) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
@@ -160,31 +233,36 @@ impl DatacubeFs {
 
     fn attr_maker(&self) -> impl Fn(u64, &Attr) -> FileAttr + Send + 'static {
         let (uid, gid, time) = (self.uid, self.gid, self.time);
-        move |ino, a| FileAttr {
-            ino: INodeNo(ino),
-            size: a.size,
-            blocks: a.size.div_ceil(512),
-            atime: time,
-            mtime: time,
-            ctime: time,
-            crtime: time,
-            kind: match a.kind {
-                Kind::Dir => FileType::Directory,
-                Kind::File => FileType::RegularFile,
-            },
-            perm: match a.kind {
-                Kind::Dir => 0o555,
-                Kind::File => 0o444,
-            },
-            nlink: match a.kind {
-                Kind::Dir => 2,
-                Kind::File => 1,
-            },
-            uid,
-            gid,
-            rdev: 0,
-            blksize: 1 << 17,
-            flags: 0,
+        move |ino, a| {
+            // A volatile file's mtime changes with each GETATTR, which makes the kernel drop the
+            // pages it holds of it (`FUSE_AUTO_INVAL_DATA`) and READ it again.
+            let time = if a.volatile { SystemTime::now() } else { time };
+            FileAttr {
+                ino: INodeNo(ino),
+                size: a.size,
+                blocks: a.size.div_ceil(512),
+                atime: time,
+                mtime: time,
+                ctime: time,
+                crtime: time,
+                kind: match a.kind {
+                    Kind::Dir => FileType::Directory,
+                    Kind::File => FileType::RegularFile,
+                },
+                perm: match a.kind {
+                    Kind::Dir => 0o555,
+                    Kind::File => 0o444,
+                },
+                nlink: match a.kind {
+                    Kind::Dir => 2,
+                    Kind::File => 1,
+                },
+                uid,
+                gid,
+                rdev: 0,
+                blksize: 1 << 17,
+                flags: 0,
+            }
         }
     }
 }
@@ -228,6 +306,9 @@ impl Filesystem for DatacubeFs {
         // Lookups and listings of one directory in parallel (the kernel serializes them per
         // directory otherwise): many loader workers walk the same `c/…` directories at once.
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_PARALLEL_DIROPS);
+        // Pages of a file whose mtime changed at a GETATTR are dropped: how the stats file stays
+        // current without OPEN requests (see the module's doc). Other files keep one mtime.
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_AUTO_INVAL_DATA);
         Ok(())
     }
 
@@ -250,7 +331,7 @@ impl Filesystem for DatacubeFs {
                     &path.clone(),
                     Box::new(move |r| match r {
                         Ok(a) => {
-                            let ino = inodes.lock().unwrap().lookup(&path);
+                            let ino = inodes.lock().unwrap().lookup(&path, a.kind == Kind::File);
                             reply.entry(&ttl(&a), &make(ino, &a), Generation(0));
                         }
                         Err(e) => reply.error(errno("lookup", &path, e)),
@@ -281,100 +362,76 @@ impl Filesystem for DatacubeFs {
         }
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    /// Answered `ENOSYS` (the mount is read-only; a write is refused by the kernel before it
+    /// gets here): from then on the kernel opens and closes files without asking us (see the
+    /// module's doc). Counted in `fs.opens`, which therefore stays at one.
+    fn open(&self, _req: &Request, _ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.cube.stats().opens.inc();
         if flags.acc_mode() != OpenAccMode::O_RDONLY || flags.0 & libc::O_TRUNC != 0 {
             return reply.error(Errno::EROFS);
         }
-        let path = match self.path(ino) {
-            Ok(p) => p,
-            Err(e) => return reply.error(e),
-        };
-        let volatile = path == super::node::STATS_FILE;
-        let handles = self.handles.clone();
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        let cube = self.cube.clone();
-        self.cube.when_year_ready(
-            &path.clone(),
-            Box::new(move || {
-                let asked = path.clone();
-                cube.open(
-                    &path,
-                    Box::new(move |r| match r {
-                        Ok(content) => {
-                            handles
-                                .lock()
-                                .unwrap()
-                                .insert(fh, (content, Arc::from(asked.as_str())));
-                            // Chunk and metadata files change only with a refresh, which
-                            // invalidates them: keep the page cache. No FLUSH on close (it would
-                            // be a synchronous round trip per close(), for nothing: read-only).
-                            let flags = if volatile {
-                                FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NOFLUSH
-                            } else {
-                                FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH
-                            };
-                            reply.opened(FileHandle(fh), flags);
-                        }
-                        Err(e) => reply.error(errno("open", &asked, e)),
-                    }),
-                )
-            }),
-        );
+        reply.error(Errno::ENOSYS)
     }
 
+    /// A page-cache miss: `size` bytes at `offset` of the file at `ino`'s path, from what the cube
+    /// holds for it now (a cached or computed chunk, a stored object read by range, metadata, or
+    /// a fresh stats document).
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
+        ino: INodeNo,
+        _fh: FileHandle,
         offset: u64,
         size: u32,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let Some((content, path)) = self.handles.lock().unwrap().get(&fh.0).cloned() else {
-            return reply.error(Errno::EBADF);
+        let path = match self.readable(ino) {
+            Ok(p) => p,
+            Err(e) => return reply.error(e),
         };
         let cube = self.cube.clone();
-        let answer = move |r: Result<&[u8], Errno>| match r {
-            Ok(data) => {
-                let stats = cube.stats();
-                stats.reads.inc();
-                stats.bytes_served.add(data.len() as u64);
-                reply.data(data);
-            }
-            Err(e) => reply.error(e),
-        };
-        match content {
-            Content::Bytes(b) => {
-                let r = crate::store::clip(b.len() as u64, offset, size as usize);
-                answer(Ok(&b[r.start as usize..r.end as usize]));
-            }
-            Content::Stored(o) => {
-                self.store_reads
-                    .spawn(move || match o.read(offset, size as usize) {
-                        Ok(data) => answer(Ok(&data)),
-                        Err(e) => answer(Err(errno("read", &path, e))),
-                    })
-            }
-        }
+        let store_reads = self.store_reads.clone();
+        self.cube.when_year_ready(
+            &path.clone(),
+            Box::new(move || {
+                let asked = path.clone();
+                let view = cube.clone();
+                view.open(
+                    &path,
+                    Box::new(move |r| {
+                        let answer = move |r: Result<&[u8], Errno>| match r {
+                            Ok(data) => {
+                                let stats = cube.stats();
+                                stats.reads.inc();
+                                stats.bytes_served.add(data.len() as u64);
+                                reply.data(data);
+                            }
+                            Err(e) => reply.error(e),
+                        };
+                        match r {
+                            Ok(Content::Bytes(b)) => {
+                                let r = crate::store::clip(b.len() as u64, offset, size as usize);
+                                answer(Ok(&b[r.start as usize..r.end as usize]));
+                            }
+                            Ok(Content::Stored(o)) => {
+                                store_reads.spawn(move || match o.read(offset, size as usize) {
+                                    Ok(data) => answer(Ok(&data)),
+                                    Err(e) => answer(Err(errno("read", &asked, e))),
+                                })
+                            }
+                            Err(e) => answer(Err(errno("read", &asked, e))),
+                        }
+                    }),
+                )
+            }),
+        );
     }
 
-    fn release(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        _flush: bool,
-        reply: ReplyEmpty,
-    ) {
-        self.handles.lock().unwrap().remove(&fh.0);
-        reply.ok();
-    }
-
+    /// Nothing to flush (read-only). Answered `ENOSYS`, which the kernel remembers: it stops
+    /// sending FLUSH, which it would otherwise send, synchronously, at every close() (files opened
+    /// without OPEN have no `FOPEN_NOFLUSH`).
     fn flush(
         &self,
         _req: &Request,
@@ -383,7 +440,7 @@ impl Filesystem for DatacubeFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        reply.error(Errno::ENOSYS);
     }
 
     fn fsync(
@@ -636,8 +693,8 @@ mod tests {
     #[test]
     fn inodes_follow_kernel_references() {
         let mut i = Inodes::new();
-        let a = i.lookup("35VLH");
-        assert_eq!(i.lookup("35VLH"), a);
+        let a = i.lookup("35VLH", false);
+        assert_eq!(i.lookup("35VLH", false), a);
         assert_eq!(i.peek("35VLH"), a);
         let listed = i.peek("35VLJ");
         assert!(
@@ -648,9 +705,45 @@ mod tests {
         assert_eq!(i.path(INodeNo(a)).as_deref(), Some("35VLH"));
         i.forget(a, 1);
         assert!(i.path(INodeNo(a)).is_none());
-        let b = i.lookup("35VLH");
+        let b = i.lookup("35VLH", false);
         assert_ne!(a, b, "numbers are never reused");
         i.forget(1, 99);
         assert_eq!(i.path(INodeNo(1)).as_deref(), Some(""));
+    }
+
+    #[test]
+    fn a_refresh_retires_changed_files_and_only_them() {
+        let mut i = Inodes::new();
+        let dir = i.lookup("T/2024/10m/data", false);
+        let meta = i.lookup("T/2024/10m/data/zarr.json", true);
+        let chunk = i.lookup("T/2024/10m/data/c/0/0/0/0", true);
+        let other = i.lookup("T/2024/20m/data/zarr.json", true);
+        let hit = i.changed(&["T/2024/10m/".to_string()]);
+        assert_eq!(hit.len(), 3);
+        assert_eq!(i.readable(INodeNo(dir)), Ok("T/2024/10m/data".into()));
+        for ino in [meta, chunk] {
+            assert!(matches!(
+                i.readable(INodeNo(ino)),
+                Err(Unreadable::Retired(_))
+            ));
+        }
+        assert_eq!(
+            i.readable(INodeNo(other)),
+            Ok("T/2024/20m/data/zarr.json".into())
+        );
+        // The path gets a new number; forgetting the old one leaves the new one in place.
+        let meta2 = i.lookup("T/2024/10m/data/zarr.json", true);
+        assert_ne!(meta2, meta);
+        assert_eq!(
+            i.lookup("T/2024/10m/data", false),
+            dir,
+            "directories keep theirs"
+        );
+        i.forget(meta, 1);
+        assert_eq!(i.peek("T/2024/10m/data/zarr.json"), meta2);
+        assert_eq!(
+            i.readable(INodeNo(meta2)),
+            Ok("T/2024/10m/data/zarr.json".into())
+        );
     }
 }
