@@ -1,8 +1,8 @@
 //! The FUSE adapter (fuser): inode numbers ↔ paths, replies, errno values. All semantics are in
 //! `Cube`; requests that need a chunk are answered from the worker pool when it is ready.
 //!
-//! Files are never opened. The first OPEN is answered `ENOSYS`, after which the kernel opens
-//! files of this mount by itself, keeps their pages (`FOPEN_KEEP_CACHE` is its default then) and
+//! The daemon is not asked to open files. The first OPEN is answered `ENOSYS`, after which the
+//! kernel opens files of this mount by itself, keeps their pages (`FOPEN_KEEP_CACHE` is its default then) and
 //! sends neither OPEN nor RELEASE: a reader that opens a shard once per inner chunk it reads
 //! (zarr-python, zarrs-python's pipeline, tensorstore: 100 to 1000 opens per patch time series)
 //! no longer waits on the daemon for each. A READ names its file by inode and is answered from
