@@ -204,7 +204,7 @@ fn run(name: &str, store: &StoreAt) {
     assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
     assert!(
         mounts[0].log_text().contains(&format!(
-            "read /35VLH/{YEAR}/10m/data/zarr.json: EIO: a refresh changed this file"
+            "/35VLH/{YEAR}/10m/data/zarr.json: EIO: a refresh changed this file"
         )),
         "{}",
         mounts[0].log_text()

@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import statistics
 import sys
 import time
@@ -141,31 +142,54 @@ READERS = {
 }
 
 
-def interleaved_pass(reader, roots, tile, year, patches, order, first):
+def cpu_seconds():
+    """CPU time of this process so far, all threads (µs resolution, unlike /proc's ticks)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def daemon_cpu_seconds(pid):
+    """CPU time of the mount's daemon so far (clock ticks), 0 when it is not known."""
+    if not pid:
+        return 0.0
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def interleaved_pass(reader, roots, tile, year, patches, order, first, daemon_pid=None):
     """One pass on each side (`roots`: side -> root), interleaved: both sides open the arrays,
     then each patch is read from one side and at once from the other (which side goes first
     alternates from patch to patch). This VM's speed drifts by ±20 % over seconds; interleaved,
-    both sides' times see the same drift. Returns {side: seconds} and {side: [checksum per patch]}."""
+    both sides' times see the same drift. Returns {side: seconds}, {side: CPU seconds} (the
+    reader's, and for the mount the daemon's during the whole pass) and {side: [checksum per
+    patch]}."""
     sides = [first, "store" if first == "mount" else "mount"]
     seconds = {side: 0.0 for side in sides}
+    cpu = {side: 0.0 for side in sides}
+    daemon0 = daemon_cpu_seconds(daemon_pid)
     sums = {side: {} for side in sides}
     opened, arrays = {}, {}
     for side in sides:
         base = f"{roots[side]}/{tile}/{year}"
         arrays[side] = arrays_of(base)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         opened[side] = reader.open(base, arrays[side])
         seconds[side] += time.perf_counter() - t0
+        cpu[side] += cpu_seconds() - c0
     for k, i in enumerate(order):
         for side in sides if k % 2 == 0 else sides[::-1]:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), cpu_seconds()
             h = 0
             for g, n, m in arrays[side]:
                 a = reader.read(opened[side], (g, n), patches[i], m)
                 h = (h * 1000003 + checksum(a)) & MASK
             seconds[side] += time.perf_counter() - t0
+            cpu[side] += cpu_seconds() - c0
             sums[side][i] = h
-    return seconds, {side: [sums[side][i] for i in range(len(patches))] for side in sides}
+    daemon = daemon_cpu_seconds(daemon_pid) - daemon0
+    cpu["mount"] += daemon
+    sums = {side: [sums[side][i] for i in range(len(patches))] for side in sides}
+    return seconds, cpu, daemon, sums
 
 
 def main():
@@ -180,6 +204,7 @@ def main():
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--readers", default=",".join(READERS))
     ap.add_argument("--width", type=int, help="tile width in metres (default: from 10m/data)")
+    ap.add_argument("--daemon-pid", type=int, help="the mount's daemon, whose CPU time is counted")
     ap.add_argument("--json")
     o = ap.parse_args()
     width = o.width
@@ -197,12 +222,18 @@ def main():
     for name in o.readers.split(","):
         reader = READERS[name]()
         times = {"mount": [], "store": []}
+        cpus = {"mount": [], "store": []}
+        daemon_cpu = []
         for rep in range(o.repeats + 1):
             order = list(range(len(patches)))
             random.Random(o.seed * 1000 + rep).shuffle(order)
             first = "mount" if rep % 2 == 0 else "store"
             roots = {"mount": o.mount, "store": o.store}
-            seconds, sums = interleaved_pass(reader, roots, o.tile, o.year, patches, order, first)
+            seconds, cpu, daemon, sums = interleaved_pass(
+                reader, roots, o.tile, o.year, patches, order, first, o.daemon_pid
+            )
+            if rep > 0:
+                daemon_cpu.append(daemon)
             for side in ("mount", "store"):
                 if reference is None:
                     reference = sums[side]
@@ -210,23 +241,32 @@ def main():
                     sys.exit(f"{name} on {side}: values differ from the first reader's")
                 if rep > 0:
                     times[side].append(seconds[side])
+                    cpus[side].append(cpu[side])
         m, s = statistics.mean(times["mount"]), statistics.mean(times["store"])
         # Each repetition's mount pass over its own store pass (interleaved patch by patch): the
         # median of these is less moved by one disturbed pass than a ratio of means.
         paired = statistics.median(a / b for a, b in zip(times["mount"], times["store"]))
+        # CPU time moves far less with the VM's speed than wall time: what the mount costs the
+        # reader (its system calls through FUSE) and the daemon, per pass.
+        cm, cs = statistics.mean(cpus["mount"]), statistics.mean(cpus["store"])
         rows.append({"reader": name, "versions": reader.versions(), "mount_seconds": times["mount"],
                      "store_seconds": times["store"], "mount_mean": m, "store_mean": s, "ratio": m / s,
-                     "paired_median": paired})
+                     "paired_median": paired, "mount_cpu": cpus["mount"], "store_cpu": cpus["store"],
+                     "daemon_cpu": daemon_cpu, "cpu_ratio": cm / cs})
         print(f"{name}: store {s:.3f} s, mount {m:.3f} s, ratio {m / s:.3f}, paired median "
-              f"{paired:.3f}", file=sys.stderr)
+              f"{paired:.3f}; CPU store {cs:.3f} s, mount {cm:.3f} s (daemon "
+              f"{statistics.mean(daemon_cpu):.3f}), ratio {cm / cs:.3f}", file=sys.stderr)
     print(f"{len(patches)} patches of {o.size} m, {o.repeats} counted passes per side after one "
           f"warm-up, mount and store interleaved patch by patch; Python {sys.version.split()[0]}.\n")
     print("| reader | versions | store (s/pass) | mount (s/pass) | mount ÷ store (means) "
-          "| mount ÷ store (median of pairs) |")
-    print("|---|---|---:|---:|---:|---:|")
+          "| mount ÷ store (median of pairs) | CPU s/pass store | CPU s/pass mount (daemon) "
+          "| CPU mount ÷ store |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['reader']} | {r['versions']} | {r['store_mean']:.3f} | {r['mount_mean']:.3f} | "
-              f"{r['ratio']:.3f} | **{r['paired_median']:.3f}** |")
+              f"{r['ratio']:.3f} | **{r['paired_median']:.3f}** | "
+              f"{statistics.mean(r['store_cpu']):.3f} | {statistics.mean(r['mount_cpu']):.3f} "
+              f"({statistics.mean(r['daemon_cpu']):.3f}) | **{r['cpu_ratio']:.3f}** |")
     if o.json:
         json.dump({"patches": patches, "rows": rows, "python": sys.version}, open(o.json, "w"), indent=1)
 

@@ -9,6 +9,7 @@
 pub mod tree;
 pub mod years;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use anyhow::Result;
@@ -68,8 +69,14 @@ pub struct Cube<O: Objects> {
     /// Fixed facts of the statistics document (store, source, layout, …).
     about: Map<String, Value>,
     started: chrono::DateTime<chrono::Utc>,
+    /// The stats file's length: the longest it had to be, so it never shrinks (`stats_file`).
+    stats_file_len: AtomicUsize,
     pub stats: CubeStats,
 }
+
+/// Room for the stats document to grow (counters gain digits, sections appear) before its file
+/// must grow by a page.
+const STATS_HEADROOM: usize = 2048;
 
 impl<O: Objects> Cube<O> {
     /// `about`: what the statistics document says of the cube besides its counters.
@@ -88,6 +95,7 @@ impl<O: Objects> Cube<O> {
             refresh,
             about,
             started: chrono::Utc::now(),
+            stats_file_len: AtomicUsize::new(0),
             stats: CubeStats::default(),
         }
     }
@@ -185,15 +193,20 @@ impl<O: Objects> Cube<O> {
     }
 
     /// The stats file's content: the document, padded with spaces (which JSON allows after a
-    /// value) to a whole number of 4 KiB pages. A reader of the mount may take the file's size
-    /// from one GETATTR and its bytes from a later READ (the kernel opens files without asking
-    /// the daemon, see `fs::fuse`); with one length for every snapshot, the bytes it gets are
-    /// always one whole document, never a cut or zero-filled one.
+    /// value) to whole 4 KiB pages, with room to grow. A reader of the mount may take the file's
+    /// size from one GETATTR and its bytes from a later READ (the kernel opens files without
+    /// asking the daemon, see `fs::fuse`); with one length for every snapshot, the bytes it gets
+    /// are one whole document, never a cut or zero-filled one. The length only ever grows, by
+    /// whole pages, when a document outgrows its headroom (in practice never after the first).
     pub fn stats_file(&self) -> Vec<u8> {
         let mut v = self.stats_json();
-        let padded = v.len().next_multiple_of(4096);
+        let want = (v.len() + STATS_HEADROOM).next_multiple_of(4096);
+        let len = self
+            .stats_file_len
+            .fetch_max(want, Ordering::Relaxed)
+            .max(want);
         v.pop(); // the final newline goes after the padding
-        v.resize(padded - 1, b' ');
+        v.resize(len - 1, b' ');
         v.push(b'\n');
         v
     }

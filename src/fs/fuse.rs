@@ -143,8 +143,8 @@ impl Inodes {
         }
     }
     /// The inodes of the given paths (exact paths, and prefixes ending in `/`); the files among
-    /// them are retired, so their paths get new numbers at their next lookup.
-    fn changed(&mut self, paths: &[String]) -> Vec<(u64, String)> {
+    /// them are detached from their paths, which get new numbers at their next lookup.
+    fn detach_changed(&mut self, paths: &[String]) -> Vec<(u64, String)> {
         let hit: Vec<(u64, String)> = self
             .by_path
             .iter()
@@ -160,13 +160,19 @@ impl Inodes {
             .map(|(p, ino)| (*ino, p.clone()))
             .collect();
         for (ino, path) in &hit {
-            let e = self.by_ino.get_mut(ino).expect("consistent");
-            if e.file {
-                e.retired = true;
+            if self.by_ino[ino].file {
                 self.by_path.remove(path);
             }
         }
         hit
+    }
+    /// Reads of these inodes, the files among them, fail from now on.
+    fn retire(&mut self, inos: impl Iterator<Item = u64>) {
+        for ino in inos {
+            if let Some(e) = self.by_ino.get_mut(&ino) {
+                e.retired = e.file;
+            }
+        }
     }
 }
 
@@ -198,14 +204,15 @@ impl DatacubeFs {
         self.inodes.lock().unwrap().path(ino).ok_or(Errno::ENOENT)
     }
 
-    /// The path a READ of `ino` is answered from; a file retired by a refresh is `EIO`.
+    /// The path a READ or GETATTR of `ino` is answered from; a file retired by a refresh is `EIO`
+    /// (its attributes too: the path may name no file yet in the new version).
     fn readable(&self, ino: INodeNo) -> Result<String, Errno> {
         match self.inodes.lock().unwrap().readable(ino) {
             Ok(p) => Ok(p),
             Err(Unreadable::Unknown) => Err(Errno::ENOENT),
             Err(Unreadable::Retired(path)) => {
                 tracing::error!(
-                    "read /{path}: EIO: a refresh changed this file while it was open; open it again"
+                    "/{path}: EIO: a refresh changed this file while it was open; open it again"
                 );
                 Err(Errno::EIO)
             }
@@ -219,14 +226,24 @@ impl DatacubeFs {
     pub fn invalidator(&self) -> impl Fn(&fuser::Notifier, &[String]) + Send + Sync + 'static {
         let inodes = self.inodes.clone();
         move |notifier, paths| {
-            let targets = inodes.lock().unwrap().changed(paths);
-            for (ino, path) in targets {
-                let _ = notifier.inval_inode(INodeNo(ino), 0, 0);
+            // In this order: a lookup gets a new inode for a changed file from the first step on;
+            // the kernel's entries go before the old inodes are retired, so that a file opened
+            // through an entry not yet dropped (dropping one waits for the lookups in progress in
+            // its directory) was open while the refresh ran, not after it.
+            let targets = inodes.lock().unwrap().detach_changed(paths);
+            for (_, path) in &targets {
                 let (parent, name) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
                 let parent_ino = inodes.lock().unwrap().by_path.get(parent).copied();
                 if let Some(pino) = parent_ino {
                     let _ = notifier.inval_entry(INodeNo(pino), OsStr::new(name));
                 }
+            }
+            inodes
+                .lock()
+                .unwrap()
+                .retire(targets.iter().map(|(ino, _)| *ino));
+            for (ino, _) in &targets {
+                let _ = notifier.inval_inode(INodeNo(*ino), 0, 0);
             }
         }
     }
@@ -346,7 +363,7 @@ impl Filesystem for DatacubeFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.path(ino) {
+        match self.readable(ino) {
             Err(e) => reply.error(e),
             Ok(path) => {
                 let cube = self.cube.clone();
@@ -718,8 +735,14 @@ mod tests {
         let meta = i.lookup("T/2024/10m/data/zarr.json", true);
         let chunk = i.lookup("T/2024/10m/data/c/0/0/0/0", true);
         let other = i.lookup("T/2024/20m/data/zarr.json", true);
-        let hit = i.changed(&["T/2024/10m/".to_string()]);
+        let hit = i.detach_changed(&["T/2024/10m/".to_string()]);
         assert_eq!(hit.len(), 3);
+        assert_eq!(
+            i.readable(INodeNo(meta)),
+            Ok("T/2024/10m/data/zarr.json".into()),
+            "readable until retired"
+        );
+        i.retire(hit.iter().map(|h| h.0));
         assert_eq!(i.readable(INodeNo(dir)), Ok("T/2024/10m/data".into()));
         for ino in [meta, chunk] {
             assert!(matches!(
