@@ -107,11 +107,19 @@ fn a_slow_year_resolution_never_holds_the_calling_thread() {
     let file = c.stats_file();
     let doc = c.stats_json();
     assert_eq!(file.len() % 4096, 0);
-    assert!(file.len() >= doc.len() + 2048, "{} for {}", file.len(), doc.len());
+    assert!(
+        file.len() >= doc.len() + 2048,
+        "{} for {}",
+        file.len(),
+        doc.len()
+    );
     let parsed: serde_json::Value = serde_json::from_slice(&file).unwrap();
     assert_eq!(parsed["fs"]["years_resolved"], 1, "{parsed}");
     assert!(file.ends_with(b" \n") && file.starts_with(b"{"));
-    assert_eq!(lookup(&c, ".datacube/stats.json").unwrap().size, file.len() as u64);
+    assert_eq!(
+        lookup(&c, ".datacube/stats.json").unwrap().size,
+        file.len() as u64
+    );
     assert_eq!(c.stats_file().len(), file.len());
     c.shutdown();
 }
