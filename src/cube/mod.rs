@@ -43,7 +43,7 @@ pub trait Objects: Send + Sync + 'static {
     fn lookup(&self, object: Self::Object, done: AttrDone);
     /// Its attributes if already known (never starts work).
     fn getattr(&self, object: &Self::Object) -> Result<Attr, FsError>;
-    /// Its content, to read from while it is open.
+    /// Its content now, for a READ.
     fn open(&self, object: Self::Object, done: ContentDone);
     /// The objects of `array` known to have a file under `year`: what a listing shows (from
     /// memory only).

@@ -1,10 +1,11 @@
-//! What an open file of the mount reads from: bytes in memory (metadata, a cached or freshly
-//! computed chunk) or a stored object read by byte range.
+//! What a READ of a file of the mount is answered from: bytes in memory (metadata, a cached or
+//! freshly computed chunk) or a stored object read by byte range.
 //!
 //! A shard is tens of megabytes of which a Zarr reader wants the index and a few inner chunks,
-//! so a shard that is in the store but not in the chunk cache is not fetched whole: the open file
-//! pins that version of the object (`store::ObjectReader`) and each read fetches its own range.
-//! Such reads may block on the store, so the FUSE adapter runs them on its read pool.
+//! so a shard that is in the store but not in the chunk cache is not fetched whole: a
+//! `StoredObject` pins one version of it (`store::ObjectReader`; the resolver keeps the opened
+//! ones by key and fingerprint) and each read fetches its own range. Such reads may block on the
+//! store, so the FUSE adapter runs them on its read pool.
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use super::resolver_stats::ResolverStats;
 use crate::cache::Bytes;
 use crate::store::ObjectReader;
 
-/// The content of an open file.
+/// The content of a file, as a READ finds it.
 #[derive(Clone)]
 pub enum Content {
     /// In memory: reads are slices of it.
@@ -70,8 +71,8 @@ impl StoredObject {
         }
     }
 
-    /// One ranged read; a failure is answered `Io` with the key, and the file stays open for
-    /// the reader to retry.
+    /// One ranged read; a failure is answered `Io` with the key, and nothing is kept of it (the
+    /// reader may read again).
     pub fn read(&self, offset: u64, size: usize) -> Result<Vec<u8>, FsError> {
         match self.reader.read_at(offset, size) {
             Ok(b) => {

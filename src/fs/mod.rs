@@ -1,6 +1,6 @@
 //! The virtual datacube as a FUSE filesystem. A collection's cube (`s2::cube`, `s1::cube`) holds
 //! the semantics (testable without a mount) behind [`CubeView`]; this module holds what every cube
-//! shares: the vocabulary of nodes (`attr`, `node`), open files (`content`), the worker `pool`,
+//! shares: the vocabulary of nodes (`attr`, `node`), what a read is answered from (`content`), the worker `pool`,
 //! the `refresh` thread, and `fuse`, which adapts a cube to fuser (the only module that knows
 //! FUSE); `mountpoint` handles live and stale mounts; `daemon` starts a mount detached
 //! (`--daemon`) and reports when it serves. See docs/design.md §4.

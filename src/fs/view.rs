@@ -20,7 +20,7 @@ pub trait CubeView: Send + Sync + 'static {
     fn lookup(&self, path: &str, done: AttrDone);
     /// Attributes of a node already looked up (never starts work).
     fn getattr(&self, path: &str) -> Result<Attr, FsError>;
-    /// The content of the file at `path`, to read from while it is open.
+    /// The content of the file at `path` now, for a READ (the kernel opens files without us).
     fn open(&self, path: &str, done: ContentDone);
     /// Children of a directory (without `.`/`..`); never starts chunk work.
     fn list(&self, path: &str) -> Result<Vec<(String, Kind)>, FsError>;
