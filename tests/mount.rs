@@ -287,14 +287,20 @@ fn warm_reads_stay_in_the_kernel_and_stats_json_is_current_and_whole() {
         }
     }
     let s1 = m.stats();
-    // The only READ between the two snapshots is the one that returned s0 (a snapshot is taken
-    // before its own READ is counted); no open reached the daemon but the very first.
-    assert_eq!(
-        stat(&s1, "/fs/reads") - stat(&s0, "/fs/reads"),
-        1,
-        "{s0}\n{s1}"
-    );
+    // No open reached the daemon but the very first. The data came from the kernel's pages: the
+    // READs between the two snapshots are the one that returned s0 (a snapshot is taken before its
+    // own READ is counted) and at most one per file, for the kernel may fetch a file's partly
+    // filled last page again (seen once in CI: two tails of 10 KiB); dropped pages would be
+    // dozens of READs of up to 1 MiB for these 13 MB chunks, read three times.
     assert_eq!(stat(&s1, "/fs/opens"), 1, "{s1}");
+    let reads = stat(&s1, "/fs/reads") - stat(&s0, "/fs/reads");
+    assert!(reads <= 1 + warm.len() as u64, "{reads} READs\n{s0}\n{s1}");
+    let reread: u64 = first.iter().map(|b| 3 * b.len() as u64).sum();
+    let served = stat(&s1, "/fs/bytes_served") - stat(&s0, "/fs/bytes_served");
+    assert!(
+        served * 100 < reread,
+        "{served} of {reread} bytes served by the daemon"
+    );
     assert_eq!(
         stat(&s1, "/fs/materializations"),
         stat(&s0, "/fs/materializations")
